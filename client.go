@@ -1,0 +1,213 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// Client sends OpenAI requests to an ordered list of Azure OpenAI regions, moving on when one is rate-limited or
+// failing, and to the public OpenAI API when every region is out. It is safe for concurrent use.
+//
+// A Client formats itself with %v (and every other verb) without secrets.
+type Client struct {
+	engine      *engine
+	api         *openai.Client
+	model       string
+	temperature float32 // sent by ChatCompletion when hasTemperature
+	hasTemp     bool
+}
+
+// logicalBaseURL is the base URL of the requests go-openai builds for the engine. The engine replaces it per
+// backend; only the path's operation and the body matter.
+const logicalBaseURL = "https://failover.invalid/v1"
+
+// New builds a client that tries regions in the given order, then the OpenAI fallback if one is configured with
+// WithOpenAIFallback. Every problem in regions and options is reported at once, each as a *ConfigError naming the
+// field; on error no client is returned.
+func New(regions []Region, opts ...Option) (*Client, error) {
+	s := settings{attemptTimeout: DefaultAttemptTimeout}
+	for _, opt := range opts {
+		opt(&s)
+	}
+	var errs []error
+	backends := make([]*backend, 0, len(regions)+1)
+	seenEndpoint := make(map[string]string, len(regions))
+	seenName := make(map[string]string, len(regions))
+	for i := range regions {
+		r := &regions[i]
+		b, bErrs := newRegionBackend(i, r)
+		if len(bErrs) > 0 {
+			errs = append(errs, bErrs...)
+			continue
+		}
+		if first, dup := seenEndpoint[endpointKey(b)]; dup {
+			errs = append(errs, configErr(r.field(i, "Endpoint"), "is the same endpoint as %s; each region must be listed once", first))
+			continue
+		}
+		if first, dup := seenName[b.name]; dup {
+			errs = append(errs, configErr(r.field(i, "Name"), "is %q, the name of %s too; region names must be unique", b.name, first))
+			continue
+		}
+		seenEndpoint[endpointKey(b)] = r.field(i, "Endpoint")
+		seenName[b.name] = r.field(i, "Name")
+		backends = append(backends, b)
+	}
+	if s.fallback != nil {
+		b, err := newFallbackBackend(s.fallback)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			backends = append(backends, b)
+		}
+	}
+	if len(regions) == 0 && s.fallback == nil {
+		errs = append(errs, configErr("regions", "none given and no OpenAI fallback; give at least one region or WithOpenAIFallback"))
+	}
+	if s.attemptTimeout <= 0 {
+		errs = append(errs, configErr(s.timeoutField, "is %s; expected a positive duration", s.attemptTimeout))
+	}
+	if s.hasTemperature && (s.temperature < 0 || s.temperature > 2 || math.IsNaN(float64(s.temperature))) {
+		errs = append(errs, configErr("WithTemperature", "is %v; expected a value from 0 to 2", s.temperature))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	httpClient := &http.Client{Transport: defaultTransport()}
+	if s.httpClient != nil {
+		c := *s.httpClient
+		httpClient = &c
+	}
+	// Azure OpenAI never redirects, and net/http would carry the api-key header to wherever a redirect points.
+	httpClient.CheckRedirect = refuseRedirect
+	e := &engine{backends: backends, client: httpClient, attemptTimeout: s.attemptTimeout, logger: s.logger}
+	cfg := openai.DefaultConfig("")
+	cfg.BaseURL = logicalBaseURL
+	cfg.HTTPClient = e
+	return &Client{engine: e, api: openai.NewClientWithConfig(cfg), model: s.model,
+		temperature: s.temperature, hasTemp: s.hasTemperature}, nil
+}
+
+func newFallbackBackend(f *fallbackSettings) (*backend, error) {
+	if f.apiKey == "" {
+		return nil, configErr(f.keyField, "must be set: the OpenAI fallback needs an API key")
+	}
+	if !validSecret(f.apiKey) {
+		return nil, configErr(f.keyField, "contains spaces, quotes or control characters (a stray newline or quote?)")
+	}
+	base := f.baseURL
+	if base == "" {
+		base = DefaultOpenAIBaseURL
+	}
+	u, err := parseEndpoint(f.urlField, base)
+	if err != nil {
+		return nil, err
+	}
+	return &backend{
+		name:       OpenAIFallbackName,
+		scheme:     u.Scheme,
+		host:       u.Host,
+		path:       u.Path,
+		authHeader: "Authorization",
+		authValue:  []string{"Bearer " + f.apiKey},
+		secret:     f.apiKey,
+	}, nil
+}
+
+// refuseRedirect makes a redirect answer an answer like any other; it is classified as a failure of its backend.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// defaultTransport is http.DefaultTransport with room for the many concurrent requests a service sends to the
+// same few hosts (the standard library keeps only 2 idle connections per host).
+func defaultTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 64
+	return t
+}
+
+// ChatCompletion sends messages with the client's model (WithModel, FAILOVER_MODEL) and temperature
+// (WithTemperature) and returns the text of the first choice.
+func (c *Client) ChatCompletion(ctx context.Context, messages []openai.ChatCompletionMessage) (string, error) {
+	resp, err := c.chatCompletion(ctx, messages)
+	if err != nil {
+		return "", err
+	}
+	return resp.Choices[0].Message.Content, nil
+}
+
+func (c *Client) chatCompletion(ctx context.Context, messages []openai.ChatCompletionMessage) (openai.ChatCompletionResponse, error) {
+	req := openai.ChatCompletionRequest{Model: c.model, Messages: messages}
+	if c.hasTemp {
+		req.Temperature = c.temperature
+		if req.Temperature == 0 {
+			// go-openai leaves a zero temperature out of the body (the service would use 1); this is its
+			// documented way to send 0.
+			req.Temperature = math.SmallestNonzeroFloat32
+		}
+	}
+	resp, err := c.CreateChatCompletion(ctx, req)
+	if err == nil && len(resp.Choices) == 0 {
+		err = errors.New("failover: the answer has no choices")
+	}
+	return resp, err
+}
+
+// CreateChatCompletion sends a chat completion request as go-openai's Client.CreateChatCompletion does, with
+// failover. An empty Model is replaced by the client's model. Errors are those of go-openai (an *openai.APIError
+// for an answer that refuses the request), an *ExhaustedError when no backend could serve it, or the context's
+// error, wrapped, when ctx ends first.
+func (c *Client) CreateChatCompletion(ctx context.Context, req openai.ChatCompletionRequest) (openai.ChatCompletionResponse, error) {
+	if req.Model == "" {
+		if c.model == "" {
+			return openai.ChatCompletionResponse{}, errNoModel
+		}
+		req.Model = c.model
+	}
+	return c.api.CreateChatCompletion(ctx, req)
+}
+
+var errNoModel = errors.New("failover: the request names no model; set its Model, or the client's with WithModel or FAILOVER_MODEL")
+
+// Do sends one OpenAI API request with failover; it makes the Client an HTTP doer for go-openai and other SDKs.
+// The request's host is ignored: its path must end in /chat/completions, /completions or /embeddings, and its JSON
+// body must name the model. Its auth headers are dropped and each backend's own are sent. See the package example
+// for use as go-openai's HTTPClient.
+func (c *Client) Do(req *http.Request) (*http.Response, error) {
+	return c.engine.Do(req)
+}
+
+// CloseIdleConnections closes the idle connections of the client's HTTP client.
+func (c *Client) CloseIdleConnections() {
+	c.engine.client.CloseIdleConnections()
+}
+
+// AttemptTimeout is the limit for one attempt at one backend.
+func (c *Client) AttemptTimeout() time.Duration { return c.engine.attemptTimeout }
+
+// Regions returns the names of the backends in the order they are tried; the OpenAI fallback, if any, is last
+// and named OpenAIFallbackName.
+func (c *Client) Regions() []string {
+	names := make([]string, len(c.engine.backends))
+	for i, b := range c.engine.backends {
+		names[i] = b.name
+	}
+	return names
+}
+
+// Format writes the client's backends and model, never a secret, whatever the verb.
+func (c *Client) Format(f fmt.State, verb rune) {
+	if c == nil {
+		fmt.Fprint(f, "<nil>")
+		return
+	}
+	fmt.Fprintf(f, "failover.Client{regions: [%s], model: %q, attemptTimeout: %s}",
+		strings.Join(c.Regions(), " "), c.model, c.engine.attemptTimeout)
+}

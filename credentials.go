@@ -1,0 +1,202 @@
+package failover
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/joho/godotenv"
+)
+
+// Environment variables read by NewFromEnv. N is a region number: 1, 2, …; regions are tried in ascending N and
+// numbers may have gaps.
+const (
+	EnvEndpoint       = "AZURE_OPENAI_ENDPOINT"    // _N: region N's base URL; unsuffixed: region 1
+	EnvAPIKey         = "AZURE_OPENAI_API_KEY"     // _N: region N's key; unsuffixed: region 1
+	EnvRegionName     = "AZURE_OPENAI_REGION"      // _N: region N's display name (default: the endpoint's host)
+	EnvDeployments    = "AZURE_OPENAI_DEPLOYMENTS" // _N: model=deployment,model=deployment
+	EnvAPIVersion     = "AZURE_OPENAI_API_VERSION" // unsuffixed: every region's; _N: region N's
+	EnvOpenAIKey      = "OPENAI_API_KEY"           // the public OpenAI fallback's key
+	EnvOpenAIBaseURL  = "OPENAI_BASE_URL"          // the fallback's base URL (default DefaultOpenAIBaseURL)
+	EnvModel          = "FAILOVER_MODEL"           // the default model (WithModel)
+	EnvAttemptTimeout = "FAILOVER_ATTEMPT_TIMEOUT" // a Go duration such as 30s (WithAttemptTimeout)
+)
+
+// EnvFile is the file NewFromEnv reads, from the working directory, when it exists.
+const EnvFile = ".env"
+
+// NewFromEnv builds a client from the environment: the variables above, read from the process environment and
+// from EnvFile in the working directory when it exists (the process environment wins). The file is read, not
+// loaded: the process environment is left unchanged. Options given here override the environment.
+func NewFromEnv(opts ...Option) (*Client, error) {
+	env, err := readEnv(EnvFile)
+	if err != nil {
+		return nil, err
+	}
+	regions, envOpts, err := configFromEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	return New(regions, append(envOpts, opts...)...)
+}
+
+// readEnv merges the dotenv file at path, if there is one, under the process environment.
+func readEnv(path string) (map[string]string, error) {
+	env, err := godotenv.Read(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		env = make(map[string]string)
+	case err != nil:
+		// godotenv's messages quote the file's text, which holds keys: say where to look, not what is there.
+		return nil, fmt.Errorf("failover: %s: cannot be parsed as a dotenv file (details withheld: they would quote its secrets); check its quoting and variable names", path)
+	}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env, nil
+}
+
+// perRegionVars are the variables that take a region number.
+var perRegionVars = []string{EnvEndpoint, EnvAPIKey, EnvRegionName, EnvDeployments, EnvAPIVersion}
+
+var describe = map[string]string{EnvEndpoint: "endpoint", EnvAPIKey: "API key", EnvRegionName: "name",
+	EnvDeployments: "deployments", EnvAPIVersion: "API version"}
+
+// configFromEnv turns environment variables into regions and options. It is pure: tests and fuzzing give it maps.
+func configFromEnv(env map[string]string) ([]Region, []Option, error) {
+	var errs []error
+	get := func(name string) string { return strings.TrimSpace(env[name]) }
+
+	// values[n][base] is the value of variable base_n; names[n][base] the variable it was read from.
+	values := map[int]map[string]string{}
+	names := map[int]map[string]string{}
+	set := func(n int, base, name, value string) {
+		if values[n] == nil {
+			values[n], names[n] = map[string]string{}, map[string]string{}
+		}
+		if prev, ok := values[n][base]; ok {
+			if prev != value {
+				errs = append(errs, configErr(name, "conflicts with %s: both set region %d's %s, differently; keep one", names[n][base], n, describe[base]))
+			}
+			return
+		}
+		values[n][base], names[n][base] = value, name
+	}
+
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := get(k)
+		if v == "" {
+			continue // an empty variable counts as unset, as in a .env template
+		}
+		if k == EnvEndpoint || k == EnvAPIKey {
+			set(1, k, k, v)
+			continue
+		}
+		for _, base := range perRegionVars {
+			suffix, ok := strings.CutPrefix(k, base+"_")
+			if !ok {
+				continue
+			}
+			n, err := strconv.Atoi(suffix)
+			if err != nil || n < 1 || n > 999 || suffix[0] == '+' {
+				errs = append(errs, configErr(k, "ends in %q; expected a region number from 1 to 999 (%s_1, %s_2, …)", suffix, base, base))
+				break
+			}
+			set(n, base, k, v)
+			break
+		}
+	}
+
+	numbers := make([]int, 0, len(values))
+	for n := range values {
+		numbers = append(numbers, n)
+	}
+	sort.Ints(numbers)
+	regions := make([]Region, 0, len(numbers))
+	for _, n := range numbers {
+		v, nm := values[n], names[n]
+		name := func(base string) string {
+			if nm[base] != "" {
+				return nm[base]
+			}
+			return fmt.Sprintf("%s_%d", base, n)
+		}
+		r := Region{
+			Name:       v[EnvRegionName],
+			Endpoint:   v[EnvEndpoint],
+			APIKey:     v[EnvAPIKey],
+			APIVersion: v[EnvAPIVersion],
+			env: &regionEnv{endpoint: name(EnvEndpoint), apiKey: name(EnvAPIKey), name: name(EnvRegionName),
+				apiVersion: name(EnvAPIVersion), deployments: name(EnvDeployments)},
+		}
+		if r.APIVersion == "" && get(EnvAPIVersion) != "" {
+			r.APIVersion, r.env.apiVersion = get(EnvAPIVersion), EnvAPIVersion
+		}
+		if d, ok := v[EnvDeployments]; ok {
+			m, err := parseDeployments(name(EnvDeployments), d)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			r.Deployments = m
+		}
+		regions = append(regions, r)
+	}
+
+	var opts []Option
+	if key, base := get(EnvOpenAIKey), get(EnvOpenAIBaseURL); key != "" || base != "" {
+		opts = append(opts, func(s *settings) {
+			s.fallback = &fallbackSettings{apiKey: key, baseURL: base, keyField: EnvOpenAIKey, urlField: EnvOpenAIBaseURL}
+		})
+	}
+	if model := get(EnvModel); model != "" {
+		opts = append(opts, WithModel(model))
+	}
+	if raw := get(EnvAttemptTimeout); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d <= 0 {
+			errs = append(errs, configErr(EnvAttemptTimeout, "is %q; expected a positive Go duration such as 30s or 1m30s", raw))
+		} else {
+			opts = append(opts, func(s *settings) { s.attemptTimeout, s.timeoutField = d, EnvAttemptTimeout })
+		}
+	}
+	if len(regions) == 0 && get(EnvOpenAIKey) == "" && len(errs) == 0 {
+		errs = append(errs, configErr(EnvEndpoint+"_1", "no region is configured and %s is not set; set %s_1 and %s_1 (and _2, … for more regions), or %s for the public API alone", EnvOpenAIKey, EnvEndpoint, EnvAPIKey, EnvOpenAIKey))
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	return regions, opts, nil
+}
+
+// parseDeployments reads "model=deployment,model=deployment".
+func parseDeployments(field, raw string) (map[string]string, error) {
+	m := make(map[string]string)
+	for _, pair := range strings.Split(raw, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		model, deployment, ok := strings.Cut(pair, "=")
+		model, deployment = strings.TrimSpace(model), strings.TrimSpace(deployment)
+		if !ok || model == "" || deployment == "" {
+			return nil, configErr(field, "has %q; expected model=deployment pairs separated by commas, such as gpt-4o=my-gpt4o,text-embedding-3-small=embed", pair)
+		}
+		if _, dup := m[model]; dup {
+			return nil, configErr(field, "maps model %q twice", model)
+		}
+		m[model] = deployment
+	}
+	return m, nil
+}

@@ -1,0 +1,197 @@
+package failover
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const envSecret = "env-S3cret-Key-9f8e7d6c5b4a"
+
+// clientFromEnv is NewFromEnv without the process environment or a file.
+func clientFromEnv(t *testing.T, env map[string]string) (*Client, error) {
+	t.Helper()
+	regions, opts, err := configFromEnv(env)
+	if err != nil {
+		return nil, err
+	}
+	c, err := New(regions, opts...)
+	if c != nil {
+		t.Cleanup(c.CloseIdleConnections)
+	}
+	return c, err
+}
+
+func TestEnvRegionsInAscendingNumberOrder(t *testing.T) {
+	c, err := clientFromEnv(t, map[string]string{
+		"AZURE_OPENAI_ENDPOINT_10": "https://ten.openai.azure.com", "AZURE_OPENAI_API_KEY_10": envSecret,
+		"AZURE_OPENAI_ENDPOINT_3": "https://three.openai.azure.com/", "AZURE_OPENAI_API_KEY_3": envSecret,
+		"AZURE_OPENAI_ENDPOINT_1": " https://one.openai.azure.com ", "AZURE_OPENAI_API_KEY_1": envSecret,
+		"AZURE_OPENAI_REGION_3":   "swedencentral",
+		"AZURE_OPENAI_ENDPOINT_7": "", "AZURE_OPENAI_API_KEY_7": "  ", // empty counts as unset
+		"UNRELATED_VARIABLE":           "x",
+		"AZURE_OPENAI_DEPLOYMENT_NAME": "not ours",
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"one.openai.azure.com", "swedencentral", "ten.openai.azure.com"}, c.Regions())
+}
+
+func TestEnvRegionSettings(t *testing.T) {
+	c, err := clientFromEnv(t, map[string]string{
+		"AZURE_OPENAI_ENDPOINT_1": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY_1": envSecret,
+		"AZURE_OPENAI_ENDPOINT_2": "https://two.openai.azure.com", "AZURE_OPENAI_API_KEY_2": envSecret,
+		"AZURE_OPENAI_DEPLOYMENTS_1": " gpt-4o = prod-4o , text-embedding-3-small=embed,",
+		"AZURE_OPENAI_API_VERSION":   "2024-06-01",
+		"AZURE_OPENAI_API_VERSION_2": "2025-04-01-preview",
+		"OPENAI_API_KEY":             envSecret,
+		"OPENAI_BASE_URL":            "https://proxy.example.com/v1/",
+		"FAILOVER_MODEL":             "gpt-4o",
+		"FAILOVER_ATTEMPT_TIMEOUT":   "45s",
+	})
+	require.NoError(t, err)
+	b := c.engine.backends
+	require.Len(t, b, 3)
+	assert.Equal(t, map[string]string{"gpt-4o": "prod-4o", "text-embedding-3-small": "embed"}, b[0].deployments)
+	assert.Equal(t, "api-version=2024-06-01", b[0].query)
+	assert.Equal(t, "api-version=2025-04-01-preview", b[1].query)
+	assert.Equal(t, OpenAIFallbackName, b[2].name)
+	assert.Equal(t, "proxy.example.com", b[2].host)
+	assert.Equal(t, "/v1", b[2].path)
+	assert.Equal(t, []string{"Bearer " + envSecret}, b[2].authValue)
+	assert.Equal(t, "gpt-4o", c.model)
+	assert.Equal(t, 45*time.Second, c.AttemptTimeout())
+}
+
+func TestEnvUnsuffixedPairIsRegionOne(t *testing.T) {
+	t.Run("alone", func(t *testing.T) {
+		c, err := clientFromEnv(t, map[string]string{
+			"AZURE_OPENAI_ENDPOINT": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY": envSecret,
+			"AZURE_OPENAI_ENDPOINT_2": "https://two.openai.azure.com", "AZURE_OPENAI_API_KEY_2": envSecret,
+		})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"one.openai.azure.com", "two.openai.azure.com"}, c.Regions())
+	})
+	t.Run("both spellings, same values", func(t *testing.T) {
+		c, err := clientFromEnv(t, map[string]string{
+			"AZURE_OPENAI_ENDPOINT": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY": envSecret,
+			"AZURE_OPENAI_ENDPOINT_1": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY_1": envSecret,
+		})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"one.openai.azure.com"}, c.Regions())
+	})
+	t.Run("mixed spellings", func(t *testing.T) {
+		c, err := clientFromEnv(t, map[string]string{
+			"AZURE_OPENAI_ENDPOINT": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY_1": envSecret,
+		})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"one.openai.azure.com"}, c.Regions())
+	})
+	t.Run("both spellings, different keys", func(t *testing.T) {
+		_, err := clientFromEnv(t, map[string]string{
+			"AZURE_OPENAI_ENDPOINT": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY": envSecret,
+			"AZURE_OPENAI_API_KEY_1": envSecret + "-other",
+		})
+		requireConfigError(t, err, "AZURE_OPENAI_API_KEY_1", "conflicts with AZURE_OPENAI_API_KEY")
+	})
+	t.Run("both spellings, different endpoints", func(t *testing.T) {
+		_, err := clientFromEnv(t, map[string]string{
+			"AZURE_OPENAI_ENDPOINT": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY": envSecret,
+			"AZURE_OPENAI_ENDPOINT_1": "https://other.openai.azure.com",
+		})
+		requireConfigError(t, err, "AZURE_OPENAI_ENDPOINT_1", "conflicts with AZURE_OPENAI_ENDPOINT")
+	})
+}
+
+func TestEnvErrorsNameTheVariable(t *testing.T) {
+	region1 := map[string]string{"AZURE_OPENAI_ENDPOINT_1": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY_1": envSecret}
+	plus := func(kv ...string) map[string]string {
+		env := map[string]string{}
+		for k, v := range region1 {
+			env[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			env[kv[i]] = kv[i+1]
+		}
+		return env
+	}
+	cases := []struct {
+		name    string
+		env     map[string]string
+		field   string
+		problem string
+	}{
+		{"endpoint without key", plus("AZURE_OPENAI_ENDPOINT_2", "https://two.openai.azure.com"), "AZURE_OPENAI_API_KEY_2", "no API key"},
+		{"key without endpoint", plus("AZURE_OPENAI_API_KEY_2", envSecret), "AZURE_OPENAI_ENDPOINT_2", "no endpoint"},
+		{"unsuffixed key without endpoint", map[string]string{"AZURE_OPENAI_API_KEY": envSecret}, "AZURE_OPENAI_ENDPOINT_1", "no endpoint"},
+		{"name without endpoint", plus("AZURE_OPENAI_REGION_4", "westus"), "AZURE_OPENAI_ENDPOINT_4", "must be set"},
+		{"unparsable URL", plus("AZURE_OPENAI_ENDPOINT_1", "https://%zz"), "AZURE_OPENAI_ENDPOINT_1", "not an absolute URL"},
+		{"plain http", plus("AZURE_OPENAI_ENDPOINT_1", "http://one.openai.azure.com"), "AZURE_OPENAI_ENDPOINT_1", "must use https"},
+		{"duplicate region", plus("AZURE_OPENAI_ENDPOINT_2", "https://ONE.openai.azure.com/", "AZURE_OPENAI_API_KEY_2", envSecret),
+			"AZURE_OPENAI_ENDPOINT_2", "same endpoint as AZURE_OPENAI_ENDPOINT_1"},
+		{"duplicate name", plus("AZURE_OPENAI_ENDPOINT_2", "https://two.openai.azure.com", "AZURE_OPENAI_API_KEY_2", envSecret,
+			"AZURE_OPENAI_REGION_2", "one.openai.azure.com"), "AZURE_OPENAI_REGION_2", "must be unique"},
+		{"word suffix", plus("AZURE_OPENAI_ENDPOINT_WESTUS", "https://two.openai.azure.com"), "AZURE_OPENAI_ENDPOINT_WESTUS", "region number"},
+		{"zero suffix", plus("AZURE_OPENAI_API_KEY_0", envSecret), "AZURE_OPENAI_API_KEY_0", "region number"},
+		{"leading zero conflicts", plus("AZURE_OPENAI_ENDPOINT_01", "https://x.openai.azure.com"), "AZURE_OPENAI_ENDPOINT_1", "conflicts with AZURE_OPENAI_ENDPOINT_01"},
+		{"deployments syntax", plus("AZURE_OPENAI_DEPLOYMENTS_1", "gpt-4o:prod"), "AZURE_OPENAI_DEPLOYMENTS_1", "model=deployment"},
+		{"deployments twice", plus("AZURE_OPENAI_DEPLOYMENTS_1", "gpt-4o=a,gpt-4o=b"), "AZURE_OPENAI_DEPLOYMENTS_1", "twice"},
+		{"deployment name", plus("AZURE_OPENAI_DEPLOYMENTS_1", "gpt-4o=a/b"), "AZURE_OPENAI_DEPLOYMENTS_1", "deployment name"},
+		{"global api version", plus("AZURE_OPENAI_API_VERSION", "v1"), "AZURE_OPENAI_API_VERSION", "expected a date"},
+		{"region api version", plus("AZURE_OPENAI_API_VERSION_1", "2024-13"), "AZURE_OPENAI_API_VERSION_1", "expected a date"},
+		{"key with a newline", plus("AZURE_OPENAI_API_KEY_1", envSecret+"\nX"), "AZURE_OPENAI_API_KEY_1", "control characters"},
+		{"nothing", map[string]string{"PATH": "/bin"}, "AZURE_OPENAI_ENDPOINT_1", "no region is configured"},
+		{"base URL without key", plus("OPENAI_BASE_URL", "https://api.openai.com/v1"), "OPENAI_API_KEY", "needs an API key"},
+		{"base URL over http", plus("OPENAI_API_KEY", envSecret, "OPENAI_BASE_URL", "http://api.openai.com/v1"), "OPENAI_BASE_URL", "must use https"},
+		{"attempt timeout", plus("FAILOVER_ATTEMPT_TIMEOUT", "30"), "FAILOVER_ATTEMPT_TIMEOUT", "Go duration"},
+		{"negative attempt timeout", plus("FAILOVER_ATTEMPT_TIMEOUT", "-5s"), "FAILOVER_ATTEMPT_TIMEOUT", "positive"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := clientFromEnv(t, tc.env)
+			assert.Nil(t, c)
+			requireConfigError(t, err, tc.field, tc.problem)
+		})
+	}
+}
+
+func TestEnvOpenAIAlone(t *testing.T) {
+	c, err := clientFromEnv(t, map[string]string{"OPENAI_API_KEY": envSecret})
+	require.NoError(t, err)
+	assert.Equal(t, []string{OpenAIFallbackName}, c.Regions())
+	assert.Equal(t, "api.openai.com", c.engine.backends[0].host)
+}
+
+// requireConfigError checks that err holds a *ConfigError for field whose problem mentions problem, and that no
+// secret leaked into the message.
+func requireConfigError(t *testing.T, err error, field, problem string) {
+	t.Helper()
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrConfig)
+	assert.NotContains(t, err.Error(), envSecret)
+	var found []string
+	for _, e := range flatten(err) {
+		var cfgErr *ConfigError
+		if errors.As(e, &cfgErr) {
+			if cfgErr.Field == field {
+				assert.Contains(t, cfgErr.Problem, problem)
+				return
+			}
+			found = append(found, cfgErr.Field)
+		}
+	}
+	t.Fatalf("no error for %s; errors for %v: %v", field, found, err)
+}
+
+func flatten(err error) []error {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		var all []error
+		for _, e := range joined.Unwrap() {
+			all = append(all, flatten(e)...)
+		}
+		return all
+	}
+	return []error{err}
+}

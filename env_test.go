@@ -1,0 +1,93 @@
+package failover_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aoai-failover/failover"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// isolateEnv runs the test in an empty directory with none of the library's variables set in the process
+// environment (an empty variable counts as unset).
+func isolateEnv(t *testing.T) string {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AZURE_OPENAI_") || strings.HasPrefix(k, "OPENAI_") || strings.HasPrefix(k, "FAILOVER_") {
+			t.Setenv(k, "")
+		}
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	return dir
+}
+
+func writeDotEnv(t *testing.T, dir, text string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, failover.EnvFile), []byte(text), 0o600))
+}
+
+func TestNewFromEnvReadsDotEnv(t *testing.T) {
+	dir := isolateEnv(t)
+	writeDotEnv(t, dir, `# two regions and the public API
+AZURE_OPENAI_ENDPOINT_1=https://one.openai.azure.com
+AZURE_OPENAI_API_KEY_1="`+secretKey+`"
+AZURE_OPENAI_REGION_1=eastus
+AZURE_OPENAI_ENDPOINT_2=https://two.openai.azure.com
+AZURE_OPENAI_API_KEY_2=`+secretKey+`
+AZURE_OPENAI_REGION_2=from-file
+OPENAI_API_KEY=`+secretKey+`
+FAILOVER_MODEL=gpt-4o-mini
+`)
+	t.Setenv("AZURE_OPENAI_REGION_2", "westus") // the process environment wins over the file
+
+	c, err := failover.NewFromEnv()
+	require.NoError(t, err)
+	t.Cleanup(c.CloseIdleConnections)
+	assert.Equal(t, []string{"eastus", "westus", "openai"}, c.Regions())
+	_, inProcess := os.LookupEnv("AZURE_OPENAI_ENDPOINT_1")
+	assert.False(t, inProcess, "the file is read, not loaded into the process environment")
+}
+
+func TestNewFromEnvOptionsOverrideTheEnvironment(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("AZURE_OPENAI_ENDPOINT_1", "https://one.openai.azure.com")
+	t.Setenv("AZURE_OPENAI_API_KEY_1", secretKey)
+	t.Setenv("FAILOVER_ATTEMPT_TIMEOUT", "10s")
+	c, err := failover.NewFromEnv(failover.WithAttemptTimeout(42e9))
+	require.NoError(t, err)
+	t.Cleanup(c.CloseIdleConnections)
+	assert.Equal(t, "42s", c.AttemptTimeout().String())
+}
+
+func TestNewFromEnvWithoutDotEnv(t *testing.T) {
+	isolateEnv(t)
+	t.Setenv("OPENAI_API_KEY", secretKey)
+	c, err := failover.NewFromEnv()
+	require.NoError(t, err)
+	t.Cleanup(c.CloseIdleConnections)
+	assert.Equal(t, []string{"openai"}, c.Regions())
+}
+
+func TestNewFromEnvWithNothingConfigured(t *testing.T) {
+	isolateEnv(t)
+	c, err := failover.NewFromEnv()
+	assert.Nil(t, c)
+	require.ErrorIs(t, err, failover.ErrConfig)
+	assert.Contains(t, err.Error(), "AZURE_OPENAI_ENDPOINT_1")
+}
+
+func TestNewFromEnvBadDotEnvDoesNotQuoteIt(t *testing.T) {
+	dir := isolateEnv(t)
+	writeDotEnv(t, dir, "AZURE_OPENAI_API_KEY_1=\""+secretKey+"\nAZURE OPENAI=x\n")
+	c, err := failover.NewFromEnv()
+	assert.Nil(t, c)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), ".env: cannot be parsed")
+	assert.NotContains(t, err.Error(), secretKey)
+	assert.NotContains(t, err.Error(), secretKey[:8], "not even part of the key")
+}

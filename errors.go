@@ -1,0 +1,168 @@
+package failover
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// ErrExhausted is matched, with errors.Is, by every error that means no region and no fallback could serve a
+// request. The error itself is an *ExhaustedError listing every attempt.
+var ErrExhausted = errors.New("failover: no region could serve the request")
+
+// ErrAttemptTimeout is matched by the cause of an attempt that outlived the attempt timeout (WithAttemptTimeout).
+// It is deliberately not context.DeadlineExceeded: that error means the caller's own deadline has passed.
+var ErrAttemptTimeout = errors.New("attempt timed out")
+
+// ErrConfig is matched by every configuration error; each is a *ConfigError naming the field that is wrong.
+var ErrConfig = errors.New("failover: invalid configuration")
+
+// ExhaustedError is returned when every region, and the OpenAI fallback if configured, failed a request with an
+// error that another backend might not have had. errors.As through it reaches the cause of the latest attempt
+// first, so a caller finds the last *openai.APIError even when a later attempt failed without one.
+type ExhaustedError struct {
+	// Attempts lists every attempt in the order they were made.
+	Attempts []Attempt
+}
+
+func (e *ExhaustedError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrExhausted.Error())
+	fmt.Fprintf(&b, " (%d attempts)", len(e.Attempts))
+	for i, a := range e.Attempts {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(a.String())
+	}
+	return b.String()
+}
+
+// Is reports whether target is ErrExhausted.
+func (e *ExhaustedError) Is(target error) bool { return target == ErrExhausted }
+
+// Unwrap returns the attempts' causes, latest first.
+func (e *ExhaustedError) Unwrap() []error {
+	errs := make([]error, 0, len(e.Attempts))
+	for i := len(e.Attempts) - 1; i >= 0; i-- {
+		if err := e.Attempts[i].Err; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// ConfigError says which field of the configuration is wrong and what was expected. It never contains a secret.
+type ConfigError struct {
+	// Field is the environment variable (AZURE_OPENAI_ENDPOINT_2) or Go value (regions[1].Endpoint,
+	// WithAttemptTimeout) that is wrong.
+	Field string
+	// Problem says what is wrong with it and what was expected.
+	Problem string
+}
+
+func (e *ConfigError) Error() string { return "failover: " + e.Field + ": " + e.Problem }
+
+// Is reports whether target is ErrConfig.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+func configErr(field, format string, args ...any) *ConfigError {
+	return &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// Outcome is what became of one attempt.
+type Outcome uint8
+
+const (
+	// OutcomeServed: the backend answered with success and the answer went to the caller.
+	OutcomeServed Outcome = iota + 1
+	// OutcomeFailedOver: the backend failed in a way another backend might not; the next one was tried.
+	OutcomeFailedOver
+	// OutcomeReturned: the backend refused the request itself (400 invalid request, content filter, context too
+	// long); every backend would refuse it too, so the answer went to the caller as it came.
+	OutcomeReturned
+	// OutcomeCanceled: the caller's context ended during the attempt.
+	OutcomeCanceled
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeServed:
+		return "served"
+	case OutcomeFailedOver:
+		return "failed over"
+	case OutcomeReturned:
+		return "returned"
+	case OutcomeCanceled:
+		return "canceled"
+	}
+	return fmt.Sprintf("Outcome(%d)", uint8(o))
+}
+
+// Attempt describes one try of one request at one backend.
+type Attempt struct {
+	// Region is the region's name, or OpenAIFallbackName for the public OpenAI API.
+	Region string
+	// Deployment is the Azure deployment the request was sent to, or the model for the public OpenAI API.
+	Deployment string
+	// Status is the HTTP status code; 0 when no answer arrived.
+	Status int
+	// Err is why the attempt did not serve the request: an *openai.APIError or *openai.RequestError decoded from
+	// the answer, a transport error, or ErrAttemptTimeout. Nil when the attempt served the request.
+	Err error
+	// Duration runs from sending the request to deciding the outcome.
+	Duration time.Duration
+	// Outcome is what became of the attempt.
+	Outcome Outcome
+}
+
+// String describes the attempt in one line, e.g. "eastus: 429 failed over after 12ms: <cause>".
+func (a Attempt) String() string {
+	var b strings.Builder
+	b.WriteString(a.Region)
+	b.WriteString(": ")
+	if a.Status != 0 {
+		fmt.Fprintf(&b, "%d ", a.Status)
+	}
+	fmt.Fprintf(&b, "%s after %s", a.Outcome, a.Duration.Round(time.Microsecond))
+	if a.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(describeCause(a.Err))
+	}
+	return b.String()
+}
+
+// describeCause is the part of an attempt's cause worth a line: go-openai's errors repeat the status, which the
+// attempt already shows, and a RequestError carries the whole body.
+func describeCause(err error) string {
+	var apiErr *openai.APIError
+	var reqErr *openai.RequestError
+	switch {
+	case errors.As(err, &apiErr):
+		if code, ok := apiErr.Code.(string); ok && code != "" && code != strconv.Itoa(apiErr.HTTPStatusCode) {
+			return apiErr.Message + " (" + code + ")"
+		}
+		return apiErr.Message
+	case errors.As(err, &reqErr):
+		body := strings.TrimSpace(string(reqErr.Body))
+		if len(body) > 200 {
+			n := 200
+			for n > 0 && !utf8.RuneStart(body[n]) {
+				n--
+			}
+			body = body[:n] + "…"
+		}
+		if body == "" {
+			return "no error body"
+		}
+		return "body: " + body
+	}
+	return err.Error()
+}

@@ -1,0 +1,160 @@
+package failover_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/aoai-failover/failover"
+	"github.com/aoai-failover/failover/failovertest"
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// The first region is throttled, so the second one answers.
+func Example() {
+	eastus := failovertest.NewRegion("eastus")
+	defer eastus.Close()
+	eastus.SetDefault(failovertest.RateLimited(30 * time.Second))
+	westus := failovertest.NewRegion("westus")
+	defer westus.Close()
+
+	client, err := failover.New([]failover.Region{
+		{Name: "eastus", Endpoint: eastus.URL, APIKey: eastus.Key},
+		{Name: "westus", Endpoint: westus.URL, APIKey: westus.Key},
+	}, failover.WithModel("gpt-4o"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+
+	reply, err := client.ChatCompletion(context.Background(), []openai.ChatCompletionMessage{
+		{Role: openai.ChatMessageRoleUser, Content: "Say hello."},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reply)
+	// Output: Hello from westus.
+}
+
+// NewFromEnv reads AZURE_OPENAI_ENDPOINT_1, AZURE_OPENAI_API_KEY_1, … from the environment and from .env.
+func ExampleNewFromEnv() {
+	client, err := failover.NewFromEnv(failover.WithAttemptTimeout(30 * time.Second))
+	if err != nil {
+		log.Fatal(err) // names the variable that is wrong, never a key
+	}
+	reply, err := client.ChatCompletion(context.Background(), []openai.ChatCompletionMessage{
+		{Role: openai.ChatMessageRoleUser, Content: "Say hello."},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reply)
+}
+
+// A Trace in the context reports every attempt of the requests made with it.
+func ExampleWithTrace() {
+	eastus := failovertest.NewRegion("eastus")
+	defer eastus.Close()
+	eastus.Script(failovertest.Unavailable())
+	westus := failovertest.NewRegion("westus")
+	defer westus.Close()
+	client, err := failover.New([]failover.Region{
+		{Name: "eastus", Endpoint: eastus.URL, APIKey: eastus.Key},
+		{Name: "westus", Endpoint: westus.URL, APIKey: westus.Key},
+	}, failover.WithModel("gpt-4o"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+
+	ctx := failover.WithTrace(context.Background(), &failover.Trace{
+		AttemptDone: func(a failover.Attempt) {
+			fmt.Printf("%s answered %d: %s\n", a.Region, a.Status, a.Outcome)
+		},
+	})
+	if _, err := client.ChatCompletion(ctx, []openai.ChatCompletionMessage{{Role: "user", Content: "Hi"}}); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// eastus answered 503: failed over
+	// westus answered 200: served
+}
+
+// When no region can serve a request, the error matches ErrExhausted and lists every attempt; errors.As still
+// reaches the service's own error.
+func ExampleExhaustedError() {
+	eastus := failovertest.NewRegion("eastus")
+	defer eastus.Close()
+	eastus.SetDefault(failovertest.RateLimited(time.Minute))
+	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: eastus.URL, APIKey: eastus.Key}},
+		failover.WithModel("gpt-4o"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+
+	_, err = client.ChatCompletion(context.Background(), []openai.ChatCompletionMessage{{Role: "user", Content: "Hi"}})
+	var exhausted *failover.ExhaustedError
+	var apiErr *openai.APIError
+	if errors.Is(err, failover.ErrExhausted) && errors.As(err, &exhausted) && errors.As(err, &apiErr) {
+		fmt.Println(len(exhausted.Attempts), "attempt; last status", apiErr.HTTPStatusCode)
+	}
+	// Output: 1 attempt; last status 429
+}
+
+// The client is an HTTP doer: a plain go-openai client that sends through it gets failover for chat, streaming
+// and embeddings, whatever base URL it was given.
+func ExampleClient_Do() {
+	eastus := failovertest.NewRegion("eastus")
+	defer eastus.Close()
+	eastus.Script(failovertest.RateLimited(time.Second))
+	westus := failovertest.NewRegion("westus")
+	defer westus.Close()
+	client, err := failover.New([]failover.Region{
+		{Name: "eastus", Endpoint: eastus.URL, APIKey: eastus.Key},
+		{Name: "westus", Endpoint: westus.URL, APIKey: westus.Key},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+
+	cfg := openai.DefaultConfig("") // no key: each region's own is sent
+	cfg.HTTPClient = client
+	api := openai.NewClientWithConfig(cfg)
+	resp, err := api.CreateEmbeddings(context.Background(), openai.EmbeddingRequest{
+		Model: openai.SmallEmbedding3, Input: []string{"hello", "world"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(resp.Data), "embeddings")
+	// Output: 2 embeddings
+}
+
+// ChatCompletionBatch runs many requests, a few at a time, and returns the results in order.
+func ExampleClient_ChatCompletionBatch() {
+	eastus := failovertest.NewRegion("eastus", failovertest.WithEcho())
+	defer eastus.Close()
+	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: eastus.URL, APIKey: eastus.Key}},
+		failover.WithModel("gpt-4o"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+
+	var conversations [][]openai.ChatCompletionMessage
+	for _, q := range []string{"one", "two", "three"} {
+		conversations = append(conversations, []openai.ChatCompletionMessage{{Role: "user", Content: q}})
+	}
+	for _, r := range client.ChatCompletionBatch(context.Background(), conversations, 2) {
+		fmt.Println(r.Content, r.Err)
+	}
+	// Output:
+	// one <nil>
+	// two <nil>
+	// three <nil>
+}

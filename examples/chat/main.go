@@ -1,0 +1,71 @@
+// Command chat answers a prompt through the Azure OpenAI regions configured in the environment and .env, failing
+// over between them as needed.
+//
+//	go run ./examples/chat "Write a haiku about failover."
+//	echo "Summarise this" | go run ./examples/chat -v
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/aoai-failover/failover"
+	openai "github.com/sashabaranov/go-openai"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Stdin, os.Stdout, os.Stderr, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "chat:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, in io.Reader, out, log io.Writer, args []string) error {
+	flags := flag.NewFlagSet("chat", flag.ContinueOnError)
+	flags.SetOutput(log)
+	model := flags.String("model", "", "model to ask for (default: FAILOVER_MODEL)")
+	verbose := flags.Bool("v", false, "print every attempt to standard error")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	prompt := strings.Join(flags.Args(), " ")
+	if prompt == "" {
+		data, err := io.ReadAll(bufio.NewReader(in))
+		if err != nil {
+			return err
+		}
+		prompt = strings.TrimSpace(string(data))
+	}
+	if prompt == "" {
+		return fmt.Errorf("no prompt: pass it as arguments or on standard input")
+	}
+
+	var opts []failover.Option
+	if *model != "" {
+		opts = append(opts, failover.WithModel(*model))
+	}
+	client, err := failover.NewFromEnv(opts...)
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+	if *verbose {
+		ctx = failover.WithTrace(ctx, &failover.Trace{AttemptDone: func(a failover.Attempt) {
+			fmt.Fprintln(log, a)
+		}})
+	}
+	reply, err := client.ChatCompletion(ctx, []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: prompt}})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, reply)
+	return nil
+}

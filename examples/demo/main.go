@@ -1,0 +1,207 @@
+// Command demo shows failover at work. By default it runs offline: it starts simulated Azure OpenAI regions on
+// this machine, sends a few chat completions through them and prints which region served each request and why the
+// others were skipped. With -env it uses the real regions configured in the environment and .env instead.
+//
+//	go run ./examples/demo                       # region 1 throttled, region 2 healthy
+//	go run ./examples/demo -scenario outage      # see -h for every scenario
+//	go run ./examples/demo -env -model gpt-4o    # real regions from .env
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aoai-failover/failover"
+	"github.com/aoai-failover/failover/failovertest"
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// scenario sets up simulated backends: what each answers, in the order they are tried.
+type scenario struct {
+	about    string
+	regions  []simulated
+	fallback simulated
+}
+
+type simulated struct {
+	name  string
+	about string
+	reply failovertest.Reply
+}
+
+var healthy = failovertest.Reply{}
+
+var scenarios = map[string]scenario{
+	"throttled": {
+		about: "the first region is out of quota (429 with retry-after); the second serves",
+		regions: []simulated{
+			{"eastus", "answers 429 Too Many Requests, retry-after: 30s", failovertest.RateLimited(30 * time.Second)},
+			{"westeurope", "healthy", healthy},
+		},
+		fallback: simulated{"openai", "healthy", healthy},
+	},
+	"outage": {
+		about: "the first region resets connections, the second answers 503; the third serves",
+		regions: []simulated{
+			{"eastus", "drops every connection", failovertest.Disconnect()},
+			{"westeurope", "answers 503 Service Unavailable", failovertest.Unavailable()},
+			{"swedencentral", "healthy", healthy},
+		},
+		fallback: simulated{"openai", "healthy", healthy},
+	},
+	"fallback": {
+		about: "every region is out; the public OpenAI API serves",
+		regions: []simulated{
+			{"eastus", "answers 429 Too Many Requests, retry-after: 60s", failovertest.RateLimited(time.Minute)},
+			{"westeurope", "answers 500 Internal Server Error", failovertest.InternalError()},
+		},
+		fallback: simulated{"openai", "healthy", healthy},
+	},
+	"exhausted": {
+		about: "everything is out; the error lists every attempt",
+		regions: []simulated{
+			{"eastus", "answers 429 Too Many Requests, retry-after: 60s", failovertest.RateLimited(time.Minute)},
+			{"westeurope", "answers 404 DeploymentNotFound", failovertest.DeploymentNotFound()},
+		},
+		fallback: simulated{"openai", "answers 503 Service Unavailable", failovertest.Unavailable()},
+	},
+	"refused": {
+		about: "the first region's content filter refuses the prompt; no other region is asked",
+		regions: []simulated{
+			{"eastus", "refuses the prompt (400 content_filter)", failovertest.ContentFilter()},
+			{"westeurope", "healthy", healthy},
+		},
+		fallback: simulated{"openai", "healthy", healthy},
+	},
+}
+
+var prompts = []string{"Name one colour.", "Say hello in French.", "What is 2 + 2?"}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Stdout, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, out io.Writer, args []string) error {
+	flags := flag.NewFlagSet("demo", flag.ContinueOnError)
+	flags.SetOutput(out)
+	names := make([]string, 0, len(scenarios))
+	for name := range scenarios {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	which := flags.String("scenario", "throttled", "simulated scenario: "+strings.Join(names, ", "))
+	useEnv := flags.Bool("env", false, "use the real regions configured in the environment and .env")
+	model := flags.String("model", "gpt-4o", "model to ask for")
+	requests := flags.Int("requests", len(prompts), "how many requests to send (1 to 100)")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if *requests < 1 || *requests > 100 {
+		return fmt.Errorf("-requests is %d; expected 1 to 100", *requests)
+	}
+
+	var client *failover.Client
+	var err error
+	if *useEnv {
+		client, err = failover.NewFromEnv(failover.WithModel(*model))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "failover demo: real regions from the environment, tried in this order:\n")
+		for i, name := range client.Regions() {
+			fmt.Fprintf(out, "  %d. %s\n", i+1, name)
+		}
+	} else {
+		s, ok := scenarios[*which]
+		if !ok {
+			return fmt.Errorf("-scenario %q is not one of: %s", *which, strings.Join(names, ", "))
+		}
+		var cleanup func()
+		client, cleanup, err = simulate(out, *which, s, *model)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+	}
+	defer client.CloseIdleConnections()
+
+	for i := range *requests {
+		prompt := prompts[i%len(prompts)]
+		fmt.Fprintf(out, "\nrequest %d: %q\n", i+1, prompt)
+		ctx := failover.WithTrace(ctx, &failover.Trace{AttemptDone: func(a failover.Attempt) {
+			mark := "skipped"
+			switch a.Outcome {
+			case failover.OutcomeServed:
+				mark = "served "
+			case failover.OutcomeReturned, failover.OutcomeCanceled:
+				mark = "stopped"
+			}
+			line := a.String()
+			if len(line) > 150 {
+				line = line[:150] + "…"
+			}
+			fmt.Fprintf(out, "  %s %s\n", mark, line)
+		}})
+		reply, err := client.ChatCompletion(ctx, []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: prompt}})
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			fmt.Fprintf(out, "  error: %s\n", short(err))
+		default:
+			fmt.Fprintf(out, "  reply: %q\n", reply)
+		}
+	}
+	return nil
+}
+
+// simulate starts the scenario's fake backends and a client over them.
+func simulate(out io.Writer, name string, s scenario, model string) (*failover.Client, func(), error) {
+	var servers []*failovertest.Server
+	cleanup := func() {
+		for _, srv := range servers {
+			srv.Close()
+		}
+	}
+	regions := make([]failover.Region, len(s.regions))
+	fmt.Fprintf(out, "failover demo, scenario %q: %s.\nSimulated on this machine, no credentials needed. Backends, in the order they are tried:\n", name, s.about)
+	for i, r := range s.regions {
+		srv := failovertest.NewRegion(r.name)
+		srv.SetDefault(r.reply)
+		servers = append(servers, srv)
+		regions[i] = failover.Region{Name: r.name, Endpoint: srv.URL, APIKey: srv.Key}
+		fmt.Fprintf(out, "  %d. %-14s %s\n", i+1, r.name, r.about)
+	}
+	oai := failovertest.NewOpenAI()
+	oai.SetDefault(s.fallback.reply)
+	servers = append(servers, oai)
+	fmt.Fprintf(out, "  %d. %-14s the public OpenAI API, %s\n", len(regions)+1, failover.OpenAIFallbackName, s.fallback.about)
+
+	client, err := failover.New(regions, failover.WithOpenAIFallback(oai.Key, oai.URL), failover.WithModel(model),
+		failover.WithAttemptTimeout(10*time.Second))
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return client, cleanup, nil
+}
+
+func short(err error) string {
+	s := err.Error()
+	if len(s) > 300 {
+		return s[:300] + "…"
+	}
+	return s
+}

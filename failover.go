@@ -1,0 +1,364 @@
+package failover
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// backend is one place a request can be sent: an Azure region or the public OpenAI API.
+type backend struct {
+	name        string
+	azure       bool
+	scheme      string
+	host        string
+	path        string // base path without a trailing slash; may be empty
+	query       string // api-version=…, Azure only
+	authHeader  string // canonical header name
+	authValue   []string
+	secret      string // what must never leave: the key, scrubbed from upstream error bodies
+	deployments map[string]string
+}
+
+// deployment is where a request for model goes on this backend.
+func (b *backend) deployment(model string) string {
+	if !b.azure {
+		return model
+	}
+	if d, ok := b.deployments[model]; ok {
+		return d
+	}
+	return model
+}
+
+// url is the address of operation op (such as "/chat/completions") for deployment on this backend.
+func (b *backend) url(op, deployment string) *url.URL {
+	u := &url.URL{Scheme: b.scheme, Host: b.host}
+	if !b.azure {
+		u.Path = b.path + op
+		return u
+	}
+	u.Path = b.path + "/openai/deployments/" + deployment + op
+	if escaped := url.PathEscape(deployment); escaped != deployment {
+		u.RawPath = b.path + "/openai/deployments/" + escaped + op
+	}
+	u.RawQuery = b.query
+	return u
+}
+
+// engine sends one logical OpenAI request to one backend after another. It is an HTTP doer: go-openai's client
+// builds the logical request (any base URL, the operation at the end of its path, the model in its body) and the
+// engine rewrites address, deployment, api-version and credentials for each backend it tries.
+type engine struct {
+	backends       []*backend
+	client         *http.Client
+	attemptTimeout time.Duration
+	logger         *slog.Logger
+}
+
+// operations are the calls the engine can route: each exists on every Azure deployment.
+var operations = []string{"/chat/completions", "/completions", "/embeddings"}
+
+func operationOf(path string) (string, bool) {
+	for _, op := range operations {
+		if strings.HasSuffix(path, op) {
+			return op, true
+		}
+	}
+	return "", false
+}
+
+const (
+	// maxErrorBody bounds what is read of an error answer; Azure's are well under 10 KiB.
+	maxErrorBody = 1 << 20
+	// maxResponseBody bounds a successful non-streaming answer (a large embeddings batch is tens of MiB).
+	maxResponseBody = 256 << 20
+)
+
+var errBodyTooLarge = errors.New("body too large")
+
+// Do sends req to the backends in order and returns the first answer that settles it: a success, or a refusal of
+// the request itself (such as 400), which goes back as it came. It returns an *ExhaustedError when every backend
+// failed, and the context's error, wrapped, when the context ends first.
+func (e *engine) Do(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	op, ok := operationOf(req.URL.Path)
+	if !ok {
+		closeBody(req)
+		return nil, fmt.Errorf("failover: cannot route %s %s: only chat completions, completions and embeddings are supported", req.Method, req.URL.Path)
+	}
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, errors.New("failover: request has no body")
+	}
+	body, err := readAll(req.Body, req.ContentLength, maxResponseBody)
+	req.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("failover: reading request body: %w", err)
+	}
+	model := modelOf(body)
+	if model == "" {
+		return nil, errors.New("failover: request body names no model")
+	}
+	trace := ContextTrace(ctx)
+
+	var attempts []Attempt
+	for _, b := range e.backends {
+		if ctx.Err() != nil {
+			return nil, canceled(ctx, attempts)
+		}
+		resp, a := e.try(ctx, req, b, op, model, body)
+		e.report(ctx, trace, a)
+		switch a.Outcome {
+		case OutcomeServed, OutcomeReturned:
+			return resp, nil
+		case OutcomeCanceled:
+			return nil, canceled(ctx, append(attempts, a))
+		}
+		attempts = append(attempts, a)
+	}
+	return nil, &ExhaustedError{Attempts: attempts}
+}
+
+func canceled(ctx context.Context, attempts []Attempt) error {
+	return fmt.Errorf("failover: request ended by its context after %d attempts: %w", len(attempts), ctx.Err())
+}
+
+// try makes one attempt at one backend.
+func (e *engine) try(ctx context.Context, orig *http.Request, b *backend, op, model string, body []byte) (*http.Response, Attempt) {
+	start := time.Now()
+	a := Attempt{Region: b.name, Deployment: b.deployment(model)}
+	// The attempt timeout is a timer rather than a context deadline so that it can be stopped once a stream has
+	// started: it bounds the wait for a stream's first byte, not the stream.
+	actx, cancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(e.attemptTimeout, func() { cancel(ErrAttemptTimeout) })
+	resp, outcome, err := e.exchange(actx, orig, b, b.url(op, a.Deployment), body)
+	stopped := timer.Stop()
+	a.Duration, a.Outcome, a.Err = time.Since(start), outcome, err
+	stream := false
+	if resp != nil {
+		a.Status, stream = resp.StatusCode, isEventStream(resp)
+	}
+	switch {
+	case outcome == OutcomeServed && stream && stopped:
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
+		return resp, a
+	case outcome == OutcomeServed && stream:
+		resp.Body.Close() // the timeout fired as the stream began: its body is already cut
+		resp, a.Outcome = nil, OutcomeFailedOver
+	case outcome != OutcomeFailedOver:
+		cancel(nil)
+		return resp, a
+	}
+	cancel(nil)
+	switch {
+	case ctx.Err() != nil:
+		a.Err, a.Outcome = ctx.Err(), OutcomeCanceled
+	case context.Cause(actx) == ErrAttemptTimeout:
+		a.Err = fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout)
+	}
+	return nil, a
+}
+
+// exchange sends one attempt and reads its answer. It returns the response when the answer settles the request
+// (served or returned), or the cause of the failure when the next backend should be tried.
+func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body []byte) (*http.Response, Outcome, error) {
+	resp, err := e.client.Do(attemptRequest(ctx, orig, b, u, body))
+	if err != nil {
+		return nil, OutcomeFailedOver, err
+	}
+	resp.Request = orig // the attempt's request carries the key
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if isEventStream(resp) {
+			return resp, OutcomeServed, nil
+		}
+		// Reading the whole answer here keeps it under the attempt timeout and turns a cut or garbled answer
+		// into a failover instead of a decoding error for the caller.
+		if err := bufferBody(resp, maxResponseBody); err != nil {
+			return resp, OutcomeFailedOver, err
+		}
+		if data := resp.Body.(*bodyReader).data; !looksLikeObject(data) {
+			return resp, OutcomeFailedOver, fmt.Errorf("malformed answer: %d bytes that are not a JSON object", len(data))
+		}
+		return resp, OutcomeServed, nil
+	}
+	if err := bufferBody(resp, maxErrorBody); err != nil {
+		return resp, OutcomeFailedOver, err
+	}
+	data := e.scrub(resp.Body.(*bodyReader).data)
+	resp.Body, resp.ContentLength = newBodyReader(data), int64(len(data))
+	cause, final := classify(resp, data)
+	if final {
+		return resp, OutcomeReturned, cause
+	}
+	return resp, OutcomeFailedOver, cause
+}
+
+// isEventStream reports whether resp is a stream of server-sent events, which is passed on as it arrives.
+func isEventStream(resp *http.Response) bool {
+	return strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+}
+
+// attemptRequest is orig readdressed to u with b's credentials, under the attempt's context.
+func attemptRequest(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body []byte) *http.Request {
+	out := orig.WithContext(ctx)
+	out.URL, out.Host, out.RequestURI = u, "", ""
+	h := orig.Header.Clone()
+	if h == nil {
+		h = make(http.Header, 1)
+	}
+	delete(h, "Authorization")
+	delete(h, "Api-Key")
+	h[b.authHeader] = b.authValue
+	out.Header = h
+	// A NopCloser around a *bytes.Reader is a body net/http knows will not block, so it sends headers and body
+	// in one write instead of two.
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	// GetBody lets the transport resend the body on a fresh connection when a reused one turns out dead.
+	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return out
+}
+
+// report tells the trace and the logger about an attempt. The callbacks run outside any lock.
+func (e *engine) report(ctx context.Context, trace *Trace, a Attempt) {
+	if trace != nil && trace.AttemptDone != nil {
+		trace.AttemptDone(a)
+	}
+	if e.logger == nil {
+		return
+	}
+	level := slog.LevelWarn // a backend failed
+	switch a.Outcome {
+	case OutcomeServed:
+		level = slog.LevelDebug
+	case OutcomeReturned, OutcomeCanceled:
+		level = slog.LevelInfo // the request's or the caller's doing, not a backend's
+	}
+	if !e.logger.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("region", a.Region),
+		slog.String("deployment", a.Deployment),
+		slog.Int("status", a.Status),
+		slog.String("outcome", a.Outcome.String()),
+		slog.Duration("duration", a.Duration),
+	}
+	if a.Err != nil {
+		attrs = append(attrs, slog.String("error", a.Err.Error()))
+	}
+	e.logger.LogAttrs(ctx, level, "failover attempt", attrs...)
+}
+
+// modelOf finds the model a request body names. go-openai writes it first, so that case needs no JSON parse.
+func modelOf(body []byte) string {
+	const prefix = `{"model":"`
+	if bytes.HasPrefix(body, []byte(prefix)) {
+		rest := body[len(prefix):]
+		if end := bytes.IndexByte(rest, '"'); end >= 0 && bytes.IndexByte(rest[:end], '\\') < 0 {
+			return string(rest[:end])
+		}
+	}
+	var m struct {
+		Model string `json:"model"`
+	}
+	if json.Unmarshal(body, &m) != nil {
+		return ""
+	}
+	return m.Model
+}
+
+// looksLikeObject is a cheap check that data is one JSON object: it catches an empty answer, an HTML error page and
+// most cut answers (a cut that the transport did not already report) without a second parse of every answer;
+// json.Valid would cost some 3% of a whole call. What slips through fails in the caller's decoder.
+func looksLikeObject(data []byte) bool {
+	data = bytes.TrimSpace(data)
+	return len(data) >= 2 && data[0] == '{' && data[len(data)-1] == '}'
+}
+
+// scrub removes every backend's secret from an upstream error body, in case a misbehaving server or proxy echoes
+// a key back. It runs only on error answers, so its cost is off the hot path.
+func (e *engine) scrub(data []byte) []byte {
+	for _, b := range e.backends {
+		if b.secret != "" && bytes.Contains(data, []byte(b.secret)) {
+			data = bytes.ReplaceAll(data, []byte(b.secret), []byte(redacted))
+		}
+	}
+	return data
+}
+
+// bodyReader is a response body over bytes already in memory.
+type bodyReader struct {
+	bytes.Reader
+	data []byte
+}
+
+func newBodyReader(data []byte) *bodyReader {
+	r := &bodyReader{data: data}
+	r.Reset(data)
+	return r
+}
+
+func (*bodyReader) Close() error { return nil }
+
+// bufferBody reads resp's body (at most limit bytes) into memory and replaces it with a bodyReader.
+func bufferBody(resp *http.Response, limit int64) error {
+	data, err := readAll(resp.Body, resp.ContentLength, limit)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("reading response body: %w", err)
+	}
+	resp.Body = newBodyReader(data)
+	resp.ContentLength = int64(len(data))
+	return nil
+}
+
+// readAll reads r to its end, sized by hint when the length is known, failing past limit bytes.
+func readAll(r io.Reader, hint, limit int64) ([]byte, error) {
+	if hint < 0 || hint > limit {
+		hint = 512
+	}
+	data := make([]byte, 0, hint+1) // +1: the read that sees EOF needs room
+	for {
+		n, err := r.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if int64(len(data)) > limit {
+			return nil, errBodyTooLarge
+		}
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+	}
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// cancelOnClose ends an attempt's context when the caller closes a streamed body.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel func()
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}

@@ -1,0 +1,394 @@
+package failover_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aoai-failover/failover"
+	"github.com/aoai-failover/failover/failovertest"
+	openai "github.com/sashabaranov/go-openai"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRegionsAreTriedInOrder(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus", "swedencentral"})
+	client := newClient(t, regionsOf(servers...))
+
+	for range 3 {
+		var rec recorder
+		content, err := client.ChatCompletion(rec.context(t.Context()), hello())
+		require.NoError(t, err)
+		assert.Equal(t, "Hello from eastus.", content)
+		assert.Equal(t, []string{"eastus"}, rec.regions())
+	}
+	assert.Equal(t, 3, servers[0].Requests())
+	assert.Zero(t, servers[1].Requests())
+	assert.Zero(t, servers[2].Requests())
+	assert.Equal(t, []string{"eastus", "westus", "swedencentral"}, client.Regions())
+}
+
+func TestRateLimitedRegionIsSkipped(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus", "swedencentral"})
+	servers[0].SetDefault(failovertest.RateLimited(30 * time.Second))
+	servers[1].Script(failovertest.RateLimited(0))
+	client := newClient(t, regionsOf(servers...))
+
+	var rec recorder
+	resp, err := client.CreateChatCompletion(rec.context(t.Context()),
+		openai.ChatCompletionRequest{Model: "gpt-4o", Messages: hello()})
+	require.NoError(t, err)
+	assert.Equal(t, "Hello from swedencentral.", resp.Choices[0].Message.Content)
+	assert.Equal(t, "swedencentral", resp.Header().Get("X-Ms-Region"), "the serving region's headers reach the caller")
+	assert.Equal(t, []string{"eastus", "westus", "swedencentral"}, rec.regions())
+	first := rec.first()
+	assert.Equal(t, http.StatusTooManyRequests, first.Status)
+	assert.Equal(t, failover.OutcomeFailedOver, first.Outcome)
+	var apiErr *openai.APIError
+	require.ErrorAs(t, first.Err, &apiErr)
+	assert.Contains(t, apiErr.Message, "exceeded token rate limit")
+	assert.Equal(t, failover.OutcomeServed, rec.last().Outcome)
+	for _, s := range servers {
+		assert.Equal(t, 1, s.Requests(), s.Name)
+	}
+}
+
+// TestFailoverWorthyAnswers checks every kind of answer that is a failure of the region, not of the request: each
+// must move the request to the next region, which serves it.
+func TestFailoverWorthyAnswers(t *testing.T) {
+	retryableBadRequest := failovertest.BadRequest("try elsewhere")
+	retryableBadRequest.Header = http.Header{"X-Should-Retry": {"true"}}
+	cases := []struct {
+		name   string
+		reply  failovertest.Reply
+		status int
+	}{
+		{"429 with retry-after", failovertest.RateLimited(10 * time.Second), 429},
+		{"429 without retry-after", failovertest.RateLimited(0), 429},
+		{"408", failovertest.RequestTimeout(), 408},
+		{"500", failovertest.InternalError(), 500},
+		{"502 without a body", failovertest.Reply{Status: 502, Body: " "}, 502},
+		{"503", failovertest.Unavailable(), 503},
+		{"504", failovertest.Reply{Status: 504}, 504},
+		{"401 wrong key in one region", failovertest.Unauthorized(), 401},
+		{"403", failovertest.Reply{Status: 403}, 403},
+		{"404 deployment not found", failovertest.DeploymentNotFound(), 404},
+		{"409", failovertest.Reply{Status: 409}, 409},
+		{"connection reset", failovertest.Disconnect(), 0},
+		{"200 that is not JSON", failovertest.Malformed(), 200},
+		{"200 with an empty body", failovertest.Reply{Body: "\n"}, 200},
+		{"400 with x-should-retry: true", retryableBadRequest, 400},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			servers := startRegions(t, []string{"eastus", "westus"})
+			servers[0].Script(tc.reply)
+			client := newClient(t, regionsOf(servers...))
+
+			var rec recorder
+			content, err := client.ChatCompletion(rec.context(t.Context()), hello())
+			require.NoError(t, err)
+			assert.Equal(t, "Hello from westus.", content)
+			assert.Equal(t, []string{"eastus", "westus"}, rec.regions())
+			first := rec.first()
+			assert.Equal(t, tc.status, first.Status)
+			assert.Equal(t, failover.OutcomeFailedOver, first.Outcome)
+			assert.Error(t, first.Err)
+			assert.Equal(t, 1, servers[1].Requests())
+		})
+	}
+}
+
+// TestRequestErrorsAreNotFailedOver checks answers that every region would give again: they return at once, as
+// go-openai would return them, and no other region is asked.
+func TestRequestErrorsAreNotFailedOver(t *testing.T) {
+	final500 := failovertest.InternalError()
+	final500.Header = http.Header{"X-Should-Retry": {"false"}}
+	cases := []struct {
+		name   string
+		reply  failovertest.Reply
+		status int
+		code   any
+	}{
+		{"invalid request", failovertest.BadRequest("'messages' must contain at least one message"), 400, 0},
+		{"content filter", failovertest.ContentFilter(), 400, "content_filter"},
+		{"context length", failovertest.ContextLengthExceeded(), 400, "context_length_exceeded"},
+		{"422", failovertest.Reply{Status: 422}, 422, "422"},
+		{"500 with x-should-retry: false", final500, 500, 0}, // go-openai decodes "code":null as 0
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			servers := startRegions(t, []string{"eastus", "westus"})
+			servers[0].Script(tc.reply)
+			client := newClient(t, regionsOf(servers...))
+
+			var rec recorder
+			_, err := client.ChatCompletion(rec.context(t.Context()), hello())
+			require.Error(t, err)
+			assert.NotErrorIs(t, err, failover.ErrExhausted)
+			var apiErr *openai.APIError
+			require.ErrorAs(t, err, &apiErr)
+			assert.Equal(t, tc.status, apiErr.HTTPStatusCode)
+			assert.Equal(t, tc.code, apiErr.Code)
+			assert.Zero(t, servers[1].Requests(), "a request error must not be sent to another region")
+			assert.Equal(t, []string{"eastus"}, rec.regions())
+			assert.Equal(t, failover.OutcomeReturned, rec.first().Outcome)
+		})
+	}
+}
+
+func TestOpenAIFallbackServesWhenEveryRegionIsOut(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus"})
+	servers[0].SetDefault(failovertest.RateLimited(time.Minute))
+	servers[1].SetDefault(failovertest.Unavailable())
+	oai := failovertest.NewOpenAI()
+	t.Cleanup(oai.Close)
+	client := newClient(t, regionsOf(servers...), failover.WithOpenAIFallback(oai.Key, oai.URL))
+
+	var rec recorder
+	content, err := client.ChatCompletion(rec.context(t.Context()), hello())
+	require.NoError(t, err)
+	assert.Equal(t, "Hello from openai.", content)
+	assert.Equal(t, []string{"eastus", "westus", failover.OpenAIFallbackName}, rec.regions())
+	calls := oai.Calls()
+	require.Len(t, calls, 1)
+	assert.True(t, calls[0].Authorized, "the fallback must get its own key as a Bearer token")
+	assert.Equal(t, "chat/completions", calls[0].Operation)
+	assert.Equal(t, "gpt-4o", calls[0].Model, "the public API gets the model name, not a deployment")
+}
+
+func TestRegionsAreNotAskedWhenTheFallbackIsTheOnlyBackend(t *testing.T) {
+	oai := failovertest.NewOpenAI()
+	t.Cleanup(oai.Close)
+	client := newClient(t, nil, failover.WithOpenAIFallback(oai.Key, oai.URL))
+	content, err := client.ChatCompletion(t.Context(), hello())
+	require.NoError(t, err)
+	assert.Equal(t, "Hello from openai.", content)
+}
+
+func TestExhaustedListsEveryAttempt(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus"})
+	servers[0].SetDefault(failovertest.RateLimited(time.Minute))
+	servers[1].SetDefault(failovertest.InternalError())
+	oai := failovertest.NewOpenAI()
+	t.Cleanup(oai.Close)
+	oai.SetDefault(failovertest.Unavailable())
+	client := newClient(t, regionsOf(servers...), failover.WithOpenAIFallback(oai.Key, oai.URL))
+
+	_, err := client.ChatCompletion(t.Context(), hello())
+	require.ErrorIs(t, err, failover.ErrExhausted)
+	var exhausted *failover.ExhaustedError
+	require.ErrorAs(t, err, &exhausted)
+	require.Len(t, exhausted.Attempts, 3)
+	for i, want := range []struct {
+		region string
+		status int
+	}{{"eastus", 429}, {"westus", 500}, {"openai", 503}} {
+		a := exhausted.Attempts[i]
+		assert.Equal(t, want.region, a.Region)
+		assert.Equal(t, want.status, a.Status)
+		assert.Equal(t, failover.OutcomeFailedOver, a.Outcome)
+		assert.Contains(t, err.Error(), a.Region+": ", "the message names every attempt")
+	}
+	var apiErr *openai.APIError
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, 503, apiErr.HTTPStatusCode, "errors.As reaches the latest attempt's API error")
+}
+
+func TestExhaustedReachesTheLastAPIErrorPastATransportError(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus"})
+	servers[0].SetDefault(failovertest.RateLimited(time.Minute))
+	servers[1].SetDefault(failovertest.Disconnect())
+	client := newClient(t, regionsOf(servers...))
+
+	_, err := client.ChatCompletion(t.Context(), hello())
+	require.ErrorIs(t, err, failover.ErrExhausted)
+	var apiErr *openai.APIError
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, 429, apiErr.HTTPStatusCode)
+}
+
+func TestCancellationStopsTheSequence(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	eastus := failovertest.NewRegion("eastus", failovertest.WithOnRequest(func(failovertest.Call) { arrived <- struct{}{} }))
+	t.Cleanup(eastus.Close)
+	eastus.SetDefault(failovertest.Hang())
+	westus := startRegions(t, []string{"westus"})[0]
+	client := newClient(t, regionsOf(eastus, westus))
+
+	ctx, cancel := context.WithCancel(t.Context())
+	result := client.ChatCompletionAsync(ctx, hello())
+	<-arrived
+	cancel()
+	r := <-result
+	require.ErrorIs(t, r.Err, context.Canceled)
+	assert.NotErrorIs(t, r.Err, failover.ErrExhausted)
+	assert.Zero(t, westus.Requests(), "no region is tried after the context ends")
+}
+
+func TestDoneContextSendsNothing(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"})
+	client := newClient(t, regionsOf(servers...))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := client.ChatCompletion(ctx, hello())
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Zero(t, servers[0].Requests())
+}
+
+func TestDeploymentsAndAPIVersionPerRegion(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus"})
+	regions := regionsOf(servers...)
+	regions[0].Deployments = map[string]string{"gpt-4o": "prod-gpt4o"}
+	regions[0].APIVersion = "2025-04-01-preview"
+	servers[0].Script(failovertest.RateLimited(time.Second))
+	client := newClient(t, regions)
+
+	_, err := client.ChatCompletion(t.Context(), hello())
+	require.NoError(t, err)
+	east, west := servers[0].Calls()[0], servers[1].Calls()[0]
+	assert.Equal(t, "prod-gpt4o", east.Deployment)
+	assert.Equal(t, "2025-04-01-preview", east.APIVersion)
+	assert.True(t, east.Authorized)
+	assert.Equal(t, "gpt-4o", west.Deployment, "without a mapping the deployment is the model's name")
+	assert.Equal(t, failover.DefaultAPIVersion, west.APIVersion)
+	assert.True(t, west.Authorized, "each region gets its own key")
+}
+
+func TestEndpointWithPathPrefix(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"})
+	// An API Management front end adds a path; here the fake does not know it, so it answers 404 — which shows
+	// the prefix was kept.
+	regions := regionsOf(servers...)
+	regions[0].Endpoint += "/gateway/"
+	client := newClient(t, regions)
+	_, err := client.ChatCompletion(t.Context(), hello())
+	require.ErrorIs(t, err, failover.ErrExhausted)
+	assert.Equal(t, 404, servers[0].Calls()[0].Status)
+}
+
+func TestCreateChatCompletionUsesTheDefaultModelOnlyWhenNoneIsGiven(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"})
+	client := newClient(t, regionsOf(servers...))
+	_, err := client.CreateChatCompletion(t.Context(), openai.ChatCompletionRequest{Messages: hello()})
+	require.NoError(t, err)
+	_, err = client.CreateChatCompletion(t.Context(), openai.ChatCompletionRequest{Model: "gpt-4o-mini", Messages: hello()})
+	require.NoError(t, err)
+	calls := servers[0].Calls()
+	assert.Equal(t, "gpt-4o", calls[0].Model)
+	assert.Equal(t, "gpt-4o-mini", calls[1].Model)
+
+	bare, err := failover.New(regionsOf(servers...))
+	require.NoError(t, err)
+	t.Cleanup(bare.CloseIdleConnections)
+	_, err = bare.ChatCompletion(t.Context(), hello())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "FAILOVER_MODEL")
+	assert.Equal(t, 2, servers[0].Requests(), "a request without a model is not sent")
+}
+
+func TestTemperatureIsSentEvenWhenZero(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"})
+	for _, temp := range []float32{0, 0.7} {
+		client := newClient(t, regionsOf(servers...), failover.WithTemperature(temp))
+		_, err := client.ChatCompletion(t.Context(), hello())
+		require.NoError(t, err)
+	}
+	calls := servers[0].Calls()
+	assert.Contains(t, string(calls[0].Body), `"temperature":1e-45`, "0 is sent as the smallest float, go-openai's way to send 0")
+	assert.Contains(t, string(calls[1].Body), `"temperature":0.7`)
+}
+
+// TestDoServesGoOpenAIClients uses the failover client as the HTTP doer of a plain go-openai client: chat,
+// streaming and embeddings all fail over.
+func TestDoServesGoOpenAIClients(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus"})
+	client := newClient(t, regionsOf(servers...))
+	cfg := openai.DefaultConfig("")
+	cfg.BaseURL = "https://ignored.example/v1"
+	cfg.HTTPClient = client
+	api := openai.NewClientWithConfig(cfg)
+
+	t.Run("chat", func(t *testing.T) {
+		servers[0].Script(failovertest.RateLimited(time.Second))
+		resp, err := api.CreateChatCompletion(t.Context(), openai.ChatCompletionRequest{Model: "gpt-4o", Messages: hello()})
+		require.NoError(t, err)
+		assert.Equal(t, "Hello from westus.", resp.Choices[0].Message.Content)
+	})
+	t.Run("stream", func(t *testing.T) {
+		servers[0].Script(failovertest.InternalError())
+		stream, err := api.CreateChatCompletionStream(t.Context(), openai.ChatCompletionRequest{Model: "gpt-4o", Messages: hello()})
+		require.NoError(t, err)
+		defer stream.Close()
+		var text strings.Builder
+		for range 100 {
+			chunk, err := stream.Recv()
+			if err != nil {
+				require.ErrorIs(t, err, io.EOF)
+				break
+			}
+			for _, c := range chunk.Choices {
+				text.WriteString(c.Delta.Content)
+			}
+		}
+		assert.Equal(t, "Hello from westus.", text.String())
+		assert.True(t, servers[1].Calls()[len(servers[1].Calls())-1].Stream)
+	})
+	t.Run("embeddings", func(t *testing.T) {
+		servers[0].Script(failovertest.Unavailable())
+		resp, err := api.CreateEmbeddings(t.Context(), openai.EmbeddingRequest{
+			Model: openai.SmallEmbedding3, Input: []string{"one", "two"}})
+		require.NoError(t, err)
+		require.Len(t, resp.Data, 2)
+		assert.Len(t, resp.Data[0].Embedding, 8)
+		last := servers[1].Calls()[len(servers[1].Calls())-1]
+		assert.Equal(t, "embeddings", last.Operation)
+		assert.Equal(t, string(openai.SmallEmbedding3), last.Deployment)
+	})
+	t.Run("unsupported operation", func(t *testing.T) {
+		before := servers[0].Requests()
+		_, err := api.ListModels(t.Context())
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "cannot route")
+		assert.Equal(t, before, servers[0].Requests())
+	})
+}
+
+func TestDoDropsTheCallersCredentials(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"})
+	client := newClient(t, regionsOf(servers...))
+	cfg := openai.DefaultConfig("sk-caller-token-must-not-travel")
+	cfg.HTTPClient = client
+	_, err := openai.NewClientWithConfig(cfg).CreateChatCompletion(t.Context(),
+		openai.ChatCompletionRequest{Model: "gpt-4o", Messages: hello()})
+	require.NoError(t, err)
+	assert.True(t, servers[0].Calls()[0].Authorized)
+	assert.NotContains(t, string(servers[0].Calls()[0].Body), "sk-caller")
+}
+
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	thief := startRegions(t, []string{"thief"})[0]
+	servers := startRegions(t, []string{"eastus", "westus"})
+	servers[0].Script(failovertest.Reply{Status: http.StatusTemporaryRedirect, Header: http.Header{
+		"Location": {thief.URL + "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"}}})
+	for _, custom := range []bool{false, true} {
+		var opts []failover.Option
+		if custom {
+			// A caller's client that follows redirects is overridden.
+			opts = append(opts, failover.WithHTTPClient(&http.Client{}))
+		}
+		client := newClient(t, regionsOf(servers...), opts...)
+		var rec recorder
+		content, err := client.ChatCompletion(rec.context(t.Context()), hello())
+		require.NoError(t, err)
+		assert.Equal(t, "Hello from westus.", content)
+		assert.Equal(t, 307, rec.first().Status)
+		servers[0].Script(failovertest.Reply{Status: http.StatusTemporaryRedirect, Header: http.Header{
+			"Location": {thief.URL + "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"}}})
+	}
+	assert.Zero(t, thief.Requests(), "the api-key must not follow a redirect")
+}

@@ -1,0 +1,299 @@
+package failovertest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server is a fake Azure OpenAI region, or a fake public OpenAI API. It serves chat completions (streaming too),
+// completions and embeddings on the paths, with the auth, headers and bodies, of the real service. Replies are
+// scripted per request with Script; when the script is used up, every request gets the default reply (a success
+// unless SetDefault says otherwise). It is safe for concurrent use.
+type Server struct {
+	// URL is the base URL to configure: a region's Endpoint, or the OpenAI fallback's base URL (it ends in /v1).
+	URL string
+	// Name is the region's name, sent back in the x-ms-region header.
+	Name string
+	// Key is the API key the server accepts: in the api-key header for a region, as a Bearer token for OpenAI.
+	Key string
+
+	openai      bool
+	deployments map[string]bool // nil: every deployment exists
+	onRequest   func(Call)
+	network     *Network
+	echo        bool
+
+	mu       sync.Mutex
+	script   []Reply
+	fallback Reply
+	calls    []Call
+
+	seq       atomic.Int64
+	closing   chan struct{}
+	closeOnce sync.Once
+	shutdown  func()
+}
+
+// Call is what a fake server saw of one request.
+type Call struct {
+	// Operation is "chat/completions", "completions" or "embeddings".
+	Operation string
+	// Deployment is the deployment named in the path (Azure only).
+	Deployment string
+	// Model is the model named in the body.
+	Model string
+	// APIVersion is the api-version query parameter (Azure only).
+	APIVersion string
+	// Stream reports whether the request asked for a streamed answer.
+	Stream bool
+	// Authorized reports whether the request carried the server's key.
+	Authorized bool
+	// Status is the status the server answered; 0 when it hung or disconnected.
+	Status int
+	// Time is when the request arrived.
+	Time time.Time
+	// Body is the request body as it arrived.
+	Body []byte
+}
+
+// Option configures a fake server.
+type Option func(*Server)
+
+// WithKey sets the API key the server accepts. Default: "key-<name>" for a region, "sk-test-openai" for OpenAI.
+func WithKey(key string) Option { return func(s *Server) { s.Key = key } }
+
+// WithDeployments makes only the named deployments exist: a request for any other is answered 404
+// DeploymentNotFound. Default: every deployment exists.
+func WithDeployments(names ...string) Option {
+	return func(s *Server) {
+		s.deployments = make(map[string]bool, len(names))
+		for _, n := range names {
+			s.deployments[n] = true
+		}
+	}
+}
+
+// WithOnRequest calls f with every request as it arrives, before it is answered (Status is not known yet), on
+// the server's goroutine. Tests use it to learn that a request has reached a server.
+func WithOnRequest(f func(Call)) Option { return func(s *Server) { s.onRequest = f } }
+
+// WithEcho makes the default successful answer repeat the content of the request's last message, so a test can
+// tell answers apart. Default: "Hello from <name>."
+func WithEcho() Option { return func(s *Server) { s.echo = true } }
+
+// OnNetwork serves on n, an in-memory network, instead of a loopback TCP port.
+func OnNetwork(n *Network) Option { return func(s *Server) { s.network = n } }
+
+// NewRegion starts a fake Azure OpenAI region called name. Close it when done.
+func NewRegion(name string, opts ...Option) *Server {
+	s := &Server{Name: name, Key: "key-" + name}
+	return s.start(opts, "")
+}
+
+// NewOpenAI starts a fake public OpenAI API. Its URL ends in /v1. Close it when done.
+func NewOpenAI(opts ...Option) *Server {
+	s := &Server{Name: "openai", Key: "sk-test-openai", openai: true}
+	return s.start(opts, "/v1")
+}
+
+func (s *Server) start(opts []Option, path string) *Server {
+	for _, opt := range opts {
+		opt(s)
+	}
+	s.closing = make(chan struct{})
+	if s.network != nil {
+		s.URL, s.shutdown = s.network.serve(s)
+	} else {
+		srv := httptest.NewServer(s)
+		s.URL, s.shutdown = srv.URL, srv.Close
+	}
+	s.URL += path
+	return s
+}
+
+// Close stops the server. Hanging and delayed replies end at once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.shutdown()
+	})
+}
+
+// Script queues replies: the next requests get them in order, one each.
+func (s *Server) Script(replies ...Reply) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.script = append(s.script, replies...)
+}
+
+// SetDefault sets the reply given once the script is used up.
+func (s *Server) SetDefault(r Reply) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fallback = r
+}
+
+// Requests is how many requests the server has received.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
+}
+
+// Calls returns what the server saw of each request, in order of arrival.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+// requestBody is what the server reads of a request body.
+type requestBody struct {
+	Model    string          `json:"model"`
+	Stream   bool            `json:"stream"`
+	Input    json.RawMessage `json:"input"`
+	Messages []struct {
+		Content any `json:"content"`
+	} `json:"messages"`
+	Prompt json.RawMessage `json:"prompt"`
+}
+
+// ServeHTTP answers one request the way the real service would.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	call := Call{Time: time.Now()}
+	var ok bool
+	if s.openai {
+		call.Operation, ok = strings.CutPrefix(r.URL.Path, "/v1/")
+		call.Authorized = r.Header.Get("Authorization") == "Bearer "+s.Key
+	} else {
+		call.Deployment, call.Operation, ok = azurePath(r.URL.Path)
+		call.APIVersion = r.URL.Query().Get("api-version")
+		call.Authorized = r.Header.Get("Api-Key") == s.Key
+	}
+	ok = ok && r.Method == http.MethodPost &&
+		(call.Operation == "chat/completions" || call.Operation == "completions" || call.Operation == "embeddings") &&
+		(s.openai || call.APIVersion != "")
+	var body requestBody
+	raw, readErr := io.ReadAll(r.Body)
+	decodeErr := json.Unmarshal(raw, &body)
+	if readErr != nil {
+		decodeErr = readErr
+	}
+	call.Model, call.Stream, call.Body = body.Model, body.Stream, raw
+
+	var reply Reply
+	switch {
+	case !ok:
+		reply = Reply{Status: http.StatusNotFound, Body: azureError("404", "Resource not found")}
+	case !call.Authorized && s.openai:
+		reply = Reply{Status: http.StatusUnauthorized, Body: `{"error":{"message":"Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`}
+	case !call.Authorized:
+		reply = Unauthorized()
+	case decodeErr != nil:
+		reply = BadRequest("We could not parse the JSON body of your request.")
+	case s.deployments != nil && !s.deployments[call.Deployment]:
+		reply = DeploymentNotFound()
+	default:
+		reply = s.next()
+	}
+	if !reply.Hang && !reply.Disconnect {
+		call.Status = max(reply.Status, http.StatusOK)
+	}
+	s.mu.Lock()
+	s.calls = append(s.calls, call)
+	s.mu.Unlock()
+	if s.onRequest != nil {
+		s.onRequest(call)
+	}
+	s.reply(w, r, call, body, reply)
+}
+
+func (s *Server) next() Reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.script) > 0 {
+		r := s.script[0]
+		s.script = s.script[1:]
+		return r
+	}
+	return s.fallback
+}
+
+// azurePath splits /openai/deployments/{deployment}/{operation}.
+func azurePath(path string) (deployment, operation string, ok bool) {
+	rest, ok := strings.CutPrefix(path, "/openai/deployments/")
+	if !ok {
+		return "", "", false
+	}
+	deployment, operation, ok = strings.Cut(rest, "/")
+	return deployment, operation, ok && deployment != ""
+}
+
+// wait waits for d, or forever when hang is set; it reports false when the client or the server gave up first.
+func (s *Server) wait(r *http.Request, d time.Duration, hang bool) bool {
+	var expired <-chan time.Time
+	if !hang {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-expired:
+		return true
+	case <-r.Context().Done():
+	case <-s.closing:
+	}
+	return false
+}
+
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, call Call, body requestBody, reply Reply) {
+	if (reply.Delay > 0 || reply.Hang) && !s.wait(r, reply.Delay, reply.Hang) {
+		return
+	}
+	if reply.Disconnect {
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+		return
+	}
+	h := w.Header()
+	h.Set("Apim-Request-Id", fmt.Sprintf("00000000-0000-4000-8000-%012d", s.seq.Add(1)))
+	h.Set("X-Request-Id", h.Get("Apim-Request-Id"))
+	if !s.openai {
+		h.Set("X-Ms-Region", s.Name)
+	}
+	if reply.Status == 0 || reply.Status == http.StatusOK {
+		h.Set("X-Ratelimit-Remaining-Requests", "99")
+		h.Set("X-Ratelimit-Remaining-Tokens", "99000")
+	}
+	for k, v := range reply.Header {
+		h[http.CanonicalHeaderKey(k)] = v
+	}
+	status := max(reply.Status, http.StatusOK)
+	if status == http.StatusOK && reply.Body == "" && call.Stream && call.Operation == "chat/completions" {
+		s.stream(w, call, body, reply)
+		return
+	}
+	data := reply.Body
+	if data == "" {
+		data = s.defaultBody(call, body, reply)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(status)
+	if reply.BodyDelay > 0 {
+		_ = http.NewResponseController(w).Flush()
+		if !s.wait(r, reply.BodyDelay, false) {
+			return
+		}
+	}
+	_, _ = w.Write([]byte(data))
+}

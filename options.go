@@ -1,0 +1,82 @@
+package failover
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// DefaultAttemptTimeout is the limit for one attempt at one backend when WithAttemptTimeout is not given. It covers
+// the whole answer of a non-streaming call, so it must outlast a long completion; a region that stays silent that
+// long is treated as failing and the next one is tried.
+const DefaultAttemptTimeout = 60 * time.Second
+
+// DefaultOpenAIBaseURL is the public OpenAI API, used by the fallback when no base URL is given.
+const DefaultOpenAIBaseURL = "https://api.openai.com/v1"
+
+// OpenAIFallbackName is the name the public OpenAI fallback has in attempts, errors and logs.
+const OpenAIFallbackName = "openai"
+
+// Option configures a Client.
+type Option func(*settings)
+
+type settings struct {
+	model          string
+	temperature    float32
+	hasTemperature bool
+	attemptTimeout time.Duration
+	timeoutField   string
+	fallback       *fallbackSettings
+	httpClient     *http.Client
+	logger         *slog.Logger
+}
+
+type fallbackSettings struct {
+	apiKey, baseURL    string
+	keyField, urlField string // what errors call the two values
+}
+
+// WithModel sets the model used when a request names none: ChatCompletion always, CreateChatCompletion when the
+// request's Model is empty. Default: none, and such a request fails. The environment's FAILOVER_MODEL sets it too.
+func WithModel(model string) Option {
+	return func(s *settings) { s.model = model }
+}
+
+// WithTemperature sets the sampling temperature of ChatCompletion, 0 to 2. Default: the service's own (1).
+// A temperature of 0 is sent as 0, not left out.
+func WithTemperature(t float32) Option {
+	return func(s *settings) { s.temperature, s.hasTemperature = t, true }
+}
+
+// WithAttemptTimeout limits one attempt at one backend: connecting, waiting for the answer and, for
+// non-streaming calls, reading it. When it passes, the attempt counts as a failure of that backend and the next
+// one is tried. The caller's context still bounds the whole request. Default: DefaultAttemptTimeout.
+// The environment's FAILOVER_ATTEMPT_TIMEOUT (a Go duration such as 30s) sets it too.
+func WithAttemptTimeout(d time.Duration) Option {
+	return func(s *settings) { s.attemptTimeout, s.timeoutField = d, "WithAttemptTimeout" }
+}
+
+// WithOpenAIFallback makes the public OpenAI API the last backend, tried when every region has failed. baseURL
+// may be empty for DefaultOpenAIBaseURL. Default: no fallback. The environment's OPENAI_API_KEY and
+// OPENAI_BASE_URL set it too.
+func WithOpenAIFallback(apiKey, baseURL string) Option {
+	return func(s *settings) {
+		s.fallback = &fallbackSettings{apiKey: apiKey, baseURL: baseURL,
+			keyField: "WithOpenAIFallback(apiKey)", urlField: "WithOpenAIFallback(baseURL)"}
+	}
+}
+
+// WithHTTPClient sends every attempt through c's transport and timeout, for custom TLS settings, proxies or
+// instrumentation. The attempt timeout still applies (through each attempt's context). Redirects are never
+// followed, whatever c's CheckRedirect says: they would carry the api-key header to another host. Default: a
+// client of its own, based on http.DefaultTransport (so HTTPS_PROXY and friends are honoured) with more idle
+// connections per host.
+func WithHTTPClient(c *http.Client) Option {
+	return func(s *settings) { s.httpClient = c }
+}
+
+// WithLogger logs every attempt that did not serve its request (Warn) and every one that did (Debug). Log lines
+// name the region, status, cause and duration; they never contain a key or a request body. Default: no logging.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *settings) { s.logger = l }
+}

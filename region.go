@@ -1,0 +1,222 @@
+package failover
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// DefaultAPIVersion is the Azure OpenAI api-version sent when a region sets none: the latest generally available
+// version of the inference API.
+const DefaultAPIVersion = "2024-10-21"
+
+// Region is one Azure OpenAI resource, in one Azure region, that can serve requests.
+//
+// Region formats itself (%v, %+v, %#v, %s and every other verb) with the API key redacted.
+type Region struct {
+	// Name is shown in errors, logs and traces. Default: the endpoint's host.
+	Name string
+	// Endpoint is the resource's base URL, such as https://my-resource.openai.azure.com. It must use https;
+	// plain http is accepted only for loopback hosts (127.0.0.1, ::1, localhost), so tests can use httptest.
+	Endpoint string
+	// APIKey is sent in the api-key header. It is a secret: it never appears in errors, logs or formatted output.
+	APIKey string
+	// APIVersion is the api-version query parameter. Default: DefaultAPIVersion.
+	APIVersion string
+	// Deployments maps a model name to this resource's deployment of it. A model that is not listed is sent to
+	// the deployment of the same name. Nil: every model is its own deployment name.
+	Deployments map[string]string
+
+	// env names the environment variables this region was read from, so errors name them; nil for Go values.
+	env *regionEnv
+}
+
+// regionEnv holds the names of the variables a region was read from.
+type regionEnv struct {
+	endpoint, apiKey, name, apiVersion, deployments string
+}
+
+// Format writes the region with its API key redacted, whatever the verb.
+func (r Region) Format(f fmt.State, verb rune) {
+	key := ""
+	if r.APIKey != "" {
+		key = redacted
+	}
+	fmt.Fprintf(f, "{Name:%s Endpoint:%s APIKey:%s APIVersion:%s Deployments:%s}",
+		r.Name, redactURL(r.Endpoint), key, r.APIVersion, formatDeployments(r.Deployments))
+}
+
+// redactURL prints an endpoint without the parts that can carry credentials: user info and query. New rejects
+// such endpoints, but a Region may be printed before New sees it.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<invalid URL>"
+	}
+	if u.User != nil {
+		u.User = url.User(redacted)
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = redacted
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
+}
+
+const redacted = "[REDACTED]"
+
+func formatDeployments(m map[string]string) string {
+	models := make([]string, 0, len(m))
+	for model := range m {
+		models = append(models, model)
+	}
+	sort.Strings(models)
+	for i, model := range models {
+		models[i] = model + "=" + m[model]
+	}
+	return "[" + strings.Join(models, " ") + "]"
+}
+
+// field names one of the region's fields in an error: the environment variable it came from, or its Go path.
+func (r *Region) field(i int, name string) string {
+	if r.env != nil {
+		var v string
+		switch name {
+		case "Endpoint":
+			v = r.env.endpoint
+		case "APIKey":
+			v = r.env.apiKey
+		case "Name":
+			v = r.env.name
+		case "APIVersion":
+			v = r.env.apiVersion
+		case "Deployments":
+			v = r.env.deployments
+		}
+		if v != "" {
+			return v
+		}
+	}
+	return fmt.Sprintf("regions[%d].%s", i, name)
+}
+
+var (
+	apiVersionPattern = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(-preview)?$`)
+	// deploymentPattern is what Azure accepts as a deployment name.
+	deploymentPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
+
+// parseEndpoint checks a base URL and returns it without a trailing slash. Errors never repeat the URL: it could
+// carry credentials in its user-info part.
+func parseEndpoint(field, raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, configErr(field, "must be set: a base URL such as https://my-resource.openai.azure.com")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return nil, configErr(field, "is not an absolute URL; expected a base URL such as https://my-resource.openai.azure.com")
+	}
+	switch {
+	case u.User != nil:
+		return nil, configErr(field, "must not contain user info (user:password@); credentials go in the API key")
+	case u.RawQuery != "" || u.ForceQuery:
+		return nil, configErr(field, "must not contain a query; the api-version has its own setting")
+	case u.Fragment != "":
+		return nil, configErr(field, "must not contain a fragment (#...)")
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http":
+		return nil, configErr(field, "must use https; plain http is allowed only for loopback hosts (127.0.0.1, ::1, localhost)")
+	default:
+		return nil, configErr(field, "has scheme %q; expected https", u.Scheme)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// validSecret reports whether s can be sent in an HTTP header as is. A stray newline or quote from a .env file is
+// the usual cause of a false answer.
+func validSecret(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f || c == '"' || c == '\'' {
+			return false
+		}
+	}
+	return true
+}
+
+// newRegionBackend validates region i and builds the backend that serves it.
+func newRegionBackend(i int, r *Region) (*backend, []error) {
+	var errs []error
+	u, err := parseEndpoint(r.field(i, "Endpoint"), r.Endpoint)
+	if err != nil {
+		if r.Endpoint == "" && r.APIKey != "" {
+			err = configErr(r.field(i, "Endpoint"), "must be set: the region has an API key but no endpoint")
+		}
+		errs = append(errs, err)
+	}
+	switch {
+	case r.APIKey == "" && r.Endpoint != "":
+		errs = append(errs, configErr(r.field(i, "APIKey"), "must be set: the region has an endpoint but no API key"))
+	case r.APIKey == "":
+	case !validSecret(r.APIKey):
+		errs = append(errs, configErr(r.field(i, "APIKey"), "contains spaces, quotes or control characters (a stray newline or quote?)"))
+	}
+	version := r.APIVersion
+	if version == "" {
+		version = DefaultAPIVersion
+	} else if !apiVersionPattern.MatchString(version) {
+		errs = append(errs, configErr(r.field(i, "APIVersion"), "is %q; expected a date such as %s, optionally ending in -preview", version, DefaultAPIVersion))
+	}
+	for model, deployment := range r.Deployments {
+		if model == "" {
+			errs = append(errs, configErr(r.field(i, "Deployments"), "has an empty model name"))
+		}
+		if !deploymentPattern.MatchString(deployment) {
+			errs = append(errs, configErr(r.field(i, "Deployments"), "maps model %q to %q; a deployment name is 1 to 64 letters, digits, '.', '_' or '-'", model, deployment))
+		}
+	}
+	name := r.Name
+	if name == "" && u != nil {
+		name = u.Host
+	}
+	if strings.ContainsFunc(name, func(c rune) bool { return c < ' ' || c == 0x7f }) {
+		errs = append(errs, configErr(r.field(i, "Name"), "contains control characters"))
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	deployments := make(map[string]string, len(r.Deployments))
+	for model, deployment := range r.Deployments {
+		deployments[model] = deployment
+	}
+	return &backend{
+		name:        name,
+		azure:       true,
+		scheme:      u.Scheme,
+		host:        u.Host,
+		path:        u.Path,
+		query:       "api-version=" + url.QueryEscape(version),
+		authHeader:  "Api-Key",
+		authValue:   []string{r.APIKey},
+		secret:      r.APIKey,
+		deployments: deployments,
+	}, nil
+}
+
+// endpointKey is what makes two endpoints the same resource.
+func endpointKey(b *backend) string {
+	return b.scheme + "://" + strings.ToLower(b.host) + b.path
+}

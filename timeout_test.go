@@ -1,0 +1,109 @@
+package failover_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/aoai-failover/failover"
+	"github.com/aoai-failover/failover/failovertest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// These tests run in a synctest bubble over failovertest's in-memory network: time is fake, so a 30-second
+// attempt timeout passes at once and exactly.
+
+// bubbleFleet starts fake regions on an in-memory network and a client that reaches them.
+func bubbleFleet(t *testing.T, names []string, opts ...failover.Option) ([]*failovertest.Server, *failover.Client) {
+	t.Helper()
+	network := failovertest.NewNetwork()
+	t.Cleanup(network.Close)
+	servers := startRegions(t, names, failovertest.OnNetwork(network))
+	client := newClient(t, regionsOf(servers...), append([]failover.Option{failover.WithHTTPClient(network.Client())}, opts...)...)
+	return servers, client
+}
+
+func TestAttemptTimeoutFailsOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithAttemptTimeout(30*time.Second))
+		servers[0].Script(failovertest.Hang())
+
+		var rec recorder
+		start := time.Now()
+		content, err := client.ChatCompletion(rec.context(t.Context()), hello())
+		require.NoError(t, err)
+		assert.Equal(t, "Hello from westus.", content)
+		assert.Equal(t, 30*time.Second, time.Since(start), "the hung region costs exactly the attempt timeout")
+		first := rec.first()
+		assert.ErrorIs(t, first.Err, failover.ErrAttemptTimeout)
+		assert.NotErrorIs(t, first.Err, context.DeadlineExceeded, "an attempt timeout is not the caller's deadline")
+		assert.Equal(t, failover.OutcomeFailedOver, first.Outcome)
+		assert.Equal(t, 30*time.Second, first.Duration)
+	})
+}
+
+func TestAttemptTimeoutCoversASlowBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithAttemptTimeout(10*time.Second))
+		stalled := failovertest.OK("too late")
+		stalled.BodyDelay = 11 * time.Second // headers at once, body after the attempt timeout
+		servers[0].Script(stalled)
+		servers[1].Script(failovertest.Slow(9*time.Second, failovertest.OK("in time")))
+
+		var rec recorder
+		content, err := client.ChatCompletion(rec.context(t.Context()), hello())
+		require.NoError(t, err)
+		assert.Equal(t, "in time", content)
+		first := rec.first()
+		assert.Equal(t, 200, first.Status, "the stalled region had answered 200 before its body stalled")
+		assert.ErrorIs(t, first.Err, failover.ErrAttemptTimeout)
+	})
+}
+
+func TestEveryRegionTimingOutIsExhausted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithAttemptTimeout(5*time.Second))
+		for _, s := range servers {
+			s.SetDefault(failovertest.Hang())
+		}
+		start := time.Now()
+		_, err := client.ChatCompletion(t.Context(), hello())
+		require.ErrorIs(t, err, failover.ErrExhausted)
+		assert.ErrorIs(t, err, failover.ErrAttemptTimeout)
+		assert.NotErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 10*time.Second, time.Since(start))
+	})
+}
+
+func TestCallerDeadlineStopsTheSequence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithAttemptTimeout(time.Minute))
+		servers[0].Script(failovertest.Hang())
+
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		var rec recorder
+		start := time.Now()
+		_, err := client.ChatCompletion(rec.context(ctx), hello())
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.NotErrorIs(t, err, failover.ErrExhausted)
+		assert.Equal(t, 20*time.Second, time.Since(start), "the caller's deadline, not the attempt timeout, ends it")
+		assert.Zero(t, servers[1].Requests())
+		assert.Equal(t, failover.OutcomeCanceled, rec.last().Outcome)
+	})
+}
+
+func TestStreamOutlivesTheAttemptTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, client := bubbleFleet(t, []string{"eastus"}, failover.WithAttemptTimeout(time.Second))
+		stream, err := doerClient(client).CreateChatCompletionStream(t.Context(), chatRequest())
+		require.NoError(t, err)
+		defer stream.Close()
+		time.Sleep(5 * time.Second) // fake time: the attempt timeout would have cut the stream by now
+		text, err := readStream(stream)
+		require.NoError(t, err)
+		assert.Equal(t, "Hello from eastus.", text)
+	})
+}
