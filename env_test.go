@@ -91,3 +91,19 @@ func TestNewFromEnvBadDotEnvDoesNotQuoteIt(t *testing.T) {
 	assert.NotContains(t, err.Error(), secretKey)
 	assert.NotContains(t, err.Error(), secretKey[:8], "not even part of the key")
 }
+
+// TestDotEnvExampleIsValid keeps .env.example in step with the parser: filled in with keys, it configures a
+// client.
+func TestDotEnvExampleIsValid(t *testing.T) {
+	example, err := os.ReadFile(".env.example")
+	require.NoError(t, err)
+	dir := isolateEnv(t)
+	writeDotEnv(t, dir, string(example))
+	t.Setenv("AZURE_OPENAI_API_KEY_1", secretKey)
+	t.Setenv("AZURE_OPENAI_API_KEY_2", secretKey)
+	t.Setenv("OPENAI_API_KEY", secretKey)
+	c, err := failover.NewFromEnv()
+	require.NoError(t, err)
+	t.Cleanup(c.CloseIdleConnections)
+	assert.Equal(t, []string{"eastus", "swedencentral", "openai"}, c.Regions())
+}

@@ -62,6 +62,8 @@ type Call struct {
 	Time time.Time
 	// Body is the request body as it arrived.
 	Body []byte
+	// Header is the request's header as it arrived, credentials included.
+	Header http.Header
 }
 
 // Option configures a fake server.
@@ -168,7 +170,7 @@ type requestBody struct {
 
 // ServeHTTP answers one request the way the real service would.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	call := Call{Time: time.Now()}
+	call := Call{Time: time.Now(), Header: r.Header.Clone()}
 	var ok bool
 	if s.openai {
 		call.Operation, ok = strings.CutPrefix(r.URL.Path, "/v1/")

@@ -64,7 +64,9 @@ func TestRegionAnswersLikeAzure(t *testing.T) {
 	calls := s.Calls()
 	require.Len(t, calls, 1)
 	assert.Equal(t, failovertest.Call{Operation: "chat/completions", Deployment: "gpt-4o", Model: "gpt-4o",
-		APIVersion: "2024-10-21", Authorized: true, Status: 200, Time: calls[0].Time, Body: calls[0].Body}, calls[0])
+		APIVersion: "2024-10-21", Authorized: true, Status: 200, Time: calls[0].Time, Body: calls[0].Body,
+		Header: calls[0].Header}, calls[0])
+	assert.Equal(t, s.Key, calls[0].Header.Get("Api-Key"))
 	assert.Contains(t, string(calls[0].Body), "Hi there")
 }
 
