@@ -79,8 +79,9 @@ func operationOf(path string) (string, bool) {
 const (
 	// maxErrorBody bounds what is read of an error answer; Azure's are well under 10 KiB.
 	maxErrorBody = 1 << 20
-	// maxResponseBody bounds a successful non-streaming answer (a large embeddings batch is tens of MiB).
-	maxResponseBody = 256 << 20
+	// maxBody bounds a request body and a successful non-streaming answer (a large embeddings batch is tens of
+	// MiB).
+	maxBody = 256 << 20
 )
 
 var errBodyTooLarge = errors.New("body too large")
@@ -98,7 +99,7 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 	if req.Body == nil || req.Body == http.NoBody {
 		return nil, errors.New("failover: request has no body")
 	}
-	body, err := readAll(req.Body, req.ContentLength, maxResponseBody)
+	body, err := readAll(req.Body, req.ContentLength, maxBody)
 	req.Body.Close()
 	if err != nil {
 		return nil, fmt.Errorf("failover: reading request body: %w", err)
@@ -181,7 +182,7 @@ func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u
 		}
 		// Reading the whole answer here keeps it under the attempt timeout and turns a cut or garbled answer
 		// into a failover instead of a decoding error for the caller.
-		if err := bufferBody(resp, maxResponseBody); err != nil {
+		if err := bufferBody(resp, maxBody); err != nil {
 			return resp, OutcomeFailedOver, err
 		}
 		if data := resp.Body.(*bodyReader).data; !looksLikeObject(data) {

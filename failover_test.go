@@ -397,3 +397,41 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	}
 	assert.Zero(t, thief.Requests(), "the api-key must not follow a redirect")
 }
+
+func TestDoRejectsRequestsItCannotRoute(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"})
+	client := newClient(t, regionsOf(servers...))
+	cases := []struct {
+		name, path, body, want string
+	}{
+		{"no body", "/v1/chat/completions", "", "has no body"},
+		{"no model", "/v1/chat/completions", `{"messages":[]}`, "names no model"},
+		{"not JSON", "/v1/embeddings", `model=gpt-4o`, "names no model"},
+		{"other operation", "/v1/files", `{"model":"gpt-4o"}`, "cannot route POST /v1/files"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var body io.Reader = http.NoBody
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://ignored.example"+tc.path, body)
+			require.NoError(t, err)
+			resp, err := client.Do(req)
+			assert.Nil(t, resp)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	assert.Zero(t, servers[0].Requests())
+}
+
+func TestModelNamesThatNeedEscaping(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"})
+	client := newClient(t, regionsOf(servers...))
+	for _, model := range []string{"ft:gpt-4o-mini:my-org::abc123", "gpt 4o"} {
+		_, err := client.CreateChatCompletion(t.Context(), openai.ChatCompletionRequest{Model: model, Messages: hello()})
+		require.NoError(t, err, model)
+		calls := servers[0].Calls()
+		assert.Equal(t, model, calls[len(calls)-1].Deployment, "the deployment arrives intact")
+	}
+}
