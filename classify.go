@@ -18,7 +18,7 @@ import (
 //	401, 403                        next       a key or role that is wrong in this region only
 //	404                             next       the deployment (or the endpoint) is missing in this region
 //	408, 409, 5xx                   next       timeouts, conflicts and server failures are the backend's
-//	429                             next       rate limit; except insufficient_quota (out of credit): final
+//	429                             next       rate limit, or insufficient_quota: that account is out of credit
 //	other 4xx                       final      the request is at fault
 //	1xx, 3xx                        next       no answer an OpenAI API gives
 func classify(resp *http.Response, body []byte) (cause error, final bool) {
@@ -30,9 +30,7 @@ func classify(resp *http.Response, body []byte) (cause error, final bool) {
 		return cause, true
 	}
 	switch status := resp.StatusCode; {
-	case status == http.StatusTooManyRequests:
-		return cause, hasCode(cause, "insufficient_quota")
-	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusNotFound,
+	case status == http.StatusUnauthorized, status == http.StatusTooManyRequests, status == http.StatusForbidden, status == http.StatusNotFound,
 		status == http.StatusRequestTimeout, status == http.StatusConflict, status >= 500, status < 400:
 		return cause, false
 	}
@@ -53,14 +51,4 @@ func decodeError(resp *http.Response, body []byte) error {
 	res.Error.HTTPStatus = resp.Status
 	res.Error.HTTPStatusCode = resp.StatusCode
 	return res.Error
-}
-
-// hasCode reports whether err is an API error whose code or type is code.
-func hasCode(err error, code string) bool {
-	apiErr, ok := err.(*openai.APIError)
-	if !ok {
-		return false
-	}
-	c, _ := apiErr.Code.(string)
-	return c == code || apiErr.Type == code
 }

@@ -35,7 +35,7 @@ func TestClassify(t *testing.T) {
 		{422, nil, ``, true},
 		{429, nil, azure429, false},
 		{429, http.Header{"X-Should-Retry": {"false"}}, azure429, true},
-		{429, nil, `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`, true},
+		{429, nil, `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`, false},
 		{500, nil, `{"error":{"message":"server error","type":"server_error","param":null,"code":null}}`, false},
 		{500, http.Header{"X-Should-Retry": {"false"}}, ``, true},
 		{502, nil, `<html>Bad Gateway</html>`, false},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"strings"
@@ -15,7 +16,7 @@ import (
 // Client sends OpenAI requests to an ordered list of Azure OpenAI regions, moving on when one is rate-limited or
 // failing, and to the public OpenAI API when every region is out. It is safe for concurrent use.
 //
-// A Client formats itself with %v (and every other verb) without secrets.
+// A Client formats itself with %v (and every other verb) and logs with log/slog without secrets.
 type Client struct {
 	engine      *engine
 	api         *openai.Client
@@ -39,7 +40,10 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 	var errs []error
 	backends := make([]*backend, 0, len(regions)+1)
 	seenEndpoint := make(map[string]string, len(regions))
-	seenName := make(map[string]string, len(regions))
+	seenName := make(map[string]string, len(regions)+1)
+	if s.fallback != nil {
+		seenName[OpenAIFallbackName] = "the OpenAI fallback"
+	}
 	for i := range regions {
 		r := &regions[i]
 		b, bErrs := newRegionBackend(i, r)
@@ -47,15 +51,19 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 			errs = append(errs, bErrs...)
 			continue
 		}
-		if first, dup := seenEndpoint[endpointKey(b)]; dup {
+		if first, dup := seenEndpoint[b.endpoint]; dup {
 			errs = append(errs, configErr(r.field(i, "Endpoint"), "is the same endpoint as %s; each region must be listed once", first))
 			continue
 		}
 		if first, dup := seenName[b.name]; dup {
-			errs = append(errs, configErr(r.field(i, "Name"), "is %q, the name of %s too; region names must be unique", b.name, first))
+			problem := "is %q, the name of %s too; region names must be unique"
+			if r.Name == "" {
+				problem = "is not set, and the default (the endpoint's host and path) %q is the name of %s too; set a unique name"
+			}
+			errs = append(errs, configErr(r.field(i, "Name"), problem, b.name, first))
 			continue
 		}
-		seenEndpoint[endpointKey(b)] = r.field(i, "Endpoint")
+		seenEndpoint[b.endpoint] = r.field(i, "Endpoint")
 		seenName[b.name] = r.field(i, "Name")
 		backends = append(backends, b)
 	}
@@ -201,6 +209,9 @@ func (c *Client) Regions() []string {
 	}
 	return names
 }
+
+// LogValue logs the client as Format writes it.
+func (c *Client) LogValue() slog.Value { return slog.StringValue(fmt.Sprint(c)) }
 
 // Format writes the client's backends and model, never a secret, whatever the verb.
 func (c *Client) Format(f fmt.State, verb rune) {

@@ -34,13 +34,17 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"unparsable URL", with(func(r *failover.Region) { r.Endpoint = "https://exa mple.com" }), nil, "regions[0].Endpoint", "not an absolute URL"},
 		{"relative URL", with(func(r *failover.Region) { r.Endpoint = "eastus.openai.azure.com" }), nil, "regions[0].Endpoint", "not an absolute URL"},
 		{"plain http", with(func(r *failover.Region) { r.Endpoint = "http://eastus.openai.azure.com" }), nil, "regions[0].Endpoint", "must use https"},
-		{"other scheme", with(func(r *failover.Region) { r.Endpoint = "ftp://eastus.openai.azure.com" }), nil, "regions[0].Endpoint", `scheme "ftp"`},
+		{"other scheme", with(func(r *failover.Region) { r.Endpoint = "ftp://eastus.openai.azure.com" }), nil, "regions[0].Endpoint", "scheme other than https"},
 		{"user info", with(func(r *failover.Region) { r.Endpoint = "https://me:" + secretKey + "@eastus.openai.azure.com" }), nil, "regions[0].Endpoint", "user info"},
 		{"query", with(func(r *failover.Region) { r.Endpoint = "https://eastus.openai.azure.com/?api-version=1" }), nil, "regions[0].Endpoint", "query"},
+		{"no host", with(func(r *failover.Region) { r.Endpoint = "https://:443" }), nil, "regions[0].Endpoint", "no valid host name"},
+		{"wildcard host", with(func(r *failover.Region) { r.Endpoint = "https://*" }), nil, "regions[0].Endpoint", "no valid host name"},
+		{"port out of range", with(func(r *failover.Region) { r.Endpoint = "https://eastus.openai.azure.com:99999" }), nil, "regions[0].Endpoint", "port outside"},
 		{"key with a newline", with(func(r *failover.Region) { r.APIKey = secretKey + "\n" }), nil, "regions[0].APIKey", "control characters"},
 		{"key in quotes", with(func(r *failover.Region) { r.APIKey = `"` + secretKey + `"` }), nil, "regions[0].APIKey", "quotes"},
 		{"bad api version", with(func(r *failover.Region) { r.APIVersion = "latest" }), nil, "regions[0].APIVersion", "expected a date"},
-		{"bad deployment", with(func(r *failover.Region) { r.Deployments = map[string]string{"gpt-4o": "my deployment"} }), nil, "regions[0].Deployments", "deployment name"},
+		{"impossible api version date", with(func(r *failover.Region) { r.APIVersion = "2024-99-99" }), nil, "regions[0].APIVersion", "expected a date"},
+		{"bad deployment", with(func(r *failover.Region) { r.Deployments = map[string]string{"gpt-4o": secretKey + "/x"} }), nil, "regions[0].Deployments", `model "gpt-4o" to an invalid deployment name`},
 		{"empty model", with(func(r *failover.Region) { r.Deployments = map[string]string{"": "dep"} }), nil, "regions[0].Deployments", "empty model"},
 		{"duplicate endpoint", []failover.Region{good(), func() failover.Region {
 			r := good()
@@ -52,6 +56,17 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			r.Endpoint = "https://westus.openai.azure.com"
 			return r
 		}()}, nil, "regions[1].Name", "must be unique"},
+		{"same endpoint, default port and trailing dot", []failover.Region{good(), func() failover.Region {
+			r := good()
+			r.Name, r.Endpoint = "again", "https://eastus.openai.azure.com.:443"
+			return r
+		}()}, nil, "regions[1].Endpoint", "same endpoint as regions[0].Endpoint"},
+		{"same default name", []failover.Region{
+			{Endpoint: "https://gw.example.com/eastus", APIKey: secretKey},
+			{Endpoint: "https://gw.example.com/eastus/", APIKey: secretKey, APIVersion: "2025-01-01-preview"},
+		}, nil, "regions[1].Endpoint", "same endpoint"},
+		{"the fallback's name", with(func(r *failover.Region) { r.Name = "openai" }),
+			[]failover.Option{failover.WithOpenAIFallback(secretKey, "")}, "regions[0].Name", "the name of the OpenAI fallback"},
 		{"nothing at all", nil, nil, "regions", "no OpenAI fallback"},
 		{"fallback without key", nil, []failover.Option{failover.WithOpenAIFallback("", "")}, "WithOpenAIFallback(apiKey)", "needs an API key"},
 		{"fallback over http", nil, []failover.Option{failover.WithOpenAIFallback(secretKey, "http://api.openai.com/v1")}, "WithOpenAIFallback(baseURL)", "must use https"},
@@ -98,8 +113,12 @@ func TestNewAcceptsGoodConfig(t *testing.T) {
 		{Name: "local", Endpoint: "http://127.0.0.1:8080", APIKey: secretKey},
 		{Name: "local6", Endpoint: "http://[::1]:8080", APIKey: secretKey},
 		{Name: "localhost", Endpoint: "http://localhost:8080", APIKey: secretKey},
+		// Two paths of one API Management gateway are two regions, with distinct default names.
+		{Endpoint: "https://gw.example.com/eastus", APIKey: secretKey},
+		{Endpoint: "https://gw.example.com/westus", APIKey: secretKey},
 	}, failover.WithOpenAIFallback(secretKey, ""), failover.WithAttemptTimeout(5*time.Second), failover.WithTemperature(0))
 	require.NoError(t, err)
-	assert.Equal(t, []string{"eastus.openai.azure.com", "west", "local", "local6", "localhost", "openai"}, client.Regions())
+	assert.Equal(t, []string{"eastus.openai.azure.com", "west", "local", "local6", "localhost",
+		"gw.example.com/eastus", "gw.example.com/westus", "openai"}, client.Regions())
 	assert.Equal(t, 5*time.Second, client.AttemptTimeout())
 }

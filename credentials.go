@@ -14,12 +14,12 @@ import (
 )
 
 // Environment variables read by NewFromEnv. N is a region number: 1, 2, …; regions are tried in ascending N and
-// numbers may have gaps.
+// numbers may have gaps. A variable with another suffix (AZURE_OPENAI_API_KEY_SECONDARY) is not read.
 const (
 	EnvEndpoint       = "AZURE_OPENAI_ENDPOINT"    // _N: region N's base URL; unsuffixed: region 1
 	EnvAPIKey         = "AZURE_OPENAI_API_KEY"     // _N: region N's key; unsuffixed: region 1
-	EnvRegionName     = "AZURE_OPENAI_REGION"      // _N: region N's display name (default: the endpoint's host)
-	EnvDeployments    = "AZURE_OPENAI_DEPLOYMENTS" // _N: model=deployment,model=deployment
+	EnvRegionName     = "AZURE_OPENAI_REGION"      // _N: region N's display name; unsuffixed: region 1
+	EnvDeployments    = "AZURE_OPENAI_DEPLOYMENTS" // _N: model=deployment,…; unsuffixed: every region's
 	EnvAPIVersion     = "AZURE_OPENAI_API_VERSION" // unsuffixed: every region's; _N: region N's
 	EnvOpenAIKey      = "OPENAI_API_KEY"           // the public OpenAI fallback's key
 	EnvOpenAIBaseURL  = "OPENAI_BASE_URL"          // the fallback's base URL (default DefaultOpenAIBaseURL)
@@ -56,7 +56,8 @@ func readEnv(path string) (map[string]string, error) {
 		return nil, fmt.Errorf("failover: %s: cannot be parsed as a dotenv file (details withheld: they would quote its secrets); check its quoting and variable names", path)
 	}
 	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok {
+		// An empty process variable (docker-compose's ${UNSET}, say) counts as unset: it does not hide the file.
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.TrimSpace(v) != "" {
 			env[k] = v
 		}
 	}
@@ -95,13 +96,14 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	var ignored []string
 	for _, k := range keys {
 		v := get(k)
 		if v == "" {
 			continue // an empty variable counts as unset, as in a .env template
 		}
-		if k == EnvEndpoint || k == EnvAPIKey {
-			set(1, k, k, v)
+		if k == EnvEndpoint || k == EnvAPIKey || k == EnvRegionName {
+			set(1, k, k, v) // the unsuffixed spellings name region 1
 			continue
 		}
 		for _, base := range perRegionVars {
@@ -110,12 +112,31 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 				continue
 			}
 			n, err := strconv.Atoi(suffix)
-			if err != nil || n < 1 || n > 999 || suffix[0] == '+' {
-				errs = append(errs, configErr(k, "ends in %q; expected a region number from 1 to 999 (%s_1, %s_2, …)", suffix, base, base))
-				break
+			switch {
+			case err != nil || suffix[0] == '+' || suffix[0] == '-':
+				// Not a region number: someone else's variable, such as AZURE_OPENAI_API_KEY_SECONDARY.
+				ignored = append(ignored, k)
+			case n < 1 || n > 999:
+				errs = append(errs, configErr(k, "has region number %d; expected 1 to 999", n))
+			default:
+				set(n, base, k, v)
 			}
-			set(n, base, k, v)
 			break
+		}
+	}
+
+	// Unsuffixed, these two apply to every region that does not set its own.
+	globalVersion := get(EnvAPIVersion)
+	if globalVersion != "" {
+		if err := checkAPIVersion(EnvAPIVersion, globalVersion); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var globalDeployments map[string]string
+	if raw := get(EnvDeployments); raw != "" {
+		var err error
+		if globalDeployments, err = parseDeployments(EnvDeployments, raw); err != nil {
+			errs = append(errs, err)
 		}
 	}
 
@@ -141,15 +162,17 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 			env: &regionEnv{endpoint: name(EnvEndpoint), apiKey: name(EnvAPIKey), name: name(EnvRegionName),
 				apiVersion: name(EnvAPIVersion), deployments: name(EnvDeployments)},
 		}
-		if r.APIVersion == "" && get(EnvAPIVersion) != "" {
-			r.APIVersion, r.env.apiVersion = get(EnvAPIVersion), EnvAPIVersion
+		if r.APIVersion == "" && globalVersion != "" {
+			r.APIVersion, r.env.apiVersion = globalVersion, EnvAPIVersion
 		}
-		if d, ok := v[EnvDeployments]; ok {
-			m, err := parseDeployments(name(EnvDeployments), d)
+		if raw, ok := v[EnvDeployments]; ok {
+			m, err := parseDeployments(name(EnvDeployments), raw)
 			if err != nil {
 				errs = append(errs, err)
 			}
 			r.Deployments = m
+		} else if globalDeployments != nil {
+			r.Deployments, r.env.deployments = globalDeployments, EnvDeployments
 		}
 		regions = append(regions, r)
 	}
@@ -166,13 +189,17 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 	if raw := get(EnvAttemptTimeout); raw != "" {
 		d, err := time.ParseDuration(raw)
 		if err != nil || d <= 0 {
-			errs = append(errs, configErr(EnvAttemptTimeout, "is %q; expected a positive Go duration such as 30s or 1m30s", raw))
+			errs = append(errs, configErr(EnvAttemptTimeout, "is not a positive Go duration; expected one such as 30s or 1m30s"))
 		} else {
 			opts = append(opts, func(s *settings) { s.attemptTimeout, s.timeoutField = d, EnvAttemptTimeout })
 		}
 	}
 	if len(regions) == 0 && get(EnvOpenAIKey) == "" && len(errs) == 0 {
-		errs = append(errs, configErr(EnvEndpoint+"_1", "no region is configured and %s is not set; set %s_1 and %s_1 (and _2, … for more regions), or %s for the public API alone", EnvOpenAIKey, EnvEndpoint, EnvAPIKey, EnvOpenAIKey))
+		problem := fmt.Sprintf("no region is configured and %s is not set; set %s_1 and %s_1 (and _2, … for more regions), or %s for the public API alone", EnvOpenAIKey, EnvEndpoint, EnvAPIKey, EnvOpenAIKey)
+		if len(ignored) > 0 {
+			problem += fmt.Sprintf(" (%s not read: a region's variables end in its number)", strings.Join(ignored, ", "))
+		}
+		errs = append(errs, configErr(EnvEndpoint+"_1", "%s", problem))
 	}
 	if len(errs) > 0 {
 		return nil, nil, errors.Join(errs...)
@@ -180,10 +207,11 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 	return regions, opts, nil
 }
 
-// parseDeployments reads "model=deployment,model=deployment".
+// parseDeployments reads "model=deployment,model=deployment". Errors name entries by position, not by text: a key
+// pasted into the wrong variable must not be printed back.
 func parseDeployments(field, raw string) (map[string]string, error) {
 	m := make(map[string]string)
-	for _, pair := range strings.Split(raw, ",") {
+	for i, pair := range strings.Split(raw, ",") {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {
 			continue
@@ -191,7 +219,7 @@ func parseDeployments(field, raw string) (map[string]string, error) {
 		model, deployment, ok := strings.Cut(pair, "=")
 		model, deployment = strings.TrimSpace(model), strings.TrimSpace(deployment)
 		if !ok || model == "" || deployment == "" {
-			return nil, configErr(field, "has %q; expected model=deployment pairs separated by commas, such as gpt-4o=my-gpt4o,text-embedding-3-small=embed", pair)
+			return nil, configErr(field, "entry %d is not model=deployment; expected pairs separated by commas, such as gpt-4o=my-gpt4o,text-embedding-3-small=embed", i+1)
 		}
 		if _, dup := m[model]; dup {
 			return nil, configErr(field, "maps model %q twice", model)

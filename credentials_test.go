@@ -133,13 +133,21 @@ func TestEnvErrorsNameTheVariable(t *testing.T) {
 			"AZURE_OPENAI_ENDPOINT_2", "same endpoint as AZURE_OPENAI_ENDPOINT_1"},
 		{"duplicate name", plus("AZURE_OPENAI_ENDPOINT_2", "https://two.openai.azure.com", "AZURE_OPENAI_API_KEY_2", envSecret,
 			"AZURE_OPENAI_REGION_2", "one.openai.azure.com"), "AZURE_OPENAI_REGION_2", "must be unique"},
-		{"word suffix", plus("AZURE_OPENAI_ENDPOINT_WESTUS", "https://two.openai.azure.com"), "AZURE_OPENAI_ENDPOINT_WESTUS", "region number"},
-		{"zero suffix", plus("AZURE_OPENAI_API_KEY_0", envSecret), "AZURE_OPENAI_API_KEY_0", "region number"},
+		{"word suffix, nothing else", map[string]string{"AZURE_OPENAI_ENDPOINT_WESTUS": "https://two.openai.azure.com"},
+			"AZURE_OPENAI_ENDPOINT_1", "AZURE_OPENAI_ENDPOINT_WESTUS not read"},
+		{"zero suffix", plus("AZURE_OPENAI_API_KEY_0", envSecret), "AZURE_OPENAI_API_KEY_0", "region number 0"},
+		{"suffix past 999", plus("AZURE_OPENAI_ENDPOINT_1000", "https://x.openai.azure.com"), "AZURE_OPENAI_ENDPOINT_1000", "expected 1 to 999"},
 		{"leading zero conflicts", plus("AZURE_OPENAI_ENDPOINT_01", "https://x.openai.azure.com"), "AZURE_OPENAI_ENDPOINT_1", "conflicts with AZURE_OPENAI_ENDPOINT_01"},
 		{"deployments syntax", plus("AZURE_OPENAI_DEPLOYMENTS_1", "gpt-4o:prod"), "AZURE_OPENAI_DEPLOYMENTS_1", "model=deployment"},
 		{"deployments twice", plus("AZURE_OPENAI_DEPLOYMENTS_1", "gpt-4o=a,gpt-4o=b"), "AZURE_OPENAI_DEPLOYMENTS_1", "twice"},
 		{"deployment name", plus("AZURE_OPENAI_DEPLOYMENTS_1", "gpt-4o=a/b"), "AZURE_OPENAI_DEPLOYMENTS_1", "deployment name"},
 		{"global api version", plus("AZURE_OPENAI_API_VERSION", "v1"), "AZURE_OPENAI_API_VERSION", "expected a date"},
+		{"global api version that every region overrides", plus("AZURE_OPENAI_API_VERSION", "v1", "AZURE_OPENAI_API_VERSION_1", "2024-10-21"),
+			"AZURE_OPENAI_API_VERSION", "expected a date"},
+		{"global deployments", plus("AZURE_OPENAI_DEPLOYMENTS", "gpt-4o"), "AZURE_OPENAI_DEPLOYMENTS", "entry 1 is not model=deployment"},
+		{"a key in the api version", plus("AZURE_OPENAI_API_VERSION_1", envSecret), "AZURE_OPENAI_API_VERSION_1", "expected a date"},
+		{"a key in the deployments", plus("AZURE_OPENAI_DEPLOYMENTS_1", "gpt-4o=x,"+envSecret), "AZURE_OPENAI_DEPLOYMENTS_1", "entry 2"},
+		{"a key in the timeout", plus("FAILOVER_ATTEMPT_TIMEOUT", envSecret), "FAILOVER_ATTEMPT_TIMEOUT", "Go duration"},
 		{"region api version", plus("AZURE_OPENAI_API_VERSION_1", "2024-13"), "AZURE_OPENAI_API_VERSION_1", "expected a date"},
 		{"key with a newline", plus("AZURE_OPENAI_API_KEY_1", envSecret+"\nX"), "AZURE_OPENAI_API_KEY_1", "control characters"},
 		{"nothing", map[string]string{"PATH": "/bin"}, "AZURE_OPENAI_ENDPOINT_1", "no region is configured"},
@@ -155,6 +163,29 @@ func TestEnvErrorsNameTheVariable(t *testing.T) {
 			requireConfigError(t, err, tc.field, tc.problem)
 		})
 	}
+}
+
+func TestEnvIgnoresOtherSuffixes(t *testing.T) {
+	c, err := clientFromEnv(t, map[string]string{
+		"AZURE_OPENAI_ENDPOINT_1": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY_1": envSecret,
+		"AZURE_OPENAI_API_KEY_SECONDARY": envSecret, "AZURE_OPENAI_ENDPOINT_-2": "x", "AZURE_OPENAI_REGION_": "y",
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"one.openai.azure.com"}, c.Regions())
+}
+
+func TestEnvUnsuffixedNameAndDeployments(t *testing.T) {
+	c, err := clientFromEnv(t, map[string]string{
+		"AZURE_OPENAI_ENDPOINT_1": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY_1": envSecret,
+		"AZURE_OPENAI_ENDPOINT_2": "https://two.openai.azure.com", "AZURE_OPENAI_API_KEY_2": envSecret,
+		"AZURE_OPENAI_REGION":        "eastus",
+		"AZURE_OPENAI_DEPLOYMENTS":   "gpt-4o=shared-4o",
+		"AZURE_OPENAI_DEPLOYMENTS_2": "gpt-4o=own-4o",
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"eastus", "two.openai.azure.com"}, c.Regions())
+	assert.Equal(t, "shared-4o", c.engine.backends[0].deployment("gpt-4o"), "the unsuffixed map serves regions without their own")
+	assert.Equal(t, "own-4o", c.engine.backends[1].deployment("gpt-4o"))
 }
 
 func TestEnvOpenAIAlone(t *testing.T) {

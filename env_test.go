@@ -64,6 +64,16 @@ func TestNewFromEnvOptionsOverrideTheEnvironment(t *testing.T) {
 	assert.Equal(t, "42s", c.AttemptTimeout().String())
 }
 
+func TestEmptyProcessVariableDoesNotHideDotEnv(t *testing.T) {
+	dir := isolateEnv(t)
+	writeDotEnv(t, dir, "AZURE_OPENAI_ENDPOINT_1=https://one.openai.azure.com\nAZURE_OPENAI_API_KEY_1="+secretKey+"\n")
+	t.Setenv("AZURE_OPENAI_API_KEY_1", "") // as docker-compose exports ${UNSET}
+	c, err := failover.NewFromEnv()
+	require.NoError(t, err)
+	t.Cleanup(c.CloseIdleConnections)
+	assert.Equal(t, []string{"one.openai.azure.com"}, c.Regions())
+}
+
 func TestNewFromEnvWithoutDotEnv(t *testing.T) {
 	isolateEnv(t)
 	t.Setenv("OPENAI_API_KEY", secretKey)

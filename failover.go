@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 // backend is one place a request can be sent: an Azure region or the public OpenAI API.
 type backend struct {
 	name        string
+	endpoint    string // canonical base URL: two backends with the same one are the same resource
 	azure       bool
 	scheme      string
 	host        string
@@ -178,6 +180,14 @@ func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u
 	resp.Request = orig // the attempt's request carries the key
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if isEventStream(resp) {
+			// Wait, still under the attempt timeout, for the stream's first byte: a stream that stalls or ends
+			// before it begins is this backend's failure, and the next one can still serve.
+			first := bufio.NewReader(resp.Body)
+			if _, err := first.Peek(1); err != nil {
+				resp.Body.Close()
+				return resp, OutcomeFailedOver, fmt.Errorf("stream ended before its first byte: %w", err)
+			}
+			resp.Body = &peekedBody{Reader: first, Closer: resp.Body}
 			return resp, OutcomeServed, nil
 		}
 		// Reading the whole answer here keeps it under the attempt timeout and turns a cut or garbled answer
@@ -215,8 +225,12 @@ func attemptRequest(ctx context.Context, orig *http.Request, b *backend, u *url.
 	if h == nil {
 		h = make(http.Header, 1)
 	}
-	delete(h, "Authorization")
-	delete(h, "Api-Key")
+	for k := range h {
+		// The caller's credentials never travel, however their header is spelled.
+		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Api-Key") {
+			delete(h, k)
+		}
+	}
 	h[b.authHeader] = b.authValue
 	out.Header = h
 	// A NopCloser around a *bytes.Reader is a body net/http knows will not block, so it sends headers and body
@@ -350,6 +364,12 @@ func closeBody(req *http.Request) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
+}
+
+// peekedBody is a body whose first bytes are already buffered.
+type peekedBody struct {
+	*bufio.Reader
+	io.Closer
 }
 
 // cancelOnClose ends an attempt's context when the caller closes a streamed body.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aoai-failover/failover"
@@ -434,4 +436,80 @@ func TestModelNamesThatNeedEscaping(t *testing.T) {
 		calls := servers[0].Calls()
 		assert.Equal(t, model, calls[len(calls)-1].Deployment, "the deployment arrives intact")
 	}
+}
+
+func TestStreamThatStallsBeforeItsFirstByteFailsOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithAttemptTimeout(10*time.Second))
+		servers[0].Script(failovertest.Reply{BodyDelay: time.Hour}) // 200 and headers at once, then nothing
+
+		var rec recorder
+		start := time.Now()
+		stream, err := doerClient(client).CreateChatCompletionStream(rec.context(t.Context()), chatRequest())
+		require.NoError(t, err)
+		defer stream.Close()
+		text, err := readStream(stream)
+		require.NoError(t, err)
+		assert.Equal(t, "Hello from westus.", text)
+		assert.Equal(t, 10*time.Second, time.Since(start))
+		require.Len(t, rec.attempts, 2)
+		assert.Equal(t, 200, rec.attempts[0].Status)
+		assert.ErrorIs(t, rec.attempts[0].Err, failover.ErrAttemptTimeout)
+	})
+}
+
+func TestStreamThatEndsBeforeItsFirstByteFailsOver(t *testing.T) {
+	empty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK) // and no body at all
+	}))
+	t.Cleanup(empty.Close)
+	westus := startRegions(t, []string{"westus"})[0]
+	client := newClient(t, append([]failover.Region{{Name: "empty", Endpoint: empty.URL, APIKey: "k"}}, regionsOf(westus)...))
+
+	var rec recorder
+	stream, err := doerClient(client).CreateChatCompletionStream(rec.context(t.Context()), chatRequest())
+	require.NoError(t, err)
+	defer stream.Close()
+	text, err := readStream(stream)
+	require.NoError(t, err)
+	assert.Equal(t, "Hello from westus.", text)
+	assert.ErrorContains(t, rec.first().Err, "stream ended before its first byte")
+}
+
+func TestOutOfCreditFallbackAfterFailoversIsExhausted(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus"})
+	servers[0].SetDefault(failovertest.RateLimited(time.Minute))
+	servers[1].SetDefault(failovertest.Unavailable())
+	oai := failovertest.NewOpenAI()
+	t.Cleanup(oai.Close)
+	oai.SetDefault(failovertest.InsufficientQuota())
+	client := newClient(t, regionsOf(servers...), failover.WithOpenAIFallback(oai.Key, oai.URL))
+
+	_, err := client.ChatCompletion(t.Context(), hello())
+	require.ErrorIs(t, err, failover.ErrExhausted)
+	var exhausted *failover.ExhaustedError
+	require.ErrorAs(t, err, &exhausted)
+	assert.Len(t, exhausted.Attempts, 3, "the regions' attempts are kept")
+	var apiErr *openai.APIError
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, "insufficient_quota", apiErr.Type)
+}
+
+func TestCallerCredentialsAreDroppedHoweverSpelled(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"})
+	client := newClient(t, regionsOf(servers...))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://ignored.example/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+	require.NoError(t, err)
+	req.Header["api-key"] = []string{"caller-key"}
+	req.Header["authorization"] = []string{"Bearer caller-token"}
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	h := servers[0].Calls()[0].Header
+	for k, v := range h {
+		assert.NotContains(t, strings.Join(v, ","), "caller", k)
+	}
+	assert.True(t, servers[0].Calls()[0].Authorized)
 }

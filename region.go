@@ -1,12 +1,16 @@
 package failover
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultAPIVersion is the Azure OpenAI api-version sent when a region sets none: the latest generally available
@@ -15,9 +19,11 @@ const DefaultAPIVersion = "2024-10-21"
 
 // Region is one Azure OpenAI resource, in one Azure region, that can serve requests.
 //
-// Region formats itself (%v, %+v, %#v, %s and every other verb) with the API key redacted.
+// Region formats itself (%v, %+v, %#v, %s and every other verb), marshals to JSON and logs with log/slog with the
+// API key redacted. JSON from MarshalJSON therefore does not round-trip: it is for showing, not storing.
 type Region struct {
-	// Name is shown in errors, logs and traces. Default: the endpoint's host.
+	// Name is shown in errors, logs and traces. Default: the endpoint's host and path, such as
+	// my-resource.openai.azure.com.
 	Name string
 	// Endpoint is the resource's base URL, such as https://my-resource.openai.azure.com. It must use https;
 	// plain http is accepted only for loopback hosts (127.0.0.1, ::1, localhost), so tests can use httptest.
@@ -41,12 +47,9 @@ type regionEnv struct {
 
 // Format writes the region with its API key redacted, whatever the verb.
 func (r Region) Format(f fmt.State, verb rune) {
-	key := ""
-	if r.APIKey != "" {
-		key = redacted
-	}
+	s := r.shown()
 	fmt.Fprintf(f, "{Name:%s Endpoint:%s APIKey:%s APIVersion:%s Deployments:%s}",
-		r.Name, redactURL(r.Endpoint), key, r.APIVersion, formatDeployments(r.Deployments))
+		s.Name, s.Endpoint, s.APIKey, s.APIVersion, formatDeployments(s.Deployments))
 }
 
 // redactURL prints an endpoint without the parts that can carry credentials: user info and query. New rejects
@@ -67,6 +70,34 @@ func redactURL(raw string) string {
 }
 
 const redacted = "[REDACTED]"
+
+// shownRegion is a Region as it may be shown: without its key.
+type shownRegion struct {
+	Name        string            `json:"name,omitempty"`
+	Endpoint    string            `json:"endpoint"`
+	APIKey      string            `json:"api_key,omitempty"`
+	APIVersion  string            `json:"api_version,omitempty"`
+	Deployments map[string]string `json:"deployments,omitempty"`
+}
+
+func (r Region) shown() shownRegion {
+	s := shownRegion{Name: r.Name, Endpoint: redactURL(r.Endpoint), APIVersion: r.APIVersion, Deployments: r.Deployments}
+	if r.APIKey != "" {
+		s.APIKey = redacted
+	}
+	return s
+}
+
+// MarshalJSON writes the region with its API key redacted.
+func (r Region) MarshalJSON() ([]byte, error) { return json.Marshal(r.shown()) }
+
+// LogValue logs the region with its API key redacted.
+func (r Region) LogValue() slog.Value {
+	s := r.shown()
+	return slog.GroupValue(slog.String("name", s.Name), slog.String("endpoint", s.Endpoint),
+		slog.String("api_key", s.APIKey), slog.String("api_version", s.APIVersion),
+		slog.String("deployments", formatDeployments(s.Deployments)))
+}
 
 func formatDeployments(m map[string]string) string {
 	models := make([]string, 0, len(m))
@@ -131,11 +162,49 @@ func parseEndpoint(field, raw string) (*url.URL, error) {
 	case u.Scheme == "http":
 		return nil, configErr(field, "must use https; plain http is allowed only for loopback hosts (127.0.0.1, ::1, localhost)")
 	default:
-		return nil, configErr(field, "has scheme %q; expected https", u.Scheme)
+		return nil, configErr(field, "has a scheme other than https")
+	}
+	if !validHostname(u.Hostname()) {
+		return nil, configErr(field, "has no valid host name; expected a base URL such as https://my-resource.openai.azure.com")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, configErr(field, "has a port outside 1 to 65535")
+		}
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
+}
+
+// validHostname accepts DNS names and IP addresses.
+func validHostname(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalEndpoint is what makes two endpoints the same resource: case, a trailing dot and a default port do
+// not count.
+func canonicalEndpoint(u *url.URL) string {
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if p := u.Port(); p != "" && !(u.Scheme == "https" && p == "443") && !(u.Scheme == "http" && p == "80") {
+		host += ":" + p
+	}
+	return u.Scheme + "://" + host + u.Path
 }
 
 func isLoopback(host string) bool {
@@ -177,20 +246,25 @@ func newRegionBackend(i int, r *Region) (*backend, []error) {
 	version := r.APIVersion
 	if version == "" {
 		version = DefaultAPIVersion
-	} else if !apiVersionPattern.MatchString(version) {
-		errs = append(errs, configErr(r.field(i, "APIVersion"), "is %q; expected a date such as %s, optionally ending in -preview", version, DefaultAPIVersion))
+	} else if err := checkAPIVersion(r.field(i, "APIVersion"), version); err != nil {
+		errs = append(errs, err)
 	}
-	for model, deployment := range r.Deployments {
+	models := make([]string, 0, len(r.Deployments))
+	for model := range r.Deployments {
+		models = append(models, model)
+	}
+	sort.Strings(models)
+	for _, model := range models {
+		// Values are not quoted: a key pasted into the wrong place must not be printed back.
 		if model == "" {
 			errs = append(errs, configErr(r.field(i, "Deployments"), "has an empty model name"))
-		}
-		if !deploymentPattern.MatchString(deployment) {
-			errs = append(errs, configErr(r.field(i, "Deployments"), "maps model %q to %q; a deployment name is 1 to 64 letters, digits, '.', '_' or '-'", model, deployment))
+		} else if !deploymentPattern.MatchString(r.Deployments[model]) {
+			errs = append(errs, configErr(r.field(i, "Deployments"), "maps model %q to an invalid deployment name; expected 1 to 64 letters, digits, '.', '_' or '-'", model))
 		}
 	}
 	name := r.Name
 	if name == "" && u != nil {
-		name = u.Host
+		name = u.Host + u.Path
 	}
 	if strings.ContainsFunc(name, func(c rune) bool { return c < ' ' || c == 0x7f }) {
 		errs = append(errs, configErr(r.field(i, "Name"), "contains control characters"))
@@ -204,6 +278,7 @@ func newRegionBackend(i int, r *Region) (*backend, []error) {
 	}
 	return &backend{
 		name:        name,
+		endpoint:    canonicalEndpoint(u),
 		azure:       true,
 		scheme:      u.Scheme,
 		host:        u.Host,
@@ -216,7 +291,12 @@ func newRegionBackend(i int, r *Region) (*backend, []error) {
 	}, nil
 }
 
-// endpointKey is what makes two endpoints the same resource.
-func endpointKey(b *backend) string {
-	return b.scheme + "://" + strings.ToLower(b.host) + b.path
+// checkAPIVersion accepts a real date such as 2024-10-21, optionally followed by -preview.
+func checkAPIVersion(field, v string) error {
+	if apiVersionPattern.MatchString(v) {
+		if _, err := time.Parse(time.DateOnly, v[:10]); err == nil {
+			return nil
+		}
+	}
+	return configErr(field, "is not an api-version; expected a date such as %s, optionally ending in -preview", DefaultAPIVersion)
 }

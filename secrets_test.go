@@ -2,6 +2,7 @@ package failover_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -28,11 +29,17 @@ type secretScan struct{ bytes.Buffer }
 
 func (s *secretScan) add(format string, args ...any) { fmt.Fprintf(&s.Buffer, format+"\n", args...) }
 
-// addAllVerbs formats v with every verb a caller might use.
+// addAllVerbs formats v with every verb a caller might use, marshals it to JSON and logs it with both of slog's
+// handlers.
 func (s *secretScan) addAllVerbs(v any) {
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d", "%T"} {
 		s.add(verb, v)
 	}
+	if data, err := json.Marshal(v); err == nil {
+		s.Write(append(data, '\n'))
+	}
+	slog.New(slog.NewJSONHandler(&s.Buffer, nil)).Info("value", "v", v)
+	slog.New(slog.NewTextHandler(&s.Buffer, nil)).Info("value", "v", v)
 }
 
 func (s *secretScan) check(t *testing.T) {

@@ -51,6 +51,9 @@ type chatCompletion struct {
 // defaultBody is the JSON answer for a reply without a Body.
 func (s *Server) defaultBody(call Call, body requestBody, reply Reply) string {
 	status := max(reply.Status, http.StatusOK)
+	if status != http.StatusOK && s.openai {
+		return fmt.Sprintf(`{"error":{"message":%q,"type":"server_error","param":null,"code":null}}`, http.StatusText(status))
+	}
 	if status != http.StatusOK {
 		return azureError(strconv.Itoa(status), http.StatusText(status))
 	}
@@ -142,12 +145,18 @@ func vector(input string) []float64 {
 
 // stream answers a streaming chat completion with server-sent events, word by word, as Azure does: a first event
 // with the prompt filter results and no choices, a role event, content events, a finish event, then [DONE].
-func (s *Server) stream(w http.ResponseWriter, call Call, body requestBody, reply Reply) {
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, call Call, body requestBody, reply Reply) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	if reply.BodyDelay > 0 {
+		_ = rc.Flush()
+		if !s.wait(r, reply.BodyDelay, false) {
+			return
+		}
+	}
 	id, created := s.id("chatcmpl"), time.Now().Unix()
 	model := call.Model
 	if model == "" {

@@ -121,3 +121,23 @@ func Slow(d time.Duration, r Reply) Reply {
 func azureError(code, message string) string {
 	return fmt.Sprintf(`{"error":{"code":%q,"message":%q}}`, code, message)
 }
+
+// OpenAIRateLimited answers 429 as the public OpenAI API does when a rate limit is hit: code rate_limit_exceeded,
+// x-ratelimit-reset-* headers in Go duration syntax, and a retry-after header (whole seconds, rounded up) unless
+// retryAfter is 0.
+func OpenAIRateLimited(retryAfter time.Duration) Reply {
+	r := Reply{
+		Status: http.StatusTooManyRequests,
+		Header: http.Header{
+			"X-Ratelimit-Remaining-Requests": {"0"},
+			"X-Ratelimit-Remaining-Tokens":   {"0"},
+			"X-Ratelimit-Reset-Requests":     {retryAfter.String()},
+			"X-Ratelimit-Reset-Tokens":       {retryAfter.String()},
+		},
+		Body: fmt.Sprintf(`{"error":{"message":"Rate limit reached for gpt-4o in organization org-test on tokens per min (TPM): Limit 30000, Used 30000, Requested 100. Please try again in %.3fs.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}`, retryAfter.Seconds()),
+	}
+	if retryAfter > 0 {
+		r.Header.Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
+	}
+	return r
+}

@@ -56,7 +56,8 @@ type Call struct {
 	Stream bool
 	// Authorized reports whether the request carried the server's key.
 	Authorized bool
-	// Status is the status the server answered; 0 when it hung or disconnected.
+	// Status is the status the server answered; 0 until it has answered, and for good when it hung,
+	// disconnected, or the client gave up first.
 	Status int
 	// Time is when the request arrived.
 	Time time.Time
@@ -73,7 +74,8 @@ type Option func(*Server)
 func WithKey(key string) Option { return func(s *Server) { s.Key = key } }
 
 // WithDeployments makes only the named deployments exist: a request for any other is answered 404
-// DeploymentNotFound. Default: every deployment exists.
+// DeploymentNotFound. On a fake OpenAI API the names are models, and others are answered 404 model_not_found.
+// Default: every deployment exists.
 func WithDeployments(names ...string) Option {
 	return func(s *Server) {
 		s.deployments = make(map[string]bool, len(names))
@@ -83,8 +85,8 @@ func WithDeployments(names ...string) Option {
 	}
 }
 
-// WithOnRequest calls f with every request as it arrives, before it is answered (Status is not known yet), on
-// the server's goroutine. Tests use it to learn that a request has reached a server.
+// WithOnRequest calls f with every request as it arrives, before it is answered (so its Status is 0), on the
+// server's goroutine. Tests use it to learn that a request has reached a server.
 func WithOnRequest(f func(Call)) Option { return func(s *Server) { s.onRequest = f } }
 
 // WithEcho makes the default successful answer repeat the content of the request's last message, so a test can
@@ -201,22 +203,41 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply = Unauthorized()
 	case decodeErr != nil:
 		reply = BadRequest("We could not parse the JSON body of your request.")
-	case s.deployments != nil && !s.deployments[call.Deployment]:
+	case s.deployments != nil && s.openai && !s.deployments[call.Model]:
+		message, _ := json.Marshal("The model `" + call.Model + "` does not exist or you do not have access to it.")
+		reply = Reply{Status: http.StatusNotFound, Body: fmt.Sprintf(`{"error":{"message":%s,"type":"invalid_request_error","param":null,"code":"model_not_found"}}`, message)}
+	case s.deployments != nil && !s.openai && !s.deployments[call.Deployment]:
 		reply = DeploymentNotFound()
 	default:
 		reply = s.next()
 	}
-	if !reply.Hang && !reply.Disconnect {
-		call.Status = max(reply.Status, http.StatusOK)
-	}
 	s.mu.Lock()
+	index := len(s.calls)
 	s.calls = append(s.calls, call)
 	s.mu.Unlock()
 	if s.onRequest != nil {
 		s.onRequest(call)
 	}
-	s.reply(w, r, call, body, reply)
+	s.reply(&statusRecorder{ResponseWriter: w, server: s, index: index}, r, call, body, reply)
 }
+
+// statusRecorder records the status in the request's Call just before it is sent, so that a client that has
+// seen the answer also sees the status in Calls.
+type statusRecorder struct {
+	http.ResponseWriter
+	server *Server
+	index  int
+}
+
+func (w *statusRecorder) WriteHeader(status int) {
+	w.server.mu.Lock()
+	w.server.calls[w.index].Status = status
+	w.server.mu.Unlock()
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the connection, to flush and hijack it.
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) next() Reply {
 	s.mu.Lock()
@@ -281,14 +302,16 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, call Call, body r
 	}
 	status := max(reply.Status, http.StatusOK)
 	if status == http.StatusOK && reply.Body == "" && call.Stream && call.Operation == "chat/completions" {
-		s.stream(w, call, body, reply)
+		s.stream(w, r, call, body, reply)
 		return
 	}
 	data := reply.Body
 	if data == "" {
 		data = s.defaultBody(call, body, reply)
 	}
-	h.Set("Content-Type", "application/json")
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "application/json")
+	}
 	h.Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(status)
 	if reply.BodyDelay > 0 {

@@ -275,3 +275,56 @@ func TestNetworkOutsideABubble(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "connection refused")
 }
+
+func TestOpenAIModelsAndRateLimit(t *testing.T) {
+	s := failovertest.NewOpenAI(failovertest.WithDeployments("gpt-4o"))
+	defer s.Close()
+	cfg := openai.DefaultConfig(s.Key)
+	cfg.BaseURL = s.URL
+	client := openai.NewClientWithConfig(cfg)
+	_, err := client.CreateChatCompletion(t.Context(), chat())
+	require.NoError(t, err, "a listed model is served")
+
+	req := chat()
+	req.Model = "gpt-unknown"
+	_, err = client.CreateChatCompletion(t.Context(), req)
+	var apiErr *openai.APIError
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, 404, apiErr.HTTPStatusCode)
+	assert.Equal(t, "model_not_found", apiErr.Code)
+
+	s.Script(failovertest.OpenAIRateLimited(1500*time.Millisecond), failovertest.Reply{Status: 502})
+	resp, err := client.CreateChatCompletion(t.Context(), chat())
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, "rate_limit_exceeded", apiErr.Code)
+	assert.Contains(t, apiErr.Message, "Please try again in 1.500s")
+	assert.Equal(t, "1.5s", resp.Header().Get("X-Ratelimit-Reset-Tokens"))
+	assert.Equal(t, "2", resp.Header().Get("Retry-After"))
+
+	_, err = client.CreateChatCompletion(t.Context(), chat())
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, "server_error", apiErr.Type, "default error bodies are OpenAI-shaped on the OpenAI fake")
+}
+
+func TestStatusIsRecordedOnlyWhenSent(t *testing.T) {
+	statuses := make(chan int, 2)
+	s := failovertest.NewRegion("eastus", failovertest.WithOnRequest(func(c failovertest.Call) { statuses <- c.Status }))
+	defer s.Close()
+	s.Script(failovertest.Slow(time.Hour, failovertest.Reply{}), failovertest.Unavailable())
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = azureClient(t, s, s.Key).CreateChatCompletion(ctx, chat())
+	}()
+	assert.Zero(t, <-statuses, "OnRequest runs before the answer")
+	cancel() // the client gives up on the slow answer
+	<-done
+
+	_, err := azureClient(t, s, s.Key).CreateChatCompletion(t.Context(), chat())
+	require.Error(t, err)
+	<-statuses
+	calls := s.Calls()
+	assert.Zero(t, calls[0].Status, "nothing was sent to the client that gave up")
+	assert.Equal(t, 503, calls[1].Status)
+}
