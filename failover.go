@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -98,17 +99,9 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, fmt.Errorf("failover: cannot route %s %s: only chat completions, completions and embeddings are supported", req.Method, req.URL.Path)
 	}
-	if req.Body == nil || req.Body == http.NoBody {
-		return nil, errors.New("failover: request has no body")
-	}
-	body, err := readAll(req.Body, req.ContentLength, maxBody)
-	req.Body.Close()
+	body, model, err := replayable(req)
 	if err != nil {
-		return nil, fmt.Errorf("failover: reading request body: %w", err)
-	}
-	model := modelOf(body)
-	if model == "" {
-		return nil, errors.New("failover: request body names no model")
+		return nil, err
 	}
 	trace := ContextTrace(ctx)
 
@@ -135,7 +128,7 @@ func canceled(ctx context.Context, attempts []Attempt) error {
 }
 
 // try makes one attempt at one backend.
-func (e *engine) try(ctx context.Context, orig *http.Request, b *backend, op, model string, body []byte) (*http.Response, Attempt) {
+func (e *engine) try(ctx context.Context, orig *http.Request, b *backend, op, model string, body requestBody) (*http.Response, Attempt) {
 	start := time.Now()
 	a := Attempt{Region: b.name, Deployment: b.deployment(model)}
 	// The attempt timeout is a timer rather than a context deadline so that it can be stopped once a stream has
@@ -172,8 +165,12 @@ func (e *engine) try(ctx context.Context, orig *http.Request, b *backend, op, mo
 
 // exchange sends one attempt and reads its answer. It returns the response when the answer settles the request
 // (served or returned), or the cause of the failure when the next backend should be tried.
-func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body []byte) (*http.Response, Outcome, error) {
-	resp, err := e.client.Do(attemptRequest(ctx, orig, b, u, body))
+func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody) (*http.Response, Outcome, error) {
+	req, err := attemptRequest(ctx, orig, b, u, body)
+	if err != nil {
+		return nil, OutcomeFailedOver, err
+	}
+	resp, err := e.client.Do(req)
 	if err != nil {
 		return nil, OutcomeFailedOver, err
 	}
@@ -192,7 +189,7 @@ func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u
 		}
 		// Reading the whole answer here keeps it under the attempt timeout and turns a cut or garbled answer
 		// into a failover instead of a decoding error for the caller.
-		if err := bufferBody(resp, maxBody); err != nil {
+		if err := bufferBody(resp, maxBody, true); err != nil {
 			return resp, OutcomeFailedOver, err
 		}
 		if data := resp.Body.(*bodyReader).data; !looksLikeObject(data) {
@@ -200,7 +197,7 @@ func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u
 		}
 		return resp, OutcomeServed, nil
 	}
-	if err := bufferBody(resp, maxErrorBody); err != nil {
+	if err := bufferBody(resp, maxErrorBody, false); err != nil {
 		return resp, OutcomeFailedOver, err
 	}
 	data := e.scrub(resp.Body.(*bodyReader).data)
@@ -218,7 +215,7 @@ func isEventStream(resp *http.Response) bool {
 }
 
 // attemptRequest is orig readdressed to u with b's credentials, under the attempt's context.
-func attemptRequest(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body []byte) *http.Request {
+func attemptRequest(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody) (*http.Request, error) {
 	out := orig.WithContext(ctx)
 	out.URL, out.Host, out.RequestURI = u, "", ""
 	h := orig.Header.Clone()
@@ -233,13 +230,78 @@ func attemptRequest(ctx context.Context, orig *http.Request, b *backend, u *url.
 	}
 	h[b.authHeader] = b.authValue
 	out.Header = h
-	// A NopCloser around a *bytes.Reader is a body net/http knows will not block, so it sends headers and body
-	// in one write instead of two.
-	out.Body = io.NopCloser(bytes.NewReader(body))
-	out.ContentLength = int64(len(body))
+	var err error
+	if out.Body, err = body.get(); err != nil {
+		return nil, fmt.Errorf("replaying request body: %w", err)
+	}
+	out.ContentLength = body.length
 	// GetBody lets the transport resend the body on a fresh connection when a reused one turns out dead.
-	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	return out
+	out.GetBody = body.get
+	return out, nil
+}
+
+// requestBody gives each attempt a fresh copy of the logical request's body.
+type requestBody struct {
+	get    func() (io.ReadCloser, error)
+	length int64
+}
+
+// replayable prepares req's body for replay and finds the model it names. A body that can already be replayed
+// (go-openai's can: its GetBody reads the bytes it marshalled) is not copied: only its start is read, where
+// go-openai writes the model.
+func replayable(req *http.Request) (requestBody, string, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return requestBody{}, "", errors.New("failover: request has no body")
+	}
+	if req.GetBody != nil && req.ContentLength > 0 {
+		req.Body.Close()
+		head, err := readPrefix(req.GetBody, min(req.ContentLength, 256))
+		if err != nil {
+			return requestBody{}, "", err
+		}
+		model, ok := leadingModel(head)
+		if !ok {
+			all, err := readPrefix(req.GetBody, req.ContentLength)
+			if err != nil {
+				return requestBody{}, "", err
+			}
+			model = modelOf(all)
+		}
+		return requestBody{get: req.GetBody, length: req.ContentLength}, model, checkModel(model)
+	}
+	data, err := readAll(nil, req.Body, req.ContentLength, maxBody)
+	req.Body.Close()
+	if err != nil {
+		return requestBody{}, "", fmt.Errorf("failover: reading request body: %w", err)
+	}
+	get := func() (io.ReadCloser, error) {
+		// A NopCloser around a *bytes.Reader is a body net/http knows will not block, so it sends headers and
+		// body in one write instead of two (go-openai's bodies are the same).
+		return io.NopCloser(bytes.NewReader(data)), nil
+	}
+	model := modelOf(data)
+	return requestBody{get: get, length: int64(len(data))}, model, checkModel(model)
+}
+
+// readPrefix reads the first n bytes of a fresh copy of a body.
+func readPrefix(getBody func() (io.ReadCloser, error), n int64) ([]byte, error) {
+	rc, err := getBody()
+	if err != nil {
+		return nil, fmt.Errorf("failover: reading request body: %w", err)
+	}
+	defer rc.Close()
+	data := make([]byte, n)
+	if _, err := io.ReadFull(rc, data); err != nil {
+		return nil, fmt.Errorf("failover: reading request body: %w", err)
+	}
+	return data, nil
+}
+
+func checkModel(model string) error {
+	if model == "" {
+		return errors.New("failover: request body names no model")
+	}
+	return nil
 }
 
 // report tells the trace and the logger about an attempt. The callbacks run outside any lock.
@@ -273,14 +335,10 @@ func (e *engine) report(ctx context.Context, trace *Trace, a Attempt) {
 	e.logger.LogAttrs(ctx, level, "failover attempt", attrs...)
 }
 
-// modelOf finds the model a request body names. go-openai writes it first, so that case needs no JSON parse.
+// modelOf finds the model a request body names.
 func modelOf(body []byte) string {
-	const prefix = `{"model":"`
-	if bytes.HasPrefix(body, []byte(prefix)) {
-		rest := body[len(prefix):]
-		if end := bytes.IndexByte(rest, '"'); end >= 0 && bytes.IndexByte(rest[:end], '\\') < 0 {
-			return string(rest[:end])
-		}
+	if model, ok := leadingModel(body); ok {
+		return model
 	}
 	var m struct {
 		Model string `json:"model"`
@@ -289,6 +347,21 @@ func modelOf(body []byte) string {
 		return ""
 	}
 	return m.Model
+}
+
+// leadingModel reads the model from a body that starts with it, as go-openai writes chat requests, without a
+// JSON parse.
+func leadingModel(body []byte) (string, bool) {
+	const prefix = `{"model":"`
+	if !bytes.HasPrefix(body, []byte(prefix)) {
+		return "", false
+	}
+	rest := body[len(prefix):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
+		return "", false
+	}
+	return string(rest[:end]), true
 }
 
 // looksLikeObject is a cheap check that data is one JSON object: it catches an empty answer, an HTML error page and
@@ -313,7 +386,8 @@ func (e *engine) scrub(data []byte) []byte {
 // bodyReader is a response body over bytes already in memory.
 type bodyReader struct {
 	bytes.Reader
-	data []byte
+	data   []byte
+	pooled *[]byte // where data goes back to answerBuffers on Close; nil when it does not
 }
 
 func newBodyReader(data []byte) *bodyReader {
@@ -322,26 +396,56 @@ func newBodyReader(data []byte) *bodyReader {
 	return r
 }
 
-func (*bodyReader) Close() error { return nil }
+// Close recycles a pooled buffer. Reads after Close see an empty body, never bytes of a later answer.
+func (r *bodyReader) Close() error {
+	if buf := r.pooled; buf != nil {
+		r.Reset(nil)
+		*buf, r.data, r.pooled = r.data[:0], nil, nil
+		answerBuffers.Put(buf)
+	}
+	return nil
+}
 
-// bufferBody reads resp's body (at most limit bytes) into memory and replaces it with a bodyReader.
-func bufferBody(resp *http.Response, limit int64) error {
-	data, err := readAll(resp.Body, resp.ContentLength, limit)
+// answerBuffers recycles the buffers of successful non-streaming answers: go-openai decodes from a buffer of its
+// own, so ours is free again once the body is closed, and a buffered answer then costs no more garbage than a
+// direct call. Error answers are not pooled: their bytes live on in the errors made from them.
+var answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledAnswer keeps rare large answers (embeddings batches) from pinning memory in the pool.
+const maxPooledAnswer = 64 << 10
+
+// bufferBody reads resp's body (at most limit bytes) into memory and replaces it with a bodyReader, on a pooled
+// buffer if pooled is set.
+func bufferBody(resp *http.Response, limit int64, pooled bool) error {
+	var buf *[]byte
+	if pooled {
+		buf = answerBuffers.Get().(*[]byte)
+	} else {
+		buf = new([]byte)
+	}
+	data, err := readAll(*buf, resp.Body, resp.ContentLength, limit)
 	resp.Body.Close()
 	if err != nil {
 		return fmt.Errorf("reading response body: %w", err)
 	}
-	resp.Body = newBodyReader(data)
-	resp.ContentLength = int64(len(data))
+	body := newBodyReader(data)
+	if pooled && cap(data) <= maxPooledAnswer {
+		body.pooled = buf
+	}
+	resp.Body, resp.ContentLength = body, int64(len(data))
 	return nil
 }
 
-// readAll reads r to its end, sized by hint when the length is known, failing past limit bytes.
-func readAll(r io.Reader, hint, limit int64) ([]byte, error) {
+// readAll reads r to its end into buf (grown as needed), sized by hint when the length is known, failing past
+// limit bytes.
+func readAll(buf []byte, r io.Reader, hint, limit int64) ([]byte, error) {
 	if hint < 0 || hint > limit {
 		hint = 512
 	}
-	data := make([]byte, 0, hint+1) // +1: the read that sees EOF needs room
+	data := buf[:0]
+	if int64(cap(data)) < hint+1 { // +1: the read that sees EOF needs room
+		data = make([]byte, 0, hint+1)
+	}
 	for {
 		n, err := r.Read(data[len(data):cap(data)])
 		data = data[:len(data)+n]

@@ -513,3 +513,58 @@ func TestCallerCredentialsAreDroppedHoweverSpelled(t *testing.T) {
 	}
 	assert.True(t, servers[0].Calls()[0].Authorized)
 }
+
+func TestBodyIsReplayedForEveryAttempt(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus", "swedencentral"})
+	servers[0].Script(failovertest.RateLimited(time.Second))
+	servers[1].Script(failovertest.InternalError())
+	client := newClient(t, regionsOf(servers...))
+	const body = `{"messages":[{"role":"user","content":"replay me"}],"model":"gpt-4o","n":1}`
+	for _, replayable := range []bool{true, false} {
+		var reader io.Reader = strings.NewReader(body) // http.NewRequest gives it a GetBody
+		if !replayable {
+			reader = struct{ io.Reader }{strings.NewReader(body)} // no GetBody: the engine keeps a copy
+		}
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://ignored.example/v1/chat/completions", reader)
+		require.NoError(t, err)
+		assert.Equal(t, replayable, req.GetBody != nil)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		for _, s := range servers {
+			calls := s.Calls()
+			assert.Equal(t, body, string(calls[len(calls)-1].Body), s.Name)
+			assert.Equal(t, "gpt-4o", calls[len(calls)-1].Deployment, "the model is found after other fields too")
+		}
+		servers[0].Script(failovertest.RateLimited(time.Second))
+		servers[1].Script(failovertest.InternalError())
+	}
+}
+
+func TestAnswerBodyIsEmptyAfterClose(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"}, failovertest.WithEcho())
+	client := newClient(t, regionsOf(servers...))
+	send := func(content string) *http.Response {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://ignored.example/v1/chat/completions",
+			strings.NewReader(`{"model":"gpt-4o","messages":[{"role":"user","content":"`+content+`"}]}`))
+		require.NoError(t, err)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		return resp
+	}
+	first := send("first")
+	head := make([]byte, 10)
+	_, err := io.ReadFull(first.Body, head)
+	require.NoError(t, err)
+	require.NoError(t, first.Body.Close())
+	require.NoError(t, first.Body.Close(), "closing twice is harmless")
+	// The first answer's buffer is recycled for the second; the first body must not show its bytes.
+	second := send("second")
+	defer second.Body.Close()
+	rest, err := io.ReadAll(first.Body)
+	require.NoError(t, err)
+	assert.Empty(t, rest)
+	all, err := io.ReadAll(second.Body)
+	require.NoError(t, err)
+	assert.Contains(t, string(all), `"content":"second"`)
+}
