@@ -14,7 +14,8 @@ import (
 )
 
 // Client sends OpenAI requests to an ordered list of Azure OpenAI regions, moving on when one is rate-limited or
-// failing, and to the public OpenAI API when every region is out. It is safe for concurrent use.
+// failing, and to the public OpenAI API when every region is out. It is safe for concurrent use. Build one with
+// New or NewFromEnv; the zero value is not usable.
 //
 // A Client formats itself with %v (and every other verb) and logs with log/slog without secrets.
 type Client struct {
@@ -35,7 +36,9 @@ const logicalBaseURL = "https://failover.invalid/v1"
 func New(regions []Region, opts ...Option) (*Client, error) {
 	s := settings{attemptTimeout: DefaultAttemptTimeout}
 	for _, opt := range opts {
-		opt(&s)
+		if opt != nil {
+			opt(&s)
+		}
 	}
 	var errs []error
 	backends := make([]*backend, 0, len(regions)+1)

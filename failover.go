@@ -124,7 +124,7 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 }
 
 func canceled(ctx context.Context, attempts []Attempt) error {
-	return fmt.Errorf("failover: request ended by its context after %d attempts: %w", len(attempts), ctx.Err())
+	return fmt.Errorf("failover: request ended by its context (attempts made: %d): %w", len(attempts), ctx.Err())
 }
 
 // try makes one attempt at one backend.
