@@ -2,8 +2,10 @@ package failover
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -140,4 +142,29 @@ func TestDescribeCause(t *testing.T) {
 	long := describeCause(&openai.RequestError{Body: []byte(strings.Repeat("é", 150))})
 	assert.True(t, strings.HasSuffix(long, "é…"), "cut on a rune boundary")
 	assert.Equal(t, "dial tcp: refused", describeCause(errors.New("dial tcp: refused")))
+}
+
+func TestReplayableRefusesBodiesPastTheLimit(t *testing.T) {
+	req, err := http.NewRequest(http.MethodPost, "https://x.example/v1/chat/completions",
+		strings.NewReader(strings.Repeat(" ", 300)+`{"model":"gpt-4o"}`))
+	require.NoError(t, err)
+	req.ContentLength = 1 << 60 // a lie: no allocation of that size may follow
+	_, _, err = replayable(req)
+	assert.ErrorIs(t, err, errBodyTooLarge)
+}
+
+func TestBodyReaderCloseIsSafeConcurrently(t *testing.T) {
+	for range 100 {
+		buf := answerBuffers.Get().(*[]byte)
+		*buf = append((*buf)[:0], `{"id":"x"}`...)
+		body := newBodyReader(*buf)
+		body.pooled = buf
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() { _ = body.Close() })
+			wg.Go(func() { _, _ = io.ReadAll(body) })
+		}
+		wg.Wait()
+		assert.Nil(t, body.pooled)
+	}
 }

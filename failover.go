@@ -147,8 +147,11 @@ func (e *engine) try(ctx context.Context, orig *http.Request, b *backend, op, mo
 		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
 		return resp, a
 	case outcome == OutcomeServed && stream:
-		resp.Body.Close() // the timeout fired as the stream began: its body is already cut
-		resp, a.Outcome = nil, OutcomeFailedOver
+		// The timeout fired as the stream began (its callback may not have run yet): the body is, or will be, cut.
+		resp.Body.Close()
+		cancel(nil)
+		a.Outcome, a.Err = OutcomeFailedOver, fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout)
+		return nil, a
 	case outcome != OutcomeFailedOver:
 		cancel(nil)
 		return resp, a
@@ -255,13 +258,16 @@ func replayable(req *http.Request) (requestBody, string, error) {
 	}
 	if req.GetBody != nil && req.ContentLength > 0 {
 		req.Body.Close()
-		head, err := readPrefix(req.GetBody, min(req.ContentLength, 256))
+		if req.ContentLength > maxBody {
+			return requestBody{}, "", fmt.Errorf("failover: request body: %w", errBodyTooLarge)
+		}
+		head, err := readBody(req.GetBody, min(req.ContentLength, 256))
 		if err != nil {
 			return requestBody{}, "", err
 		}
 		model, ok := leadingModel(head)
 		if !ok {
-			all, err := readPrefix(req.GetBody, req.ContentLength)
+			all, err := readBody(req.GetBody, req.ContentLength)
 			if err != nil {
 				return requestBody{}, "", err
 			}
@@ -283,15 +289,15 @@ func replayable(req *http.Request) (requestBody, string, error) {
 	return requestBody{get: get, length: int64(len(data))}, model, checkModel(model)
 }
 
-// readPrefix reads the first n bytes of a fresh copy of a body.
-func readPrefix(getBody func() (io.ReadCloser, error), n int64) ([]byte, error) {
+// readBody reads at most n bytes of a fresh copy of a body.
+func readBody(getBody func() (io.ReadCloser, error), n int64) ([]byte, error) {
 	rc, err := getBody()
 	if err != nil {
 		return nil, fmt.Errorf("failover: reading request body: %w", err)
 	}
 	defer rc.Close()
-	data := make([]byte, n)
-	if _, err := io.ReadFull(rc, data); err != nil {
+	data, err := readAll(nil, io.LimitReader(rc, n), n, n)
+	if err != nil {
 		return nil, fmt.Errorf("failover: reading request body: %w", err)
 	}
 	return data, nil
@@ -383,24 +389,37 @@ func (e *engine) scrub(data []byte) []byte {
 	return data
 }
 
-// bodyReader is a response body over bytes already in memory.
+// bodyReader is a response body over bytes already in memory. Read and Close may run concurrently, as on
+// net/http's own bodies: a pooled buffer must go back to the pool once, and never while a Read copies from it.
 type bodyReader struct {
-	bytes.Reader
+	mu     sync.Mutex
+	r      bytes.Reader
 	data   []byte
 	pooled *[]byte // where data goes back to answerBuffers on Close; nil when it does not
 }
 
 func newBodyReader(data []byte) *bodyReader {
-	r := &bodyReader{data: data}
-	r.Reset(data)
-	return r
+	b := &bodyReader{data: data}
+	b.r.Reset(data)
+	return b
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.r.Read(p)
 }
 
 // Close recycles a pooled buffer. Reads after Close see an empty body, never bytes of a later answer.
-func (r *bodyReader) Close() error {
-	if buf := r.pooled; buf != nil {
-		r.Reset(nil)
-		*buf, r.data, r.pooled = r.data[:0], nil, nil
+func (b *bodyReader) Close() error {
+	b.mu.Lock()
+	buf := b.pooled
+	if buf != nil {
+		b.r.Reset(nil)
+		*buf, b.data, b.pooled = b.data[:0], nil, nil
+	}
+	b.mu.Unlock()
+	if buf != nil {
 		answerBuffers.Put(buf)
 	}
 	return nil

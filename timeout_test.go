@@ -107,3 +107,51 @@ func TestStreamOutlivesTheAttemptTimeout(t *testing.T) {
 		assert.Equal(t, "Hello from eastus.", text)
 	})
 }
+
+// TestStreamStartingAsTheTimeoutFires checks the race between a stream's first byte and the attempt timeout:
+// whichever wins, the request is served, and an attempt that failed over says why.
+func TestStreamStartingAsTheTimeoutFires(t *testing.T) {
+	for range 20 {
+		synctest.Test(t, func(t *testing.T) {
+			servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithAttemptTimeout(time.Second))
+			servers[0].Script(failovertest.Reply{BodyDelay: time.Second})
+			var rec recorder
+			stream, err := doerClient(client).CreateChatCompletionStream(rec.context(t.Context()), chatRequest())
+			require.NoError(t, err)
+			defer stream.Close()
+			text, err := readStream(stream)
+			require.NoError(t, err, "a stream that was handed over is never cut by the attempt timeout")
+			assert.Contains(t, []string{"Hello from eastus.", "Hello from westus."}, text)
+			for _, a := range rec.attempts {
+				if a.Outcome == failover.OutcomeFailedOver {
+					assert.ErrorIs(t, a.Err, failover.ErrAttemptTimeout)
+				}
+			}
+		})
+	}
+}
+
+// TestStreamTimeoutRaceInRealTime provokes, with real timers on loopback, the narrow race that fake time does not:
+// the first byte arriving just as the attempt timer fires, before its callback has run. Nothing it asserts depends
+// on which side wins, so it cannot flake; it only gives the losing orders a chance to happen.
+func TestStreamTimeoutRaceInRealTime(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus"})
+	client := newClient(t, regionsOf(servers...), failover.WithAttemptTimeout(2*time.Millisecond))
+	for range 200 {
+		servers[0].Script(failovertest.Reply{BodyDelay: 2 * time.Millisecond})
+		var rec recorder
+		stream, err := doerClient(client).CreateChatCompletionStream(rec.context(t.Context()), chatRequest())
+		if err != nil {
+			require.ErrorIs(t, err, failover.ErrExhausted) // westus timed out too, on a slow moment
+		} else {
+			_, err = readStream(stream)
+			stream.Close()
+			require.NoError(t, err, "a stream that was handed over is never cut by the attempt timeout")
+		}
+		for _, a := range rec.attempts {
+			if a.Outcome == failover.OutcomeFailedOver {
+				require.ErrorIs(t, a.Err, failover.ErrAttemptTimeout, "a failed-over attempt says why")
+			}
+		}
+	}
+}
