@@ -289,15 +289,15 @@ func replayable(req *http.Request) (requestBody, string, error) {
 	return requestBody{get: get, length: int64(len(data))}, model, checkModel(model)
 }
 
-// readBody reads at most n bytes of a fresh copy of a body.
+// readBody reads the first n bytes of a fresh copy of a body (all of it when n is its length).
 func readBody(getBody func() (io.ReadCloser, error), n int64) ([]byte, error) {
 	rc, err := getBody()
 	if err != nil {
 		return nil, fmt.Errorf("failover: reading request body: %w", err)
 	}
 	defer rc.Close()
-	data, err := readAll(nil, io.LimitReader(rc, n), n, n)
-	if err != nil {
+	data := make([]byte, n) // n is at most maxBody: replayable checked ContentLength
+	if _, err := io.ReadFull(rc, data); err != nil {
 		return nil, fmt.Errorf("failover: reading request body: %w", err)
 	}
 	return data, nil
