@@ -2,6 +2,7 @@ package failover_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -172,33 +173,47 @@ func TestRegionsAreNotAskedWhenTheFallbackIsTheOnlyBackend(t *testing.T) {
 	assert.Equal(t, "Hello from openai.", content)
 }
 
+// TestExhaustedListsEveryAttempt also covers a fallback that is out of credit: waiting would not help it, but
+// the error is still an exhaustion that keeps the regions' attempts.
 func TestExhaustedListsEveryAttempt(t *testing.T) {
-	servers := startRegions(t, []string{"eastus", "westus"})
-	servers[0].SetDefault(failovertest.RateLimited(time.Minute))
-	servers[1].SetDefault(failovertest.InternalError())
-	oai := failovertest.NewOpenAI()
-	t.Cleanup(oai.Close)
-	oai.SetDefault(failovertest.Unavailable())
-	client := newClient(t, regionsOf(servers...), failover.WithOpenAIFallback(oai.Key, oai.URL))
-
-	_, err := client.ChatCompletion(t.Context(), hello())
-	require.ErrorIs(t, err, failover.ErrExhausted)
-	var exhausted *failover.ExhaustedError
-	require.ErrorAs(t, err, &exhausted)
-	require.Len(t, exhausted.Attempts, 3)
-	for i, want := range []struct {
-		region string
+	for _, fallback := range []struct {
+		reply  failovertest.Reply
 		status int
-	}{{"eastus", 429}, {"westus", 500}, {"openai", 503}} {
-		a := exhausted.Attempts[i]
-		assert.Equal(t, want.region, a.Region)
-		assert.Equal(t, want.status, a.Status)
-		assert.Equal(t, failover.OutcomeFailedOver, a.Outcome)
-		assert.Contains(t, err.Error(), a.Region+": ", "the message names every attempt")
+		typ    string
+	}{
+		{failovertest.Unavailable(), 503, ""},
+		{failovertest.InsufficientQuota(), 429, "insufficient_quota"},
+	} {
+		t.Run(fmt.Sprint(fallback.status), func(t *testing.T) {
+			servers := startRegions(t, []string{"eastus", "westus"})
+			servers[0].SetDefault(failovertest.RateLimited(time.Minute))
+			servers[1].SetDefault(failovertest.InternalError())
+			oai := failovertest.NewOpenAI()
+			t.Cleanup(oai.Close)
+			oai.SetDefault(fallback.reply)
+			client := newClient(t, regionsOf(servers...), failover.WithOpenAIFallback(oai.Key, oai.URL))
+
+			_, err := client.ChatCompletion(t.Context(), hello())
+			require.ErrorIs(t, err, failover.ErrExhausted)
+			var exhausted *failover.ExhaustedError
+			require.ErrorAs(t, err, &exhausted)
+			require.Len(t, exhausted.Attempts, 3)
+			for i, want := range []struct {
+				region string
+				status int
+			}{{"eastus", 429}, {"westus", 500}, {"openai", fallback.status}} {
+				a := exhausted.Attempts[i]
+				assert.Equal(t, want.region, a.Region)
+				assert.Equal(t, want.status, a.Status)
+				assert.Equal(t, failover.OutcomeFailedOver, a.Outcome)
+				assert.Contains(t, err.Error(), a.Region+": ", "the message names every attempt")
+			}
+			var apiErr *openai.APIError
+			require.ErrorAs(t, err, &apiErr)
+			assert.Equal(t, fallback.status, apiErr.HTTPStatusCode, "errors.As reaches the latest attempt's API error")
+			assert.Equal(t, fallback.typ, apiErr.Type)
+		})
 	}
-	var apiErr *openai.APIError
-	require.ErrorAs(t, err, &apiErr)
-	assert.Equal(t, 503, apiErr.HTTPStatusCode, "errors.As reaches the latest attempt's API error")
 }
 
 func TestExhaustedReachesTheLastAPIErrorPastATransportError(t *testing.T) {
@@ -475,25 +490,6 @@ func TestStreamThatEndsBeforeItsFirstByteFailsOver(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "Hello from westus.", text)
 	assert.ErrorContains(t, rec.first().Err, "stream ended before its first byte")
-}
-
-func TestOutOfCreditFallbackAfterFailoversIsExhausted(t *testing.T) {
-	servers := startRegions(t, []string{"eastus", "westus"})
-	servers[0].SetDefault(failovertest.RateLimited(time.Minute))
-	servers[1].SetDefault(failovertest.Unavailable())
-	oai := failovertest.NewOpenAI()
-	t.Cleanup(oai.Close)
-	oai.SetDefault(failovertest.InsufficientQuota())
-	client := newClient(t, regionsOf(servers...), failover.WithOpenAIFallback(oai.Key, oai.URL))
-
-	_, err := client.ChatCompletion(t.Context(), hello())
-	require.ErrorIs(t, err, failover.ErrExhausted)
-	var exhausted *failover.ExhaustedError
-	require.ErrorAs(t, err, &exhausted)
-	assert.Len(t, exhausted.Attempts, 3, "the regions' attempts are kept")
-	var apiErr *openai.APIError
-	require.ErrorAs(t, err, &apiErr)
-	assert.Equal(t, "insufficient_quota", apiErr.Type)
 }
 
 func TestCallerCredentialsAreDroppedHoweverSpelled(t *testing.T) {

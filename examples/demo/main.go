@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -87,7 +88,9 @@ var prompts = []string{"Name one colour.", "Say hello in French.", "What is 2 + 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Stdout, os.Args[1:]); err != nil {
+	if err := run(ctx, os.Stdout, os.Args[1:]); errors.Is(err, flag.ErrHelp) {
+		return
+	} else if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -103,7 +106,7 @@ func run(ctx context.Context, out io.Writer, args []string) error {
 	sort.Strings(names)
 	which := flags.String("scenario", "throttled", "simulated scenario: "+strings.Join(names, ", "))
 	useEnv := flags.Bool("env", false, "use the real regions configured in the environment and .env")
-	model := flags.String("model", "gpt-4o", "model to ask for")
+	model := flags.String("model", "", "model to ask for (default: FAILOVER_MODEL with -env, else gpt-4o)")
 	requests := flags.Int("requests", len(prompts), "how many requests to send (1 to 100)")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -115,7 +118,11 @@ func run(ctx context.Context, out io.Writer, args []string) error {
 	var client *failover.Client
 	var err error
 	if *useEnv {
-		client, err = failover.NewFromEnv(failover.WithModel(*model))
+		var opts []failover.Option
+		if *model != "" {
+			opts = append(opts, failover.WithModel(*model))
+		}
+		client, err = failover.NewFromEnv(opts...)
 		if err != nil {
 			return err
 		}
@@ -129,6 +136,9 @@ func run(ctx context.Context, out io.Writer, args []string) error {
 			return fmt.Errorf("-scenario %q is not one of: %s", *which, strings.Join(names, ", "))
 		}
 		var cleanup func()
+		if *model == "" {
+			*model = "gpt-4o"
+		}
 		client, cleanup, err = simulate(out, *which, s, *model)
 		if err != nil {
 			return err
