@@ -140,7 +140,8 @@ func (e *engine) try(ctx context.Context, orig *http.Request, b *backend, op, mo
 	a.Duration, a.Outcome, a.Err = time.Since(start), outcome, err
 	stream := false
 	if resp != nil {
-		a.Status, stream = resp.StatusCode, isEventStream(resp)
+		a.Status = resp.StatusCode
+		_, stream = resp.Body.(*peekedBody) // exchange hands a served stream over as a peekedBody
 	}
 	switch {
 	case outcome == OutcomeServed && stream && stopped:
