@@ -193,19 +193,24 @@ func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u
 		}
 		// Reading the whole answer here keeps it under the attempt timeout and turns a cut or garbled answer
 		// into a failover instead of a decoding error for the caller.
-		if err := bufferBody(resp, maxBody, true); err != nil {
+		answer, err := bufferBody(resp, maxBody, true)
+		if err != nil {
 			return resp, OutcomeFailedOver, err
 		}
-		if data := resp.Body.(*bodyReader).data; !looksLikeObject(data) {
-			return resp, OutcomeFailedOver, fmt.Errorf("malformed answer: %d bytes that are not a JSON object", len(data))
+		if !looksLikeObject(answer.data) {
+			return resp, OutcomeFailedOver, fmt.Errorf("malformed answer: %d bytes that are not a JSON object", len(answer.data))
 		}
 		return resp, OutcomeServed, nil
 	}
-	if err := bufferBody(resp, maxErrorBody, false); err != nil {
+	answer, err := bufferBody(resp, maxErrorBody, false)
+	if err != nil {
 		return resp, OutcomeFailedOver, err
 	}
-	data := e.scrub(resp.Body.(*bodyReader).data)
-	resp.Body, resp.ContentLength = newBodyReader(data), int64(len(data))
+	data := answer.data
+	if scrubbed, changed := e.scrub(data); changed {
+		data = scrubbed
+		resp.Body, resp.ContentLength = newBodyReader(data), int64(len(data))
+	}
 	cause, final := classify(resp, data)
 	if final {
 		return resp, OutcomeReturned, cause
@@ -381,13 +386,13 @@ func looksLikeObject(data []byte) bool {
 
 // scrub removes every backend's secret from an upstream error body, in case a misbehaving server or proxy echoes
 // a key back. It runs only on error answers, so its cost is off the hot path.
-func (e *engine) scrub(data []byte) []byte {
+func (e *engine) scrub(data []byte) (scrubbed []byte, changed bool) {
 	for _, b := range e.backends {
 		if b.secret != "" && bytes.Contains(data, []byte(b.secret)) {
-			data = bytes.ReplaceAll(data, []byte(b.secret), []byte(redacted))
+			data, changed = bytes.ReplaceAll(data, []byte(b.secret), []byte(redacted)), true
 		}
 	}
-	return data
+	return data, changed
 }
 
 // bodyReader is a response body over bytes already in memory. Read and Close may run concurrently, as on
@@ -436,7 +441,7 @@ const maxPooledAnswer = 64 << 10
 
 // bufferBody reads resp's body (at most limit bytes) into memory and replaces it with a bodyReader, on a pooled
 // buffer if pooled is set.
-func bufferBody(resp *http.Response, limit int64, pooled bool) error {
+func bufferBody(resp *http.Response, limit int64, pooled bool) (*bodyReader, error) {
 	var buf *[]byte
 	if pooled {
 		buf = answerBuffers.Get().(*[]byte)
@@ -446,14 +451,14 @@ func bufferBody(resp *http.Response, limit int64, pooled bool) error {
 	data, err := readAll(*buf, resp.Body, resp.ContentLength, limit)
 	resp.Body.Close()
 	if err != nil {
-		return fmt.Errorf("reading response body: %w", err)
+		return nil, fmt.Errorf("reading response body: %w", err)
 	}
 	body := newBodyReader(data)
 	if pooled && cap(data) <= maxPooledAnswer {
 		body.pooled = buf
 	}
 	resp.Body, resp.ContentLength = body, int64(len(data))
-	return nil
+	return body, nil
 }
 
 // readAll reads r to its end into buf (grown as needed), sized by hint when the length is known, failing past

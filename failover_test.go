@@ -460,12 +460,7 @@ func TestStreamThatStallsBeforeItsFirstByteFailsOver(t *testing.T) {
 
 		var rec recorder
 		start := time.Now()
-		stream, err := doerClient(client).CreateChatCompletionStream(rec.context(t.Context()), chatRequest())
-		require.NoError(t, err)
-		defer stream.Close()
-		text, err := readStream(stream)
-		require.NoError(t, err)
-		assert.Equal(t, "Hello from westus.", text)
+		assert.Equal(t, "Hello from westus.", streamText(rec.context(t.Context()), t, client))
 		assert.Equal(t, 10*time.Second, time.Since(start))
 		require.Len(t, rec.attempts, 2)
 		assert.Equal(t, 200, rec.attempts[0].Status)
@@ -483,12 +478,7 @@ func TestStreamThatEndsBeforeItsFirstByteFailsOver(t *testing.T) {
 	client := newClient(t, append([]failover.Region{{Name: "empty", Endpoint: empty.URL, APIKey: "k"}}, regionsOf(westus)...))
 
 	var rec recorder
-	stream, err := doerClient(client).CreateChatCompletionStream(rec.context(t.Context()), chatRequest())
-	require.NoError(t, err)
-	defer stream.Close()
-	text, err := readStream(stream)
-	require.NoError(t, err)
-	assert.Equal(t, "Hello from westus.", text)
+	assert.Equal(t, "Hello from westus.", streamText(rec.context(t.Context()), t, client))
 	assert.ErrorContains(t, rec.first().Err, "stream ended before its first byte")
 }
 

@@ -111,3 +111,14 @@ func readStream(stream *openai.ChatCompletionStream) (string, error) {
 	}
 	return text.String(), errors.New("stream did not end within 1000 chunks")
 }
+
+// streamText opens a chat completion stream through client and reads it to its end.
+func streamText(ctx context.Context, t *testing.T, client *failover.Client) string {
+	t.Helper()
+	stream, err := doerClient(client).CreateChatCompletionStream(ctx, chatRequest())
+	require.NoError(t, err)
+	defer stream.Close()
+	text, err := readStream(stream)
+	require.NoError(t, err)
+	return text
+}
