@@ -33,7 +33,7 @@ func TestChatCompletionAsync(t *testing.T) {
 func TestChatCompletionAsyncErrorsLikeTheSyncCall(t *testing.T) {
 	servers := startRegions(t, []string{"eastus"})
 	servers[0].SetDefault(failovertest.Unavailable())
-	client := newClient(t, regionsOf(servers...))
+	client := newClient(t, regionsOf(servers...), failover.WithMaxWait(0))
 	r := <-client.ChatCompletionAsync(t.Context(), hello())
 	require.ErrorIs(t, r.Err, failover.ErrExhausted)
 	assert.Empty(t, r.Content)

@@ -2,39 +2,99 @@ package failover
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
+	"time"
 
 	openai "github.com/sashabaranov/go-openai"
 )
 
-// classify decides what an unsuccessful answer means. It returns the answer decoded as go-openai decodes it
-// (*openai.APIError, or *openai.RequestError when the body is not in the error shape) and whether the answer is
-// final: the request itself is at fault, every backend would refuse it the same way, and it goes back to the
-// caller as it came. Otherwise the backend is at fault and the next one is tried.
+// restKind says why a backend rests after a failed attempt, what the rest covers and how it ends.
+type restKind uint8
+
+const (
+	restNone        restKind = iota
+	restThrottled            // 429: the (region, model) rests for Retry-After or the backoff, then serves again
+	restFailing              // 408, 409, 5xx, timeouts, garbled answers: rest, then one probe (half-open)
+	restUnreachable          // no HTTP answer at all: the whole region rests, then one probe
+	restFault                // 401, 403, insufficient_quota: the whole region rests long, then one probe
+	restMissing              // 404: this region lacks this model; no rest for other models
+)
+
+// wholeRegion reports whether a rest of this kind covers every model of the region: its key, its account or its
+// network is at fault, not one deployment.
+func (k restKind) wholeRegion() bool { return k == restUnreachable || k == restFault }
+
+// probes reports whether a rest of this kind ends with one probe request (half-open) instead of full traffic.
+func (k restKind) probes() bool { return k != restThrottled && k != restMissing }
+
+// verdict is what a failed attempt means.
+type verdict struct {
+	cause error    // what the caller sees: the answer decoded as go-openai decodes it, or a transport error
+	final bool     // the request itself is at fault: it goes back to the caller and no backend rests
+	kind  restKind // how the backend rests when the verdict is not final
+	wait  time.Duration
+}
+
+// classify decides what an unsuccessful answer means: whether it is final (the request is at fault and goes back
+// to the caller as it came, since every backend would refuse it the same way) or the backend's failure (the next
+// backend is tried), and how the backend rests. The cause is the answer decoded as go-openai decodes it: an
+// *openai.APIError, or an *openai.RequestError when the body is not in the error shape. The server's own
+// Retry-After (see retryAfter) sets the length of a rest for 429, 408, 409 and 5xx.
 //
-//	status                          verdict    why
-//	x-should-retry: true / false    next/final the server's own word overrides the table
-//	400, 413, 415, 422              final      invalid request, content filter, context too long, too large
-//	401, 403                        next       a key or role that is wrong in this region only
-//	404                             next       the deployment (or the endpoint) is missing in this region
-//	408, 409, 5xx                   next       timeouts, conflicts and server failures are the backend's
-//	429                             next       rate limit, or insufficient_quota: that account is out of credit
-//	other 4xx                       final      the request is at fault
-//	1xx, 3xx                        next       no answer an OpenAI API gives
-func classify(resp *http.Response, body []byte) (cause error, final bool) {
-	cause = decodeError(resp, body)
+//	answer                          verdict    rest
+//	x-should-retry: false           final      none: the server's word overrides the table
+//	x-should-retry: true            next       as the status says below; a 4xx rests as a failure
+//	400, 413, 415, 422, other 4xx   final      none: invalid request, content filter, context too long
+//	401, 403                        next       whole region, WithFaultRest (5 min), then a probe; logged at Error
+//	404                             next       none; the region lacks this model for WithMissingModelRest (1 h)
+//	429                             next       this model: Retry-After, else the backoff; then full traffic
+//	429 insufficient_quota          next       whole backend as for 401: the account is out of credit
+//	408, 409, 5xx, 1xx, 3xx         next       this model: Retry-After, else the backoff; then a probe
+//	a garbled or cut 2xx answer     next       this model: the backoff, then a probe
+//	attempt timeout                 next       this model: the backoff, then a probe
+//	no answer (refused, reset, DNS) next       whole region: the backoff, then a probe
+func classify(resp *http.Response, body []byte, now time.Time) verdict {
+	v := verdict{cause: decodeError(resp, body)}
+	v.wait, _ = retryAfter(resp.Header, now)
+	status := resp.StatusCode
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		v.kind = restFault
+	case status == http.StatusNotFound:
+		v.kind = restMissing
+	case status == http.StatusTooManyRequests && isInsufficientQuota(v.cause):
+		v.kind = restFault
+	case status == http.StatusTooManyRequests:
+		v.kind = restThrottled
+	case status == http.StatusRequestTimeout, status == http.StatusConflict, status >= 500, status < 400:
+		v.kind = restFailing
+	default:
+		v.final = true
+	}
 	switch resp.Header.Get("X-Should-Retry") {
 	case "true":
-		return cause, false
+		if v.final {
+			v.final, v.kind = false, restFailing
+		}
 	case "false":
-		return cause, true
+		v.final, v.kind = true, restNone
 	}
-	switch status := resp.StatusCode; {
-	case status == http.StatusUnauthorized, status == http.StatusTooManyRequests, status == http.StatusForbidden, status == http.StatusNotFound,
-		status == http.StatusRequestTimeout, status == http.StatusConflict, status >= 500, status < 400:
-		return cause, false
+	if v.kind == restFault || v.kind == restMissing {
+		v.wait = 0 // the rest is ours to size: a Retry-After on these is about load, which is not the problem
 	}
-	return cause, true
+	return v
+}
+
+// isInsufficientQuota reports whether err is OpenAI's "insufficient_quota": the account is out of credit, and
+// waiting does not fix it.
+func isInsufficientQuota(err error) bool {
+	var apiErr *openai.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	code, _ := apiErr.Code.(string)
+	return code == "insufficient_quota" || apiErr.Type == "insufficient_quota"
 }
 
 // decodeError builds the error go-openai would return for this answer, so callers see the same types.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	openai "github.com/sashabaranov/go-openai"
 	"github.com/stretchr/testify/assert"
@@ -15,36 +16,42 @@ import (
 
 func TestClassify(t *testing.T) {
 	const azure429 = `{"error":{"code":"429","message":"Requests ... exceeded token rate limit"}}`
+	const quota = `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`
+	retry6 := http.Header{"Retry-After": {"6"}}
 	cases := []struct {
 		status int
 		header http.Header
 		body   string
 		final  bool
+		kind   restKind
+		wait   time.Duration
 	}{
-		{400, nil, `{"error":{"message":"bad","type":"invalid_request_error","param":null,"code":null}}`, true},
-		{400, nil, `{"error":{"code":"content_filter","message":"filtered","param":"prompt","status":400}}`, true},
-		{400, nil, `{"error":{"code":"context_length_exceeded","message":"too long"}}`, true},
-		{400, http.Header{"X-Should-Retry": {"true"}}, `{"error":{"message":"x"}}`, false},
-		{401, nil, `{"error":{"code":"401","message":"Access denied"}}`, false},
-		{401, nil, `{"statusCode": 401, "message": "Unauthorized. Access token is missing"}`, false},
-		{403, nil, ``, false},
-		{404, nil, `{"error":{"code":"DeploymentNotFound","message":"no such deployment"}}`, false},
-		{404, nil, `{"error":{"code":"404","message":"Resource not found"}}`, false},
-		{408, nil, `{"error":{"code":"Timeout","message":"The operation was timeout."}}`, false},
-		{409, nil, ``, false},
-		{413, nil, ``, true},
-		{415, nil, ``, true},
-		{422, nil, ``, true},
-		{429, nil, azure429, false},
-		{429, http.Header{"X-Should-Retry": {"false"}}, azure429, true},
-		{429, nil, `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`, false},
-		{500, nil, `{"error":{"message":"server error","type":"server_error","param":null,"code":null}}`, false},
-		{500, http.Header{"X-Should-Retry": {"false"}}, ``, true},
-		{502, nil, `<html>Bad Gateway</html>`, false},
-		{503, nil, ``, false},
-		{504, nil, ``, false},
-		{302, nil, ``, false},
+		{400, nil, `{"error":{"message":"bad","type":"invalid_request_error","param":null,"code":null}}`, true, restNone, 0},
+		{400, nil, `{"error":{"code":"content_filter","message":"filtered","param":"prompt","status":400}}`, true, restNone, 0},
+		{400, nil, `{"error":{"code":"context_length_exceeded","message":"too long"}}`, true, restNone, 0},
+		{400, http.Header{"X-Should-Retry": {"true"}}, `{"error":{"message":"x"}}`, false, restFailing, 0},
+		{401, nil, `{"error":{"code":"401","message":"Access denied"}}`, false, restFault, 0},
+		{401, nil, `{"statusCode": 401, "message": "Unauthorized. Access token is missing"}`, false, restFault, 0},
+		{403, retry6, ``, false, restFault, 0}, // a fault's rest is ours to size
+		{404, nil, `{"error":{"code":"DeploymentNotFound","message":"no such deployment"}}`, false, restMissing, 0},
+		{404, nil, `{"error":{"code":"404","message":"Resource not found"}}`, false, restMissing, 0},
+		{408, nil, `{"error":{"code":"Timeout","message":"The operation was timeout."}}`, false, restFailing, 0},
+		{409, nil, ``, false, restFailing, 0},
+		{413, nil, ``, true, restNone, 0},
+		{415, nil, ``, true, restNone, 0},
+		{422, nil, ``, true, restNone, 0},
+		{429, retry6, azure429, false, restThrottled, 6 * time.Second},
+		{429, nil, azure429, false, restThrottled, 0},
+		{429, http.Header{"X-Should-Retry": {"false"}, "Retry-After": {"6"}}, azure429, true, restNone, 6 * time.Second},
+		{429, nil, quota, false, restFault, 0},
+		{500, nil, `{"error":{"message":"server error","type":"server_error","param":null,"code":null}}`, false, restFailing, 0},
+		{500, http.Header{"X-Should-Retry": {"false"}}, ``, true, restNone, 0},
+		{502, nil, `<html>Bad Gateway</html>`, false, restFailing, 0},
+		{503, http.Header{"Retry-After-Ms": {"1500"}}, ``, false, restFailing, 1500 * time.Millisecond},
+		{504, nil, ``, false, restFailing, 0},
+		{302, nil, ``, false, restFailing, 0},
 	}
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	for _, tc := range cases {
 		name := http.StatusText(tc.status) + " " + strings.Join(tc.header.Values("X-Should-Retry"), "") + " " + tc.body
 		t.Run(name, func(t *testing.T) {
@@ -52,21 +59,76 @@ func TestClassify(t *testing.T) {
 			if resp.Header == nil {
 				resp.Header = http.Header{}
 			}
-			cause, final := classify(resp, []byte(tc.body))
-			assert.Equal(t, tc.final, final)
-			require.Error(t, cause)
+			v := classify(resp, []byte(tc.body), now)
+			assert.Equal(t, tc.final, v.final, "final")
+			assert.Equal(t, tc.kind, v.kind, "rest kind")
+			assert.Equal(t, tc.wait, v.wait, "wait")
+			require.Error(t, v.cause)
 			var apiErr *openai.APIError
 			var reqErr *openai.RequestError
 			switch {
-			case errors.As(cause, &apiErr):
+			case errors.As(v.cause, &apiErr):
 				assert.Equal(t, tc.status, apiErr.HTTPStatusCode)
-			case errors.As(cause, &reqErr):
+			case errors.As(v.cause, &reqErr):
 				assert.Equal(t, tc.status, reqErr.HTTPStatusCode)
 				assert.Equal(t, tc.body, string(reqErr.Body))
 			default:
-				t.Fatalf("cause %T is neither go-openai error type", cause)
+				t.Fatalf("cause %T is neither go-openai error type", v.cause)
 			}
 		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name   string
+		header http.Header
+		want   time.Duration
+		ok     bool
+	}{
+		{"none", http.Header{}, 0, false},
+		{"seconds", http.Header{"Retry-After": {"6"}}, 6 * time.Second, true},
+		{"fractional seconds", http.Header{"Retry-After": {"1.5"}}, 1500 * time.Millisecond, true},
+		{"zero", http.Header{"Retry-After": {"0"}}, 0, true},
+		{"padded", http.Header{"Retry-After": {" 7 "}}, 7 * time.Second, true},
+		{"a day", http.Header{"Retry-After": {"86400"}}, 24 * time.Hour, true},
+		{"beyond a day is capped", http.Header{"Retry-After": {"1e300"}}, 24 * time.Hour, true},
+		{"HTTP date", http.Header{"Retry-After": {"Sun, 22 Nov 2026 10:00:30 GMT"}}, 30 * time.Second, true},
+		{"HTTP date in the past", http.Header{"Retry-After": {"Sun, 22 Nov 2026 09:59:00 GMT"}}, 0, false},
+		{"negative", http.Header{"Retry-After": {"-5"}}, 0, false},
+		{"plus sign", http.Header{"Retry-After": {"+5"}}, 0, false},
+		{"garbage", http.Header{"Retry-After": {"soon"}}, 0, false},
+		{"NaN", http.Header{"Retry-After": {"NaN"}}, 0, false},
+		{"Inf", http.Header{"Retry-After": {"Inf"}}, 0, false},
+		{"Go duration is not a Retry-After", http.Header{"Retry-After": {"6s"}}, 0, false},
+		{"retry-after-ms", http.Header{"Retry-After-Ms": {"250"}}, 250 * time.Millisecond, true},
+		{"retry-after-ms fractional", http.Header{"Retry-After-Ms": {"12.5"}}, 12500 * time.Microsecond, true},
+		{"x-ms-retry-after-ms", http.Header{"X-Ms-Retry-After-Ms": {"900"}}, 900 * time.Millisecond, true},
+		{"ms wins over seconds", http.Header{"Retry-After-Ms": {"1500"}, "Retry-After": {"2"}}, 1500 * time.Millisecond, true},
+		{"retry-after-ms before x-ms", http.Header{"Retry-After-Ms": {"100"}, "X-Ms-Retry-After-Ms": {"200"}}, 100 * time.Millisecond, true},
+		{"bad ms falls through", http.Header{"Retry-After-Ms": {"-1"}, "X-Ms-Retry-After-Ms": {"x"}, "Retry-After": {"3"}}, 3 * time.Second, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := retryAfter(tc.header, now)
+			assert.Equal(t, tc.ok, ok)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestDefaultBackoffGrowsWithJitterToACap(t *testing.T) {
+	for failures, base := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second,
+		6: 32 * time.Second, 7: time.Minute, 100: time.Minute, 0: time.Minute} {
+		seen := map[time.Duration]bool{}
+		for range 50 {
+			d := DefaultBackoff(failures)
+			assert.GreaterOrEqual(t, d, base*8/10, "failures=%d", failures)
+			assert.LessOrEqual(t, d, base*12/10, "failures=%d", failures)
+			seen[d] = true
+		}
+		assert.Greater(t, len(seen), 1, "jittered")
 	}
 }
 

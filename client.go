@@ -1,12 +1,14 @@
 package failover
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,7 +36,8 @@ const logicalBaseURL = "https://failover.invalid/v1"
 // WithOpenAIFallback. Every problem in regions and options is reported at once, each as a *ConfigError naming the
 // field; on error no client is returned.
 func New(regions []Region, opts ...Option) (*Client, error) {
-	s := settings{attemptTimeout: DefaultAttemptTimeout}
+	s := settings{attemptTimeout: DefaultAttemptTimeout, maxWait: DefaultMaxWait, backoff: DefaultBackoff,
+		faultRest: DefaultFaultRest, missingRest: DefaultMissingModelRest}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&s)
@@ -84,6 +87,21 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 	if s.attemptTimeout <= 0 {
 		errs = append(errs, configErr(s.timeoutField, "is %s; expected a positive duration", s.attemptTimeout))
 	}
+	if s.maxWait < 0 {
+		errs = append(errs, configErr(s.maxWaitField, "is %s; expected 0 (never wait) or more", s.maxWait))
+	}
+	if s.faultRest <= 0 {
+		errs = append(errs, configErr("WithFaultRest", "is %s; expected a positive duration", s.faultRest))
+	}
+	if s.missingRest <= 0 {
+		errs = append(errs, configErr("WithMissingModelRest", "is %s; expected a positive duration", s.missingRest))
+	}
+	if s.backoff == nil {
+		errs = append(errs, configErr("WithBackoff", "is nil; expected a function (DefaultBackoff is the default)"))
+	}
+	if int(s.strategy) >= len(strategyNames) {
+		errs = append(errs, configErr("WithStrategy", "is %v; expected one of the Strategy constants", s.strategy))
+	}
 	if s.hasTemperature && (s.temperature < 0 || s.temperature > 2 || math.IsNaN(float64(s.temperature))) {
 		errs = append(errs, configErr("WithTemperature", "is %v; expected a value from 0 to 2", s.temperature))
 	}
@@ -98,12 +116,36 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 	}
 	// Azure OpenAI never redirects, and net/http would carry the api-key header to wherever a redirect points.
 	httpClient.CheckRedirect = refuseRedirect
-	e := &engine{backends: backends, client: httpClient, attemptTimeout: s.attemptTimeout, logger: s.logger}
+	e := &engine{client: httpClient, strategy: s.strategy, attemptTimeout: s.attemptTimeout, maxWait: s.maxWait,
+		rests:  restPolicy{backoff: s.backoff, fault: s.faultRest, missing: s.missingRest},
+		logger: s.logger, onAttempt: s.onAttempt}
+	e.arrange(backends)
 	cfg := openai.DefaultConfig("")
 	cfg.BaseURL = logicalBaseURL
 	cfg.HTTPClient = e
 	return &Client{engine: e, api: openai.NewClientWithConfig(cfg), model: s.model,
 		temperature: s.temperature, hasTemp: s.hasTemperature}, nil
+}
+
+// arrange sorts the backends by priority, keeping the given order within one priority, and groups the regions
+// into tiers for the strategies. The fallback, which is last in backends, stays last.
+func (e *engine) arrange(backends []*backend) {
+	if n := len(backends); n > 0 && !backends[n-1].azure {
+		e.fallback = backends[n-1]
+	}
+	regions := backends
+	if e.fallback != nil {
+		regions = backends[:len(backends)-1]
+	}
+	slices.SortStableFunc(regions, func(a, b *backend) int { return cmp.Compare(a.priority, b.priority) })
+	for i, b := range regions {
+		if i == 0 || b.priority != regions[i-1].priority {
+			e.tiers = append(e.tiers, &tier{})
+		}
+		t := e.tiers[len(e.tiers)-1]
+		t.backends = append(t.backends, b)
+	}
+	e.backends = backends
 }
 
 func newFallbackBackend(f *fallbackSettings) (*backend, error) {
@@ -122,6 +164,7 @@ func newFallbackBackend(f *fallbackSettings) (*backend, error) {
 		return nil, err
 	}
 	return &backend{
+		weight:     1,
 		name:       OpenAIFallbackName,
 		scheme:     u.Scheme,
 		host:       u.Host,
@@ -205,8 +248,8 @@ func (c *Client) CloseIdleConnections() {
 // AttemptTimeout is the limit for one attempt at one backend.
 func (c *Client) AttemptTimeout() time.Duration { return c.engine.attemptTimeout }
 
-// Regions returns the names of the backends in the order they are tried; the OpenAI fallback, if any, is last
-// and named OpenAIFallbackName.
+// Regions returns the names of the backends by priority, in their configured order within one priority (the
+// order StrategyOrdered tries them); the OpenAI fallback, if any, is last and named OpenAIFallbackName.
 func (c *Client) Regions() []string {
 	names := make([]string, len(c.engine.backends))
 	for i, b := range c.engine.backends {
@@ -224,6 +267,6 @@ func (c *Client) Format(f fmt.State, verb rune) {
 		fmt.Fprint(f, "<nil>")
 		return
 	}
-	fmt.Fprintf(f, "failover.Client{regions: [%s], model: %q, attemptTimeout: %s}",
-		strings.Join(c.Regions(), " "), c.model, c.engine.attemptTimeout)
+	fmt.Fprintf(f, "failover.Client{regions: [%s], strategy: %s, model: %q, attemptTimeout: %s, maxWait: %s}",
+		strings.Join(c.Regions(), " "), c.engine.strategy, c.model, c.engine.attemptTimeout, c.engine.maxWait)
 }

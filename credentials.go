@@ -19,12 +19,16 @@ const (
 	EnvEndpoint       = "AZURE_OPENAI_ENDPOINT"    // _N: region N's base URL; unsuffixed: region 1
 	EnvAPIKey         = "AZURE_OPENAI_API_KEY"     // _N: region N's key; unsuffixed: region 1
 	EnvRegionName     = "AZURE_OPENAI_REGION"      // _N: region N's display name; unsuffixed: region 1
-	EnvDeployments    = "AZURE_OPENAI_DEPLOYMENTS" // _N: model=deployment,…; unsuffixed: every region's
+	EnvDeployments    = "AZURE_OPENAI_DEPLOYMENTS" // _N: the models region N has, model=deployment,…; unsuffixed: every region's
 	EnvAPIVersion     = "AZURE_OPENAI_API_VERSION" // unsuffixed: every region's; _N: region N's
+	EnvPriority       = "AZURE_OPENAI_PRIORITY"    // _N: region N's priority, 0 or more, lower first (Region.Priority)
+	EnvWeight         = "AZURE_OPENAI_WEIGHT"      // _N: region N's weight for StrategyWeighted (Region.Weight)
 	EnvOpenAIKey      = "OPENAI_API_KEY"           // the public OpenAI fallback's key
 	EnvOpenAIBaseURL  = "OPENAI_BASE_URL"          // the fallback's base URL (default DefaultOpenAIBaseURL)
 	EnvModel          = "FAILOVER_MODEL"           // the default model (WithModel)
 	EnvAttemptTimeout = "FAILOVER_ATTEMPT_TIMEOUT" // a Go duration such as 30s (WithAttemptTimeout)
+	EnvStrategy       = "FAILOVER_STRATEGY"        // ordered, round-robin, weighted or least-latency (WithStrategy)
+	EnvMaxWait        = "FAILOVER_MAX_WAIT"        // a Go duration; 0 never waits (WithMaxWait)
 )
 
 // EnvFile is the file NewFromEnv reads, from the working directory, when it exists.
@@ -65,10 +69,10 @@ func readEnv(path string) (map[string]string, error) {
 }
 
 // perRegionVars are the variables that take a region number.
-var perRegionVars = []string{EnvEndpoint, EnvAPIKey, EnvRegionName, EnvDeployments, EnvAPIVersion}
+var perRegionVars = []string{EnvEndpoint, EnvAPIKey, EnvRegionName, EnvDeployments, EnvAPIVersion, EnvPriority, EnvWeight}
 
 var describe = map[string]string{EnvEndpoint: "endpoint", EnvAPIKey: "API key", EnvRegionName: "name",
-	EnvDeployments: "deployments", EnvAPIVersion: "API version"}
+	EnvDeployments: "deployments", EnvAPIVersion: "API version", EnvPriority: "priority", EnvWeight: "weight"}
 
 // configFromEnv turns environment variables into regions and options. It is pure: tests and fuzzing give it maps.
 func configFromEnv(env map[string]string) ([]Region, []Option, error) {
@@ -160,7 +164,20 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 			APIKey:     v[EnvAPIKey],
 			APIVersion: v[EnvAPIVersion],
 			env: &regionEnv{endpoint: name(EnvEndpoint), apiKey: name(EnvAPIKey), name: name(EnvRegionName),
-				apiVersion: name(EnvAPIVersion), deployments: name(EnvDeployments)},
+				apiVersion: name(EnvAPIVersion), deployments: name(EnvDeployments), priority: name(EnvPriority),
+				weight: name(EnvWeight)},
+		}
+		for _, f := range [...]struct {
+			base string
+			dst  *int
+		}{{EnvPriority, &r.Priority}, {EnvWeight, &r.Weight}} {
+			if raw, ok := v[f.base]; ok {
+				n, err := strconv.Atoi(raw)
+				if err != nil {
+					errs = append(errs, configErr(name(f.base), "is not a whole number; expected one such as 1"))
+				}
+				*f.dst = n
+			}
 		}
 		if r.APIVersion == "" && globalVersion != "" {
 			r.APIVersion, r.env.apiVersion = globalVersion, EnvAPIVersion
@@ -194,6 +211,22 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 			opts = append(opts, func(s *settings) { s.attemptTimeout, s.timeoutField = d, EnvAttemptTimeout })
 		}
 	}
+	if raw := get(EnvStrategy); raw != "" {
+		strategy, err := ParseStrategy(raw)
+		if err != nil {
+			errs = append(errs, configErr(EnvStrategy, "is not a strategy; expected one of %s", strings.Join(strategyNames[:], ", ")))
+		} else {
+			opts = append(opts, WithStrategy(strategy))
+		}
+	}
+	if raw := get(EnvMaxWait); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d < 0 {
+			errs = append(errs, configErr(EnvMaxWait, "is not a Go duration of 0 or more; expected one such as 10s (0 never waits)"))
+		} else {
+			opts = append(opts, func(s *settings) { s.maxWait, s.maxWaitField = d, EnvMaxWait })
+		}
+	}
 	if len(regions) == 0 && get(EnvOpenAIKey) == "" && len(errs) == 0 {
 		problem := fmt.Sprintf("no region is configured and %s is not set; set %s_1 and %s_1 (and _2, … for more regions), or %s for the public API alone", EnvOpenAIKey, EnvEndpoint, EnvAPIKey, EnvOpenAIKey)
 		if len(ignored) > 0 {
@@ -208,7 +241,8 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 }
 
 // parseDeployments reads "model=deployment,model=deployment". Errors name entries by position, not by text: a key
-// pasted into the wrong variable must not be printed back.
+// pasted into the wrong variable must not be printed back. (A bare model name is not accepted for the same
+// reason: a pasted key would pass for one.)
 func parseDeployments(field, raw string) (map[string]string, error) {
 	m := make(map[string]string)
 	for i, pair := range strings.Split(raw, ",") {
@@ -219,7 +253,7 @@ func parseDeployments(field, raw string) (map[string]string, error) {
 		model, deployment, ok := strings.Cut(pair, "=")
 		model, deployment = strings.TrimSpace(model), strings.TrimSpace(deployment)
 		if !ok || model == "" || deployment == "" {
-			return nil, configErr(field, "entry %d is not model=deployment; expected pairs separated by commas, such as gpt-4o=my-gpt4o,text-embedding-3-small=embed", i+1)
+			return nil, configErr(field, "entry %d is not model=deployment; expected pairs separated by commas, such as gpt-4o=gpt-4o,text-embedding-3-small=embed", i+1)
 		}
 		if _, dup := m[model]; dup {
 			return nil, configErr(field, "maps model %q twice", model)

@@ -3,6 +3,7 @@ package failover
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -26,23 +27,72 @@ var ErrConfig = errors.New("failover: invalid configuration")
 // error that another backend might not have had. errors.As through it reaches the cause of the latest attempt
 // first, so a caller finds the last *openai.APIError even when a later attempt failed without one.
 type ExhaustedError struct {
-	// Attempts lists every attempt in the order they were made.
+	// Model is the model the request asked for.
+	Model string
+	// Attempts lists every attempt in the order they were made. It is empty when every backend was resting or
+	// lacked the model.
 	Attempts []Attempt
+	// Skipped lists the backends the request did not try, because they were resting, being probed or lacking the
+	// model, as they were when it gave up.
+	Skipped []Skip
+	// RetryAt is the soonest time a resting backend comes back, when a retry can succeed; zero when none is
+	// known to (every candidate lacks the model, or is being probed).
+	RetryAt time.Time
 }
 
 func (e *ExhaustedError) Error() string {
 	var b strings.Builder
 	b.WriteString(ErrExhausted.Error())
-	fmt.Fprintf(&b, " (%d attempts)", len(e.Attempts))
-	for i, a := range e.Attempts {
-		if i == 0 {
-			b.WriteString(": ")
-		} else {
-			b.WriteString("; ")
-		}
+	if e.Model != "" {
+		fmt.Fprintf(&b, " for model %q", e.Model)
+	}
+	fmt.Fprintf(&b, " (%d attempts", len(e.Attempts))
+	if len(e.Skipped) > 0 {
+		fmt.Fprintf(&b, ", %d passed over", len(e.Skipped))
+	}
+	if !e.RetryAt.IsZero() {
+		fmt.Fprintf(&b, ", retry at %s", e.RetryAt.UTC().Format(timeFormat))
+	}
+	b.WriteString(")")
+	sep := ": "
+	for _, a := range e.Attempts {
+		b.WriteString(sep)
 		b.WriteString(a.String())
+		sep = "; "
+	}
+	for _, s := range e.Skipped {
+		b.WriteString(sep)
+		b.WriteString(s.String())
+		sep = "; "
 	}
 	return b.String()
+}
+
+// timeFormat shows times in errors to the millisecond.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// Skip is a backend a request passed over without an attempt.
+type Skip struct {
+	// Region is the backend's name.
+	Region string
+	// State is StateResting, StateProbing (another request's probe is in flight) or StateMissing.
+	State State
+	// Until is when the rest ends or a missing model is tried again; zero when unknown.
+	Until time.Time
+	// Reason says why, such as "429 rate limited".
+	Reason string
+}
+
+// String describes the skip in one line, e.g. "eastus: resting until 2026-11-22T10:00:00Z (429 rate limited)".
+func (s Skip) String() string {
+	out := s.Region + ": " + s.State.String()
+	if !s.Until.IsZero() {
+		out += " until " + s.Until.UTC().Format(timeFormat)
+	}
+	if s.Reason != "" {
+		out += " (" + s.Reason + ")"
+	}
+	return out
 }
 
 // Is reports whether target is ErrExhausted.
@@ -121,6 +171,14 @@ type Attempt struct {
 	Duration time.Duration
 	// Outcome is what became of the attempt.
 	Outcome Outcome
+	// Rest is how long the backend, or the model on it, now rests because of this attempt: no request for the
+	// model goes to it until the rest is over. For a 404 it is how long the model is taken to be missing there.
+	// Zero when the attempt set no rest.
+	Rest time.Duration
+	// Header holds the answer's headers (x-ms-region, x-ratelimit-remaining-*, retry-after, …), also for
+	// streaming calls, whose errors go-openai returns without them; nil when no answer arrived. It is the
+	// response's own map: read it, do not change it.
+	Header http.Header
 }
 
 // String describes the attempt in one line, e.g. "eastus: 429 failed over after 12ms: <cause>".
@@ -132,6 +190,9 @@ func (a Attempt) String() string {
 		fmt.Fprintf(&b, "%d ", a.Status)
 	}
 	fmt.Fprintf(&b, "%s after %s", a.Outcome, a.Duration.Round(time.Microsecond))
+	if a.Rest > 0 {
+		fmt.Fprintf(&b, ", resting %s", a.Rest.Round(time.Millisecond))
+	}
 	if a.Err != nil {
 		b.WriteString(": ")
 		b.WriteString(describeCause(a.Err))
@@ -146,6 +207,9 @@ func describeCause(err error) string {
 	var reqErr *openai.RequestError
 	switch {
 	case errors.As(err, &apiErr):
+		if isInsufficientQuota(apiErr) {
+			return "insufficient_quota: the account is out of credit, and waiting will not help: " + apiErr.Message
+		}
 		if code, ok := apiErr.Code.(string); ok && code != "" && code != strconv.Itoa(apiErr.HTTPStatusCode) {
 			return apiErr.Message + " (" + code + ")"
 		}

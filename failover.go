@@ -1,7 +1,6 @@
 package failover
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +29,19 @@ type backend struct {
 	authValue   []string
 	secret      string // what must never leave: the key, scrubbed from upstream error bodies
 	deployments map[string]string
+	declared    bool // deployments lists every model the backend has: others never go to it
+	priority    int
+	weight      int
+	health      health
+}
+
+// serves reports whether the backend has model, as far as its configuration says.
+func (b *backend) serves(model string) bool {
+	if !b.declared {
+		return true
+	}
+	_, ok := b.deployments[model]
+	return ok
 }
 
 // deployment is where a request for model goes on this backend.
@@ -59,12 +72,19 @@ func (b *backend) url(op, deployment string) *url.URL {
 
 // engine sends one logical OpenAI request to one backend after another. It is an HTTP doer: go-openai's client
 // builds the logical request (any base URL, the operation at the end of its path, the model in its body) and the
-// engine rewrites address, deployment, api-version and credentials for each backend it tries.
+// engine rewrites address, deployment, api-version and credentials for each backend it tries. It remembers what
+// each backend's answers said (see health) and passes over the backends that rest.
 type engine struct {
-	backends       []*backend
+	backends       []*backend // sorted by priority, the fallback last
+	tiers          []*tier    // the regions by priority, for strategies other than StrategyOrdered
+	fallback       *backend
+	strategy       Strategy
 	client         *http.Client
 	attemptTimeout time.Duration
+	maxWait        time.Duration
+	rests          restPolicy
 	logger         *slog.Logger
+	onAttempt      func(context.Context, Attempt)
 }
 
 // operations are the calls the engine can route: each exists on every Azure deployment.
@@ -85,13 +105,17 @@ const (
 	// maxBody bounds a request body and a successful non-streaming answer (a large embeddings batch is tens of
 	// MiB).
 	maxBody = 256 << 20
+	// maxPasses bounds the passes over the backends that one request makes, waiting for rests between them.
+	maxPasses = 8
 )
 
 var errBodyTooLarge = errors.New("body too large")
 
-// Do sends req to the backends in order and returns the first answer that settles it: a success, or a refusal of
-// the request itself (such as 400), which goes back as it came. It returns an *ExhaustedError when every backend
-// failed, and the context's error, wrapped, when the context ends first.
+// Do sends req to the backends in order, passing over those that rest or lack the model, and returns the first
+// answer that settles it: a success, or a refusal of the request itself (such as 400), which goes back as it
+// came. When every backend failed or rests, and the soonest rest ends before the request's deadline and within
+// WithMaxWait of the request's start, it waits for it and goes round again. Otherwise it returns an *ExhaustedError, or the
+// context's error, wrapped, when the context ends first.
 func (e *engine) Do(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	op, ok := operationOf(req.URL.Path)
@@ -106,116 +130,216 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 	trace := ContextTrace(ctx)
 
 	var attempts []Attempt
-	for _, b := range e.backends {
-		if ctx.Err() != nil {
+	var buf [8]*backend
+	waitLimit := time.Now().Add(e.maxWait) // no wait may end later: the request has waited enough by then
+	if deadline, ok := ctx.Deadline(); ok && deadline.Before(waitLimit) {
+		waitLimit = deadline
+	}
+	for pass := 1; ; pass++ {
+		var soonest time.Time // when the first resting backend comes back; zero if none will
+		for _, b := range e.order(buf[:0]) {
+			if ctx.Err() != nil {
+				return nil, canceled(ctx, attempts)
+			}
+			if !b.serves(model) {
+				continue
+			}
+			t, sk, ok := b.health.admit(model, time.Now())
+			if !ok {
+				soonest = earliest(soonest, sk.until)
+				continue
+			}
+			resp, a, v := e.try(ctx, req, b, op, model, body)
+			until := e.settle(ctx, b, model, t, &a, v)
+			e.report(ctx, trace, a)
+			switch a.Outcome {
+			case OutcomeServed, OutcomeReturned:
+				return resp, nil
+			case OutcomeCanceled:
+				return nil, canceled(ctx, append(attempts, a))
+			}
+			attempts = append(attempts, a)
+			soonest = earliest(soonest, until)
+		}
+		if soonest.IsZero() || soonest.After(waitLimit) || !time.Now().Before(waitLimit) || pass == maxPasses {
+			return nil, e.exhausted(model, attempts, soonest)
+		}
+		wait := time.Until(soonest)
+		if trace != nil && trace.Wait != nil {
+			trace.Wait(wait)
+		}
+		if !sleep(ctx, wait) {
 			return nil, canceled(ctx, attempts)
 		}
-		resp, a := e.try(ctx, req, b, op, model, body)
-		e.report(ctx, trace, a)
-		switch a.Outcome {
-		case OutcomeServed, OutcomeReturned:
-			return resp, nil
-		case OutcomeCanceled:
-			return nil, canceled(ctx, append(attempts, a))
-		}
-		attempts = append(attempts, a)
 	}
-	return nil, &ExhaustedError{Attempts: attempts}
+}
+
+// earliest is the earlier of two times, where zero means never.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// sleep waits for d or until ctx ends, and reports whether it waited the whole time.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func canceled(ctx context.Context, attempts []Attempt) error {
 	return fmt.Errorf("failover: request ended by its context (attempts made: %d): %w", len(attempts), ctx.Err())
 }
 
+// exhausted builds the error for a request no backend served, with what each backend it did not try was doing.
+func (e *engine) exhausted(model string, attempts []Attempt, retryAt time.Time) error {
+	err := &ExhaustedError{Attempts: attempts, Model: model, RetryAt: retryAt}
+	now := time.Now()
+	for _, b := range e.backends {
+		if slices.ContainsFunc(attempts, func(a Attempt) bool { return a.Region == b.name }) {
+			continue
+		}
+		if !b.serves(model) {
+			err.Skipped = append(err.Skipped, Skip{Region: b.name, State: StateMissing, Reason: "model not in its declared deployments"})
+			continue
+		}
+		if s, ok := b.health.skipped(model, now); ok {
+			s.Region = b.name
+			err.Skipped = append(err.Skipped, s)
+		}
+	}
+	return err
+}
+
+// settle records an attempt's verdict in the backend's health, sets the rest it caused on a, logs a fault, and
+// returns when the rest ends (zero when the backend does not rest).
+func (e *engine) settle(ctx context.Context, b *backend, model string, t ticket, a *Attempt, v verdict) time.Time {
+	switch a.Outcome {
+	case OutcomeServed, OutcomeReturned:
+		b.health.succeeded(model, t, a.Outcome == OutcomeServed, a.Duration)
+		return time.Time{}
+	case OutcomeCanceled:
+		b.health.release(model, t)
+		return time.Time{}
+	}
+	now := time.Now()
+	d, logFault := b.health.failed(model, t, a.Status, v, &e.rests, now)
+	a.Rest = d
+	if logFault && e.logger != nil {
+		// Loud, and once per episode: a key or role that fails in one region is a configuration fault, and the
+		// region stays out of service until it is fixed.
+		e.logger.LogAttrs(ctx, slog.LevelError, "failover: region refused its credentials or account; resting it",
+			slog.String("region", a.Region), slog.Int("status", a.Status), slog.Duration("rest", d),
+			slog.String("error", describeCause(a.Err)))
+	}
+	if v.kind == restMissing {
+		return time.Time{} // not coming back soon enough to wait for
+	}
+	return now.Add(d)
+}
+
 // try makes one attempt at one backend.
-func (e *engine) try(ctx context.Context, orig *http.Request, b *backend, op, model string, body requestBody) (*http.Response, Attempt) {
+func (e *engine) try(ctx context.Context, orig *http.Request, b *backend, op, model string, body requestBody) (*http.Response, Attempt, verdict) {
 	start := time.Now()
 	a := Attempt{Region: b.name, Deployment: b.deployment(model)}
 	// The attempt timeout is a timer rather than a context deadline so that it can be stopped once a stream has
-	// started: it bounds the wait for a stream's first byte, not the stream.
+	// started: it bounds the wait for a stream's first content, not the stream.
 	actx, cancel := context.WithCancelCause(ctx)
 	timer := time.AfterFunc(e.attemptTimeout, func() { cancel(ErrAttemptTimeout) })
-	resp, outcome, err := e.exchange(actx, orig, b, b.url(op, a.Deployment), body)
+	resp, outcome, v := e.exchange(actx, orig, b, b.url(op, a.Deployment), body)
 	stopped := timer.Stop()
-	a.Duration, a.Outcome, a.Err = time.Since(start), outcome, err
-	stream := false
+	a.Duration, a.Outcome, a.Err = time.Since(start), outcome, v.cause
+	var stream *streamBody
 	if resp != nil {
-		a.Status = resp.StatusCode
-		_, stream = resp.Body.(*peekedBody) // exchange hands a served stream over as a peekedBody
+		a.Status, a.Header = resp.StatusCode, resp.Header
+		stream, _ = resp.Body.(*streamBody) // exchange hands a served stream over as a streamBody
 	}
 	switch {
-	case outcome == OutcomeServed && stream && stopped:
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
-		return resp, a
-	case outcome == OutcomeServed && stream:
+	case stream != nil && stopped:
+		stream.cancel = func() { cancel(nil) }
+		return resp, a, v
+	case stream != nil:
 		// The timeout fired as the stream began (its callback may not have run yet): the body is, or will be, cut.
 		resp.Body.Close()
 		cancel(nil)
-		a.Outcome, a.Err = OutcomeFailedOver, fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout)
-		return nil, a
+		v = verdict{cause: fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout), kind: restFailing}
+		a.Outcome, a.Err = OutcomeFailedOver, v.cause
+		return nil, a, v
 	case outcome != OutcomeFailedOver:
 		cancel(nil)
-		return resp, a
+		return resp, a, v
 	}
 	cancel(nil)
 	switch {
 	case ctx.Err() != nil:
 		a.Err, a.Outcome = ctx.Err(), OutcomeCanceled
 	case context.Cause(actx) == ErrAttemptTimeout:
-		a.Err = fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout)
+		v = verdict{cause: fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout), kind: restFailing}
+		a.Err = v.cause
 	}
-	return nil, a
+	return nil, a, v
 }
 
 // exchange sends one attempt and reads its answer. It returns the response when the answer settles the request
-// (served or returned), or the cause of the failure when the next backend should be tried.
-func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody) (*http.Response, Outcome, error) {
+// (served or returned), or the verdict on the failure when the next backend should be tried.
+func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody) (*http.Response, Outcome, verdict) {
 	req, err := attemptRequest(ctx, orig, b, u, body)
 	if err != nil {
-		return nil, OutcomeFailedOver, err
+		return nil, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
-		return nil, OutcomeFailedOver, err
+		return nil, OutcomeFailedOver, verdict{cause: err, kind: restUnreachable}
 	}
 	resp.Request = orig // the attempt's request carries the key
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if isEventStream(resp) {
-			// Wait, still under the attempt timeout, for the stream's first byte: a stream that stalls or ends
-			// before it begins is this backend's failure, and the next one can still serve.
-			first := bufio.NewReader(resp.Body)
-			if _, err := first.Peek(1); err != nil {
+			// Read, still under the attempt timeout, up to the stream's first content: a stream that fails or
+			// ends before it is this backend's failure, and the next one can still serve it unseen.
+			stream, err := openStream(resp.Body)
+			if err != nil {
 				resp.Body.Close()
-				return resp, OutcomeFailedOver, fmt.Errorf("stream ended before its first byte: %w", err)
+				return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
 			}
-			resp.Body = &peekedBody{Reader: first, Closer: resp.Body}
-			return resp, OutcomeServed, nil
+			resp.Body = stream
+			return resp, OutcomeServed, verdict{}
 		}
 		// Reading the whole answer here keeps it under the attempt timeout and turns a cut or garbled answer
 		// into a failover instead of a decoding error for the caller.
 		answer, err := bufferBody(resp, maxBody, true)
 		if err != nil {
-			return resp, OutcomeFailedOver, err
+			return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
 		}
 		if !looksLikeObject(answer.data) {
-			return resp, OutcomeFailedOver, fmt.Errorf("malformed answer: %d bytes that are not a JSON object", len(answer.data))
+			return resp, OutcomeFailedOver, verdict{kind: restFailing,
+				cause: fmt.Errorf("malformed answer: %d bytes that are not a JSON object", len(answer.data))}
 		}
-		return resp, OutcomeServed, nil
+		return resp, OutcomeServed, verdict{}
 	}
 	answer, err := bufferBody(resp, maxErrorBody, false)
 	if err != nil {
-		return resp, OutcomeFailedOver, err
+		return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
 	}
 	data := answer.data
 	if scrubbed, changed := e.scrub(data); changed {
 		data = scrubbed
 		resp.Body, resp.ContentLength = newBodyReader(data), int64(len(data))
 	}
-	cause, final := classify(resp, data)
-	if final {
-		return resp, OutcomeReturned, cause
+	v := classify(resp, data, time.Now())
+	if v.final {
+		return resp, OutcomeReturned, v
 	}
-	return resp, OutcomeFailedOver, cause
+	return resp, OutcomeFailedOver, v
 }
 
 // isEventStream reports whether resp is a stream of server-sent events, which is passed on as it arrives.
@@ -316,10 +440,17 @@ func checkModel(model string) error {
 	return nil
 }
 
-// report tells the trace and the logger about an attempt. The callbacks run outside any lock.
+// report tells the trace, the attempt hook, the request's record and the logger about an attempt. The callbacks
+// run outside any lock.
 func (e *engine) report(ctx context.Context, trace *Trace, a Attempt) {
 	if trace != nil && trace.AttemptDone != nil {
 		trace.AttemptDone(a)
+	}
+	if e.onAttempt != nil {
+		e.onAttempt(ctx, a)
+	}
+	if rec := recordOf(ctx); rec != nil {
+		rec.attempts = append(rec.attempts, a)
 	}
 	if e.logger == nil {
 		return
@@ -340,6 +471,9 @@ func (e *engine) report(ctx context.Context, trace *Trace, a Attempt) {
 		slog.Int("status", a.Status),
 		slog.String("outcome", a.Outcome.String()),
 		slog.Duration("duration", a.Duration),
+	}
+	if a.Rest > 0 {
+		attrs = append(attrs, slog.Duration("rest", a.Rest))
 	}
 	if a.Err != nil {
 		attrs = append(attrs, slog.String("error", a.Err.Error()))
@@ -493,22 +627,4 @@ func closeBody(req *http.Request) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
-}
-
-// peekedBody is a body whose first bytes are already buffered.
-type peekedBody struct {
-	*bufio.Reader
-	io.Closer
-}
-
-// cancelOnClose ends an attempt's context when the caller closes a streamed body.
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel func()
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
 }

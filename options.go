@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -21,6 +22,13 @@ const OpenAIFallbackName = "openai"
 type Option func(*settings)
 
 type settings struct {
+	strategy       Strategy
+	maxWait        time.Duration
+	maxWaitField   string
+	backoff        func(failures int) time.Duration
+	faultRest      time.Duration
+	missingRest    time.Duration
+	onAttempt      func(context.Context, Attempt)
 	model          string
 	temperature    float32
 	hasTemperature bool
@@ -79,4 +87,57 @@ func WithHTTPClient(c *http.Client) Option {
 // name the region, status, cause and duration; they never contain a key or a request body. Default: no logging.
 func WithLogger(l *slog.Logger) Option {
 	return func(s *settings) { s.logger = l }
+}
+
+// DefaultMaxWait is how long after its start a request may still wait for a resting backend to come back, when
+// WithMaxWait is not given.
+const DefaultMaxWait = 10 * time.Second
+
+// DefaultFaultRest is how long a backend rests after 401, 403 or insufficient_quota when WithFaultRest is not
+// given.
+const DefaultFaultRest = 5 * time.Minute
+
+// DefaultMissingModelRest is how long a model is taken to be missing from a region after a 404 when
+// WithMissingModelRest is not given.
+const DefaultMissingModelRest = time.Hour
+
+// WithStrategy sets how regions of the same priority share requests. Default: StrategyOrdered. The
+// environment's FAILOVER_STRATEGY sets it too.
+func WithStrategy(st Strategy) Option {
+	return func(s *settings) { s.strategy = st }
+}
+
+// WithMaxWait bounds waiting for resting backends. When every candidate rests (or has just failed), a request
+// waits for the soonest to come back if that is within d of the request's start and before its context's
+// deadline, then tries again; otherwise it returns at once with an *ExhaustedError whose RetryAt says when to
+// come back. 0 never waits. Default: DefaultMaxWait. The environment's FAILOVER_MAX_WAIT sets it too.
+func WithMaxWait(d time.Duration) Option {
+	return func(s *settings) { s.maxWait, s.maxWaitField = d, "WithMaxWait" }
+}
+
+// WithBackoff sets the rest after a failure that came without a usable Retry-After header, given the number of
+// consecutive failures of that backend and model (1 for the first). Default: DefaultBackoff.
+func WithBackoff(f func(failures int) time.Duration) Option {
+	return func(s *settings) { s.backoff = f }
+}
+
+// WithFaultRest sets how long a region rests after 401, 403 or insufficient_quota: a wrong key or role, or an
+// account out of credit, which waiting does not fix. The rest covers every model of the region and ends with one
+// probe request. Default: DefaultFaultRest.
+func WithFaultRest(d time.Duration) Option {
+	return func(s *settings) { s.faultRest = d }
+}
+
+// WithMissingModelRest sets how long a model is taken to be missing from a region after the region answered 404
+// for it; requests for that model skip the region meanwhile, and other models are unaffected. Default:
+// DefaultMissingModelRest.
+func WithMissingModelRest(d time.Duration) Option {
+	return func(s *settings) { s.missingRest = d }
+}
+
+// WithOnAttempt calls f after every attempt of every request, with the request's context: the place for metrics.
+// It runs on the request's goroutine, outside any lock, and must not block for long. For one request's
+// attempts, use WithTrace instead. Default: none.
+func WithOnAttempt(f func(ctx context.Context, a Attempt)) Option {
+	return func(s *settings) { s.onAttempt = f }
 }

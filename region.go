@@ -32,9 +32,17 @@ type Region struct {
 	APIKey string
 	// APIVersion is the api-version query parameter. Default: DefaultAPIVersion.
 	APIVersion string
-	// Deployments maps a model name to this resource's deployment of it. A model that is not listed is sent to
-	// the deployment of the same name. Nil: every model is its own deployment name.
+	// Deployments declares the models this resource has, each mapped to its deployment name (empty: the
+	// model's own name). When it is set,
+	// requests for any other model never go to this region (so a region without an embeddings model never
+	// receives an embeddings request). Empty: the region is taken to have every model, under a deployment of the
+	// model's name, until a 404 says otherwise.
 	Deployments map[string]string
+	// Priority orders regions: every region of a lower number is tried before any of a higher one. Regions of
+	// one priority are ordered by the client's Strategy. Default 0; must not be negative.
+	Priority int
+	// Weight is the region's share of load among regions of its priority under StrategyWeighted. Default (0): 1.
+	Weight int
 
 	// env names the environment variables this region was read from, so errors name them; nil for Go values.
 	env *regionEnv
@@ -42,14 +50,14 @@ type Region struct {
 
 // regionEnv holds the names of the variables a region was read from.
 type regionEnv struct {
-	endpoint, apiKey, name, apiVersion, deployments string
+	endpoint, apiKey, name, apiVersion, deployments, priority, weight string
 }
 
 // Format writes the region with its API key redacted, whatever the verb.
 func (r Region) Format(f fmt.State, verb rune) {
 	s := r.shown()
-	fmt.Fprintf(f, "{Name:%s Endpoint:%s APIKey:%s APIVersion:%s Deployments:%s}",
-		s.Name, s.Endpoint, s.APIKey, s.APIVersion, formatDeployments(s.Deployments))
+	fmt.Fprintf(f, "{Name:%s Endpoint:%s APIKey:%s APIVersion:%s Deployments:%s Priority:%d Weight:%d}",
+		s.Name, s.Endpoint, s.APIKey, s.APIVersion, formatDeployments(s.Deployments), s.Priority, s.Weight)
 }
 
 // redactURL prints an endpoint without the parts that can carry credentials: user info and query. New rejects
@@ -78,10 +86,13 @@ type shownRegion struct {
 	APIKey      string            `json:"api_key,omitempty"`
 	APIVersion  string            `json:"api_version,omitempty"`
 	Deployments map[string]string `json:"deployments,omitempty"`
+	Priority    int               `json:"priority,omitempty"`
+	Weight      int               `json:"weight,omitempty"`
 }
 
 func (r Region) shown() shownRegion {
-	s := shownRegion{Name: r.Name, Endpoint: redactURL(r.Endpoint), APIVersion: r.APIVersion, Deployments: r.Deployments}
+	s := shownRegion{Name: r.Name, Endpoint: redactURL(r.Endpoint), APIVersion: r.APIVersion, Deployments: r.Deployments,
+		Priority: r.Priority, Weight: r.Weight}
 	if r.APIKey != "" {
 		s.APIKey = redacted
 	}
@@ -96,7 +107,8 @@ func (r Region) LogValue() slog.Value {
 	s := r.shown()
 	return slog.GroupValue(slog.String("name", s.Name), slog.String("endpoint", s.Endpoint),
 		slog.String("api_key", s.APIKey), slog.String("api_version", s.APIVersion),
-		slog.String("deployments", formatDeployments(s.Deployments)))
+		slog.String("deployments", formatDeployments(s.Deployments)), slog.Int("priority", s.Priority),
+		slog.Int("weight", s.Weight))
 }
 
 func formatDeployments(m map[string]string) string {
@@ -126,6 +138,10 @@ func (r *Region) field(i int, name string) string {
 			v = r.env.apiVersion
 		case "Deployments":
 			v = r.env.deployments
+		case "Priority":
+			v = r.env.priority
+		case "Weight":
+			v = r.env.weight
 		}
 		if v != "" {
 			return v
@@ -258,9 +274,19 @@ func newRegionBackend(i int, r *Region) (*backend, []error) {
 		// Values are not quoted: a key pasted into the wrong place must not be printed back.
 		if model == "" {
 			errs = append(errs, configErr(r.field(i, "Deployments"), "has an empty model name"))
-		} else if !deploymentPattern.MatchString(r.Deployments[model]) {
+		} else if !deploymentPattern.MatchString(deploymentName(model, r.Deployments[model])) {
 			errs = append(errs, configErr(r.field(i, "Deployments"), "maps model %q to an invalid deployment name; expected 1 to 64 letters, digits, '.', '_' or '-'", model))
 		}
+	}
+	if r.Priority < 0 {
+		errs = append(errs, configErr(r.field(i, "Priority"), "is %d; expected 0 or more (lower is tried first)", r.Priority))
+	}
+	weight := r.Weight
+	if weight == 0 {
+		weight = 1
+	}
+	if weight < 0 || weight > maxWeight {
+		errs = append(errs, configErr(r.field(i, "Weight"), "is %d; expected 1 to %d (0 means 1)", r.Weight, maxWeight))
 	}
 	name := r.Name
 	if name == "" && u != nil {
@@ -274,7 +300,7 @@ func newRegionBackend(i int, r *Region) (*backend, []error) {
 	}
 	deployments := make(map[string]string, len(r.Deployments))
 	for model, deployment := range r.Deployments {
-		deployments[model] = deployment
+		deployments[model] = deploymentName(model, deployment)
 	}
 	return &backend{
 		name:        name,
@@ -288,8 +314,22 @@ func newRegionBackend(i int, r *Region) (*backend, []error) {
 		authValue:   []string{r.APIKey},
 		secret:      r.APIKey,
 		deployments: deployments,
+		declared:    len(deployments) > 0,
+		priority:    r.Priority,
+		weight:      weight,
 	}, nil
 }
+
+// deploymentName is the deployment of model: the one given, or the model's own name.
+func deploymentName(model, deployment string) string {
+	if deployment == "" {
+		return model
+	}
+	return deployment
+}
+
+// maxWeight bounds Region.Weight, so that weights add up without overflow.
+const maxWeight = 1_000_000
 
 // checkAPIVersion accepts a real date such as 2024-10-21, optionally followed by -preview.
 func checkAPIVersion(field, v string) error {

@@ -1,6 +1,6 @@
 // Command demo shows failover at work. By default it runs offline: it starts simulated Azure OpenAI regions on
-// this machine, sends a few chat completions through them and prints which region served each request and why the
-// others were skipped. With -env it uses the real regions configured in the environment and .env instead.
+// this machine, sends a few chat completions through them and prints which region served each request, why the
+// others failed, and which regions the client then lets rest, so that later requests do not pay for them again. With -env it uses the real regions configured in the environment and .env instead.
 //
 //	go run ./examples/demo                       # region 1 throttled, region 2 healthy
 //	go run ./examples/demo -scenario outage      # see -h for every scenario
@@ -13,9 +13,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,12 +68,12 @@ var scenarios = map[string]scenario{
 		fallback: simulated{"openai", "healthy", healthy},
 	},
 	"exhausted": {
-		about: "everything is out; the error lists every attempt",
+		about: "everything is out; the error lists every attempt, then says when to come back",
 		regions: []simulated{
 			{"eastus", "answers 429 Too Many Requests, retry-after: 60s", failovertest.RateLimited(time.Minute)},
 			{"westeurope", "answers 404 DeploymentNotFound", failovertest.DeploymentNotFound()},
 		},
-		fallback: simulated{"openai", "answers 503 Service Unavailable", failovertest.Unavailable()},
+		fallback: simulated{"openai", "answers 503 Service Unavailable, retry-after: 30s", unavailableFor(30 * time.Second)},
 	},
 	"refused": {
 		about: "the first region's content filter refuses the prompt; no other region is asked",
@@ -81,6 +83,12 @@ var scenarios = map[string]scenario{
 		},
 		fallback: simulated{"openai", "healthy", healthy},
 	},
+}
+
+func unavailableFor(d time.Duration) failovertest.Reply {
+	r := failovertest.Unavailable()
+	r.Header = http.Header{"Retry-After": {strconv.Itoa(int(d.Seconds()))}}
+	return r
 }
 
 var prompts = []string{"Name one colour.", "Say hello in French.", "What is 2 + 2?"}
@@ -150,8 +158,9 @@ func run(ctx context.Context, out io.Writer, args []string) error {
 	for i := range *requests {
 		prompt := prompts[i%len(prompts)]
 		fmt.Fprintf(out, "\nrequest %d: %q\n", i+1, prompt)
+		printRests(out, client)
 		ctx := failover.WithTrace(ctx, &failover.Trace{AttemptDone: func(a failover.Attempt) {
-			mark := "skipped"
+			mark := "failed "
 			switch a.Outcome {
 			case failover.OutcomeServed:
 				mark = "served "
@@ -175,6 +184,28 @@ func run(ctx context.Context, out io.Writer, args []string) error {
 		}
 	}
 	return nil
+}
+
+// printRests shows the regions, and the models on them, that the client passes over now, and why.
+func printRests(out io.Writer, client *failover.Client) {
+	now := time.Now()
+	show := func(what string, state failover.State, until time.Time, reason string) {
+		line := fmt.Sprintf("  passed over %s: %s", what, state)
+		if !until.IsZero() {
+			line += fmt.Sprintf(" for %s more", until.Sub(now).Round(100*time.Millisecond))
+		}
+		fmt.Fprintf(out, "%s (%s)\n", line, reason)
+	}
+	for _, r := range client.Health() {
+		if r.State != failover.StateServing && r.State != failover.StateHalfOpen {
+			show(r.Region, r.State, r.Until, r.Reason)
+		}
+		for _, m := range r.Models {
+			if m.State != failover.StateHalfOpen {
+				show(r.Region+" for "+m.Model, m.State, m.Until, m.Reason)
+			}
+		}
+	}
 }
 
 // simulate starts the scenario's fake backends and a client over them.

@@ -15,11 +15,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestDemoScenarios(t *testing.T) {
 	cases := map[string][]string{
-		"throttled": {"skipped eastus: 429 failed over", "served  westeurope: 200 served", `reply: "Hello from westeurope."`},
-		"outage":    {"skipped eastus: failed over", "skipped westeurope: 503 failed over", `reply: "Hello from swedencentral."`},
-		"fallback":  {"skipped westeurope: 500", "served  openai: 200 served", `reply: "Hello from openai."`},
-		"exhausted": {"skipped westeurope: 404", "error: failover: no region could serve the request (3 attempts)"},
-		"refused":   {"stopped eastus: 400 returned", "error: error, status code: 400"},
+		"throttled": {"failed  eastus: 429 failed over", "resting 30s", "served  westeurope: 200 served", `reply: "Hello from westeurope."`,
+			"passed over eastus for gpt-4o: resting for 30s more (429 rate limited)"},
+		"outage": {"failed  eastus: failed over", "failed  westeurope: 503 failed over", `reply: "Hello from swedencentral."`,
+			"passed over eastus: resting", "(no answer)", "passed over westeurope for gpt-4o: resting"},
+		"fallback": {"failed  westeurope: 500", "served  openai: 200 served", `reply: "Hello from openai."`},
+		"exhausted": {"failed  westeurope: 404", "error: failover: no region could serve the request for model \"gpt-4o\" (3 attempts",
+			"passed over westeurope for gpt-4o: missing for 1h0m0s more", "(0 attempts, 3 passed over, retry at"},
+		"refused": {"stopped eastus: 400 returned", "error: error, status code: 400"},
 	}
 	for scenario, wants := range cases {
 		t.Run(scenario, func(t *testing.T) {
@@ -29,6 +32,9 @@ func TestDemoScenarios(t *testing.T) {
 				assert.Contains(t, out.String(), want)
 			}
 			assert.Equal(t, 2, strings.Count(out.String(), "\nrequest "))
+			if scenario != "refused" {
+				assert.Equal(t, 1, strings.Count(out.String(), "failed  eastus"), "the second request passes eastus over")
+			}
 			if scenario == "refused" {
 				assert.NotContains(t, out.String(), "westeurope: 200", "a refused prompt is not sent elsewhere")
 			}

@@ -1,0 +1,238 @@
+package failover
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// DefaultBackoff is the rest after a failure that came without a usable Retry-After, when WithBackoff is not
+// given: 1 s after the first consecutive failure, doubling with each further one up to 60 s, each varied by up to
+// ±20% so that many clients do not come back at the same instant.
+func DefaultBackoff(failures int) time.Duration {
+	d := time.Minute
+	if failures >= 1 && failures <= 6 {
+		d = time.Second << (failures - 1)
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// restPolicy sizes rests; see the options that set each field.
+type restPolicy struct {
+	backoff func(failures int) time.Duration
+	fault   time.Duration // WithFaultRest
+	missing time.Duration // WithMissingModelRest
+}
+
+// health is one backend's memory: its rests, the models it lacks, its latency. One mutex guards it, and every
+// state is computed from timestamps when asked: there are no timers and no goroutines.
+type health struct {
+	mu          sync.Mutex
+	region      *rest            // the rest of the whole backend; nil when there is none
+	models      map[string]*rest // rests and missing marks, per model
+	latency     time.Duration    // moving average of served attempts; 0 before the first
+	faultLogged bool             // the current fault rest has been logged; cleared when the backend serves
+}
+
+// rest is one rest of a backend, or of one model on it.
+type rest struct {
+	kind     restKind
+	status   int       // the answer's status, 0 when there was none
+	since    time.Time // when it was set: an attempt that started earlier cannot clear it
+	until    time.Time
+	failures int  // consecutive failures, which lengthen the backoff
+	probing  bool // the rest is over and a probe is in flight
+}
+
+// reason says in a few words why the backend rests.
+func (r *rest) reason() string {
+	switch r.kind {
+	case restThrottled:
+		return "429 rate limited"
+	case restMissing:
+		return fmt.Sprintf("%d: model not deployed here", r.status)
+	case restUnreachable:
+		return "no answer"
+	case restFault:
+		if r.status == http.StatusTooManyRequests {
+			return "429 insufficient_quota: the account is out of credit"
+		}
+		return fmt.Sprintf("%d: credentials rejected", r.status)
+	}
+	if r.status == 0 {
+		return "attempt timed out"
+	}
+	if r.status >= 200 && r.status < 300 {
+		return fmt.Sprintf("%d with a malformed answer", r.status)
+	}
+	return fmt.Sprintf("%d %s", r.status, http.StatusText(r.status))
+}
+
+// state is the rest's state at now.
+func (r *rest) state(now time.Time) State {
+	switch {
+	case r == nil:
+		return StateServing
+	case r.kind == restMissing && now.Before(r.until):
+		return StateMissing
+	case now.Before(r.until):
+		return StateResting
+	case r.kind.probes() && r.probing:
+		return StateProbing
+	case r.kind.probes():
+		return StateHalfOpen
+	}
+	return StateServing
+}
+
+// ticket is what an admitted attempt claimed: it must be settled with success, failure or release.
+type ticket struct {
+	start                   time.Time
+	regionProbe, modelProbe bool
+}
+
+// skip says why a backend was passed over.
+type skip struct {
+	state State
+	until time.Time // when it can be tried again; zero while a probe is in flight
+	rest  *rest
+}
+
+// admit decides whether an attempt for model may go to the backend now. In half-open state the attempt becomes
+// the probe, and every other request passes the backend over until the probe settles.
+func (h *health) admit(model string, now time.Time) (ticket, skip, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.models[model]
+	if m != nil && m.kind == restMissing && !now.Before(m.until) {
+		delete(h.models, model) // forgotten: the model may have been deployed since
+		m = nil
+	}
+	rs, ms := h.region.state(now), m.state(now)
+	for _, c := range [...]struct {
+		s State
+		r *rest
+	}{{rs, h.region}, {ms, m}} {
+		if c.s == StateMissing || c.s == StateResting || c.s == StateProbing {
+			sk := skip{state: c.s, rest: c.r}
+			if c.s != StateProbing {
+				sk.until = c.r.until
+			}
+			return ticket{}, sk, false
+		}
+	}
+	t := ticket{start: now, regionProbe: rs == StateHalfOpen, modelProbe: ms == StateHalfOpen}
+	if t.regionProbe {
+		h.region.probing = true
+	}
+	if t.modelProbe {
+		m.probing = true
+	}
+	return t, skip{}, true
+}
+
+// releaseLocked ends t's probes without a verdict.
+func (h *health) releaseLocked(model string, t ticket) {
+	if t.regionProbe && h.region != nil {
+		h.region.probing = false
+	}
+	if m := h.models[model]; t.modelProbe && m != nil {
+		m.probing = false
+	}
+}
+
+// release ends t's probes without a verdict: the caller gave up.
+func (h *health) release(model string, t ticket) {
+	h.mu.Lock()
+	h.releaseLocked(model, t)
+	h.mu.Unlock()
+}
+
+// succeeded records that the backend answered a request for model properly (served it, or refused it as the
+// request's own fault). Rests set before the attempt started end; a later one stands. served adds d to the latency
+// average.
+func (h *health) succeeded(model string, t ticket, served bool, d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.releaseLocked(model, t)
+	if h.region != nil && h.region.since.Before(t.start) {
+		h.region, h.faultLogged = nil, false
+	}
+	if m := h.models[model]; m != nil && m.kind != restMissing && m.since.Before(t.start) {
+		delete(h.models, model)
+	}
+	if served {
+		if h.latency == 0 {
+			h.latency = d
+		} else {
+			h.latency += (d - h.latency) / 5 // an exponential moving average over about the last five
+		}
+	}
+}
+
+// failed records a failed attempt with verdict v and returns how long the backend (or the model on it) now rests,
+// and whether this is a fault that has not been logged yet.
+func (h *health) failed(model string, t ticket, status int, v verdict, p *restPolicy, now time.Time) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.releaseLocked(model, t)
+	if v.kind == restMissing {
+		if h.models == nil {
+			h.models = make(map[string]*rest)
+		}
+		h.models[model] = &rest{kind: restMissing, status: status, since: now, until: now.Add(p.missing)}
+		return p.missing, false
+	}
+	if !v.kind.wholeRegion() && h.region != nil && h.region.kind == restUnreachable && h.region.since.Before(t.start) {
+		h.region = nil // the backend answered: its network is back
+	}
+	prev := h.region
+	if !v.kind.wholeRegion() {
+		prev = h.models[model]
+	}
+	r := &rest{kind: v.kind, status: status, since: now, failures: 1}
+	if prev != nil && prev.kind != restMissing {
+		r.failures = prev.failures + 1
+	}
+	d := v.wait
+	switch {
+	case d > 0:
+	case v.kind == restFault:
+		d = p.fault
+	default:
+		d = max(p.backoff(r.failures), 0)
+	}
+	r.until = now.Add(d)
+	if prev != nil && prev.until.After(r.until) {
+		r.until = prev.until // a concurrent attempt set a longer rest: it stands
+	}
+	logFault := false
+	if v.kind.wholeRegion() {
+		h.region = r
+		logFault = v.kind == restFault && !h.faultLogged
+		h.faultLogged = h.faultLogged || logFault
+	} else {
+		if h.models == nil {
+			h.models = make(map[string]*rest)
+		}
+		h.models[model] = r
+	}
+	return d, logFault
+}
+
+// skipped describes why the backend does not serve model now, if it does not.
+func (h *health) skipped(model string, now time.Time) (Skip, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range [...]*rest{h.region, h.models[model]} {
+		switch s := r.state(now); s {
+		case StateResting, StateMissing:
+			return Skip{State: s, Until: r.until, Reason: r.reason()}, true
+		case StateProbing:
+			return Skip{State: s, Reason: r.reason()}, true
+		}
+	}
+	return Skip{}, false
+}

@@ -1,0 +1,50 @@
+package failover
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxRetryAfter caps a server's Retry-After. Azure sends up to a day (86400 s); anything longer is treated as a
+// day, which also keeps absurd values from overflowing a time.Duration.
+const maxRetryAfter = 24 * time.Hour
+
+// retryAfter reads how long a server asked to be left alone, in the order Azure's own SDKs read it:
+// retry-after-ms, x-ms-retry-after-ms (milliseconds), then retry-after (seconds, possibly fractional, or an HTTP
+// date, measured from now). The first header that parses wins; a negative, unparsable or past value is ignored.
+func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	for _, name := range [...]string{"Retry-After-Ms", "X-Ms-Retry-After-Ms"} {
+		if d, ok := parseDelay(h.Get(name), time.Millisecond); ok {
+			return d, true
+		}
+	}
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if d, ok := parseDelay(v, time.Second); ok {
+		return d, true
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		if d := at.Sub(now); d >= 0 {
+			return min(d, maxRetryAfter), true
+		}
+	}
+	return 0, false
+}
+
+// parseDelay reads a non-negative decimal number of units, such as "6", "1.5" or "250".
+func parseDelay(v string, unit time.Duration) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" || v[0] < '0' || v[0] > '9' { // rejects signs, "Inf", "NaN" and HTTP dates alike
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, false
+	}
+	if f*float64(unit) >= float64(maxRetryAfter) {
+		return maxRetryAfter, true
+	}
+	return time.Duration(f * float64(unit)), true
+}

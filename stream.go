@@ -1,0 +1,191 @@
+package failover
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// ErrStreamCut is matched by the error of a stream that ended before its end, after its first content had reached
+// the caller: the connection closed without the final "data: [DONE]", the server sent an error event, or the
+// caller's context ended. Before the first content, a failing stream moves to the next region unseen instead.
+var ErrStreamCut = errors.New("failover: stream cut")
+
+const (
+	// maxEventLine bounds one line of an event stream; a chunk is a few hundred bytes.
+	maxEventLine = 1 << 20
+	// maxStreamHead bounds what is held back before a stream's first content (Azure's content filter results,
+	// role-only chunks).
+	maxStreamHead = 1 << 20
+)
+
+// streamBody passes a server-sent event stream on, line by line, after openStream has read it up to its first
+// content. It turns a stream that ends without "data: [DONE]" into an ErrStreamCut error, so that a cut stream
+// never looks like a complete one. Read and Close may be called concurrently.
+type streamBody struct {
+	r       *bufio.Reader
+	body    io.Closer
+	cancel  func() // ends the attempt's context; set once the stream is handed over
+	pending []byte // read but not yet passed on
+	long    []byte // a line longer than r's buffer, gathered
+	done    bool   // "data: [DONE]" was seen
+	err     error  // returned once pending is empty
+}
+
+// openStream reads an event stream until it carries content, and returns a body that replays what was read and
+// passes the rest on. It fails when the stream ends, breaks, sends an error event or garbled data first: the
+// stream was this backend's failure and nothing has reached the caller yet.
+func openStream(body io.ReadCloser) (*streamBody, error) {
+	s := &streamBody{r: bufio.NewReader(body), body: body}
+	var head []byte
+	for len(head) <= maxStreamHead {
+		line, err := s.readLine()
+		if len(line) > 0 {
+			head = append(head, line...)
+			data, ok := eventData(line)
+			if ok && string(data) == "[DONE]" {
+				return nil, errors.New("stream ended before any content")
+			}
+			if ok {
+				content, err := hasContent(data)
+				if err != nil {
+					return nil, err
+				}
+				if content {
+					s.pending = head
+					return s, nil
+				}
+			}
+		}
+		if err == io.EOF {
+			return nil, errors.New("stream ended before any content: the connection closed")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stream failed before any content: %w", err)
+		}
+	}
+	return nil, fmt.Errorf("stream sent more than %d bytes without content", maxStreamHead)
+}
+
+// hasContent reports whether an event's data carries part of the answer: text, a tool call, a refusal or a
+// finish reason. Azure's first event (prompt_filter_results, no choices) and a role-only chunk do not. An error
+// event is an error.
+func hasContent(data []byte) (bool, error) {
+	var chunk struct {
+		Error   *openai.APIError `json:"error"`
+		Choices []struct {
+			Text  string `json:"text"` // completions
+			Delta struct {
+				Content      string          `json:"content"`
+				Refusal      string          `json:"refusal"`
+				ToolCalls    json.RawMessage `json:"tool_calls"`
+				FunctionCall json.RawMessage `json:"function_call"`
+			} `json:"delta"`
+			FinishReason string `json:"finish_reason"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(data, &chunk); err != nil {
+		return false, fmt.Errorf("stream sent an event that is not JSON: %w", err)
+	}
+	if chunk.Error != nil {
+		return false, fmt.Errorf("stream began with an error event: %w", chunk.Error)
+	}
+	for _, c := range chunk.Choices {
+		d := c.Delta
+		if c.Text != "" || d.Content != "" || d.Refusal != "" || c.FinishReason != "" ||
+			present(d.ToolCalls) || present(d.FunctionCall) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func present(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
+
+// eventData returns the data of a "data:" line, trimmed.
+func eventData(line []byte) ([]byte, bool) {
+	line = bytes.TrimSpace(line)
+	data, ok := bytes.CutPrefix(line, []byte("data:"))
+	return bytes.TrimSpace(data), ok
+}
+
+// readLine reads one line, with its newline, up to maxEventLine bytes. The line is valid until the next call.
+func (s *streamBody) readLine() ([]byte, error) {
+	line, err := s.r.ReadSlice('\n')
+	if err != bufio.ErrBufferFull {
+		return line, err
+	}
+	s.long = append(s.long[:0], line...)
+	for err == bufio.ErrBufferFull {
+		if len(s.long) > maxEventLine {
+			return nil, fmt.Errorf("stream line longer than %d bytes", maxEventLine)
+		}
+		line, err = s.r.ReadSlice('\n')
+		s.long = append(s.long, line...)
+	}
+	return s.long, err
+}
+
+func (s *streamBody) Read(p []byte) (int, error) {
+	for len(s.pending) == 0 {
+		if s.err != nil {
+			return 0, s.err
+		}
+		line, err := s.readLine()
+		s.pending = line
+		if data, ok := eventData(line); ok {
+			switch {
+			case string(data) == "[DONE]":
+				s.done = true
+			case bytes.HasPrefix(data, []byte(`{"error"`)):
+				// The stream is over: stop here rather than wait for a server that may hold the connection.
+				err = fmt.Errorf("%w: the server sent an error event", ErrStreamCut)
+			}
+		}
+		switch {
+		case err == io.EOF && !s.done:
+			s.err = fmt.Errorf("%w: the connection ended without data: [DONE]", ErrStreamCut)
+		case err != nil:
+			s.err = err
+		}
+	}
+	n := copy(p, s.pending)
+	s.pending = s.pending[n:]
+	return n, nil
+}
+
+// Close closes the connection and ends the attempt's context.
+func (s *streamBody) Close() error {
+	err := s.body.Close()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	return err
+}
+
+// StreamCutError is the error of a ChatCompletionStream cut after its first content reached the caller. It
+// matches ErrStreamCut, and errors.As through it reaches the cause: an *openai.APIError from an error event, a
+// connection error, or the context's error.
+type StreamCutError struct {
+	// Region is the backend that served the stream.
+	Region string
+	// Received is the text of the first choice received before the cut.
+	Received string
+	// Err is why the stream ended.
+	Err error
+}
+
+func (e *StreamCutError) Error() string {
+	return fmt.Sprintf("failover: stream from %s cut after %d bytes of text: %v", e.Region, len(e.Received), e.Err)
+}
+
+// Is reports whether target is ErrStreamCut.
+func (e *StreamCutError) Is(target error) bool { return target == ErrStreamCut }
+
+// Unwrap returns the cause.
+func (e *StreamCutError) Unwrap() error { return e.Err }
