@@ -2,6 +2,8 @@ package failover_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"syscall"
 	"testing"
@@ -116,6 +118,108 @@ func BenchmarkChatCompletion(b *testing.B) {
 		b.ReportMetric(allocsFailover, "allocs-failover")
 		b.ReportMetric(0, "ns/op")
 	})
+}
+
+// BenchmarkThrottledPath measures what a 429 costs when the first k of 4 regions are rate-limited with
+// retry-after: 60 and the others serve (issue 3). "recipe" is the loop callers commonly write by hand: go-openai's
+// Azure client for each region in turn, moving on at a 429, remembering nothing between calls; it pays k+1 round
+// trips on every call. "failover" is one failover.Client over the same regions: its first call pays k+1 as well,
+// then the throttled regions rest for their Retry-After and every later call goes straight to region k.
+// roundtrips/op counts the requests all four fake servers received, divided by the calls made.
+func BenchmarkThrottledPath(b *testing.B) {
+	const regions = 4
+	for k := range regions {
+		b.Run(fmt.Sprintf("k=%d", k), func(b *testing.B) {
+			b.Run("recipe", func(b *testing.B) {
+				servers := startThrottled(b, regions, k)
+				call := newRecipeClient(b, servers).CreateChatCompletion
+				runThrottled(b, servers, k, call)
+			})
+			b.Run("failover", func(b *testing.B) {
+				servers := startThrottled(b, regions, k)
+				call := newClient(b, regionsOf(servers...), failover.WithMaxWait(0)).CreateChatCompletion
+				runThrottled(b, servers, k, call)
+			})
+		})
+	}
+}
+
+// startThrottled starts n fake regions, the first k of which answer every request 429 with retry-after: 60.
+func startThrottled(b *testing.B, n, k int) []*failovertest.Server {
+	b.Helper()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("region-%d", i)
+	}
+	servers := startRegions(b, names)
+	for _, s := range servers[:k] {
+		s.SetDefault(failovertest.RateLimited(time.Minute))
+	}
+	return servers
+}
+
+// runThrottled times call and reports the round trips it cost. Every call must be served by region k, the first
+// that is not throttled.
+func runThrottled(b *testing.B, servers []*failovertest.Server, k int,
+	call func(context.Context, openai.ChatCompletionRequest) (openai.ChatCompletionResponse, error)) {
+	b.Helper()
+	req := chatRequest()
+	before := make([]int, len(servers))
+	for i, s := range servers {
+		before[i] = s.Requests()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := call(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	roundtrips := 0
+	for i, s := range servers {
+		n := s.Requests() - before[i]
+		roundtrips += n
+		if i == k && n != b.N || i > k && n != 0 {
+			b.Fatalf("%s received %d requests for %d calls; every call should be served by %s", s.Name, n, b.N, servers[k].Name)
+		}
+	}
+	b.ReportMetric(float64(roundtrips)/float64(b.N), "roundtrips/op")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// recipeClient is the failover loop many callers write by hand: a go-openai Azure client per region, tried in
+// order, moving on at a 429. It remembers nothing from one call to the next.
+type recipeClient struct {
+	clients []*openai.Client
+}
+
+func newRecipeClient(b *testing.B, servers []*failovertest.Server) *recipeClient {
+	b.Helper()
+	transp := http.DefaultTransport.(*http.Transport).Clone()
+	transp.MaxIdleConnsPerHost = 64 // as the failover client's own transport
+	b.Cleanup(transp.CloseIdleConnections)
+	httpClient := &http.Client{Transport: transp}
+	r := &recipeClient{}
+	for _, s := range servers {
+		cfg := openai.DefaultAzureConfig(s.Key, s.URL)
+		cfg.APIVersion = "2024-10-21"
+		cfg.AzureModelMapperFunc = func(model string) string { return model }
+		cfg.HTTPClient = httpClient
+		r.clients = append(r.clients, openai.NewClientWithConfig(cfg))
+	}
+	return r
+}
+
+func (r *recipeClient) CreateChatCompletion(ctx context.Context, req openai.ChatCompletionRequest) (openai.ChatCompletionResponse, error) {
+	var err error
+	for _, c := range r.clients {
+		var resp openai.ChatCompletionResponse
+		resp, err = c.CreateChatCompletion(ctx, req)
+		var apiErr *openai.APIError
+		if err == nil || !errors.As(err, &apiErr) || apiErr.HTTPStatusCode != http.StatusTooManyRequests {
+			return resp, err
+		}
+	}
+	return openai.ChatCompletionResponse{}, err
 }
 
 // processCPU is the CPU time the process has used, user and system, in nanoseconds: client and fake server

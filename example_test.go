@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"time"
 
@@ -157,4 +158,88 @@ func ExampleClient_ChatCompletionBatch() {
 	// one <nil>
 	// two <nil>
 	// three <nil>
+}
+
+// Health says which regions rest, until when and why, and which models each lacks.
+func ExampleClient_Health() {
+	eastus := failovertest.NewRegion("eastus")
+	defer eastus.Close()
+	eastus.Script(failovertest.RateLimited(30 * time.Second))
+	westus := failovertest.NewRegion("westus")
+	defer westus.Close()
+	client, err := failover.New([]failover.Region{
+		{Name: "eastus", Endpoint: eastus.URL, APIKey: eastus.Key},
+		{Name: "westus", Endpoint: westus.URL, APIKey: westus.Key},
+	}, failover.WithModel("gpt-4o"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+
+	for range 3 {
+		if _, err := client.ChatCompletion(context.Background(), []openai.ChatCompletionMessage{{Role: "user", Content: "Hi"}}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	fmt.Println("eastus was asked", eastus.Requests(), "time; westus", westus.Requests(), "times")
+	for _, r := range client.Health() {
+		fmt.Println(r.Region, r.State)
+		for _, m := range r.Models {
+			fmt.Printf("  %s %s for %s (%s)\n", m.Model, m.State, time.Until(m.Until).Round(10*time.Second), m.Reason)
+		}
+	}
+	// Output:
+	// eastus was asked 1 time; westus 3 times
+	// eastus serving
+	//   gpt-4o resting for 30s (429 rate limited)
+	// westus serving
+}
+
+// A stream fails over unseen until its first content; after that, a break is an error, never a quiet end.
+func ExampleClient_CreateChatCompletionStream() {
+	eastus := failovertest.NewRegion("eastus")
+	defer eastus.Close()
+	eastus.Script(failovertest.StreamFailure(1)) // an error event before any content
+	westus := failovertest.NewRegion("westus")
+	defer westus.Close()
+	westus.Script(failovertest.Reply{Content: "one two three", StreamCutAfter: 2})
+	client, err := failover.New([]failover.Region{
+		{Name: "eastus", Endpoint: eastus.URL, APIKey: eastus.Key},
+		{Name: "westus", Endpoint: westus.URL, APIKey: westus.Key},
+	}, failover.WithModel("gpt-4o"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+
+	stream, err := client.CreateChatCompletionStream(context.Background(), openai.ChatCompletionRequest{
+		Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "Count."}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stream.Close()
+	fmt.Println("served by", stream.Region())
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var cut *failover.StreamCutError
+		if errors.As(err, &cut) {
+			fmt.Printf("cut off after %q\n", cut.Received)
+			break
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		if len(chunk.Choices) > 0 && chunk.Choices[0].Delta.Content != "" {
+			fmt.Printf("%q\n", chunk.Choices[0].Delta.Content)
+		}
+	}
+	// Output:
+	// served by westus
+	// "one "
+	// "two "
+	// cut off after "one two "
 }

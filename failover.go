@@ -144,9 +144,9 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 			if !b.serves(model) {
 				continue
 			}
-			t, sk, ok := b.health.admit(model, time.Now())
+			t, back, ok := b.health.admit(model, time.Now())
 			if !ok {
-				soonest = earliest(soonest, sk.until)
+				soonest = earliest(soonest, back)
 				continue
 			}
 			resp, a, v := e.try(ctx, req, b, op, model, body)

@@ -2,6 +2,7 @@ package failover_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -121,4 +122,13 @@ func streamText(ctx context.Context, t *testing.T, client *failover.Client) stri
 	text, err := readStream(stream)
 	require.NoError(t, err)
 	return text
+}
+
+func embeddingRequest() openai.EmbeddingRequest {
+	return openai.EmbeddingRequest{Model: "text-embedding-3-small", Input: []string{"hello"}}
+}
+
+func jsonOf(v any) (string, error) {
+	data, err := json.Marshal(v)
+	return string(data), err
 }

@@ -93,16 +93,11 @@ type ticket struct {
 	regionProbe, modelProbe bool
 }
 
-// skip says why a backend was passed over.
-type skip struct {
-	state State
-	until time.Time // when it can be tried again; zero while a probe is in flight
-	rest  *rest
-}
-
 // admit decides whether an attempt for model may go to the backend now. In half-open state the attempt becomes
-// the probe, and every other request passes the backend over until the probe settles.
-func (h *health) admit(model string, now time.Time) (ticket, skip, bool) {
+// the probe, and every other request passes the backend over until the probe settles. When the attempt may not
+// go, admit returns when the backend can be tried again: zero when that is not known (a probe is in flight) or not
+// soon (the model is missing).
+func (h *health) admit(model string, now time.Time) (ticket, time.Time, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := h.models[model]
@@ -111,17 +106,15 @@ func (h *health) admit(model string, now time.Time) (ticket, skip, bool) {
 		m = nil
 	}
 	rs, ms := h.region.state(now), m.state(now)
-	for _, c := range [...]struct {
-		s State
-		r *rest
-	}{{rs, h.region}, {ms, m}} {
-		if c.s == StateMissing || c.s == StateResting || c.s == StateProbing {
-			sk := skip{state: c.s, rest: c.r}
-			if c.s != StateProbing {
-				sk.until = c.r.until
-			}
-			return ticket{}, sk, false
-		}
+	switch {
+	case rs == StateResting && ms == StateResting:
+		return ticket{}, later(h.region.until, m.until), false
+	case rs == StateResting:
+		return ticket{}, h.region.until, false
+	case ms == StateResting:
+		return ticket{}, m.until, false
+	case rs == StateProbing || ms == StateProbing || ms == StateMissing:
+		return ticket{}, time.Time{}, false
 	}
 	t := ticket{start: now, regionProbe: rs == StateHalfOpen, modelProbe: ms == StateHalfOpen}
 	if t.regionProbe {
@@ -130,7 +123,14 @@ func (h *health) admit(model string, now time.Time) (ticket, skip, bool) {
 	if t.modelProbe {
 		m.probing = true
 	}
-	return t, skip{}, true
+	return t, time.Time{}, true
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // releaseLocked ends t's probes without a verdict.
@@ -179,10 +179,7 @@ func (h *health) failed(model string, t ticket, status int, v verdict, p *restPo
 	defer h.mu.Unlock()
 	h.releaseLocked(model, t)
 	if v.kind == restMissing {
-		if h.models == nil {
-			h.models = make(map[string]*rest)
-		}
-		h.models[model] = &rest{kind: restMissing, status: status, since: now, until: now.Add(p.missing)}
+		h.setModelLocked(model, &rest{kind: restMissing, status: status, since: now, until: now.Add(p.missing)}, now)
 		return p.missing, false
 	}
 	if !v.kind.wholeRegion() && h.region != nil && h.region.kind == restUnreachable && h.region.since.Before(t.start) {
@@ -205,8 +202,8 @@ func (h *health) failed(model string, t ticket, status int, v verdict, p *restPo
 		d = max(p.backoff(r.failures), 0)
 	}
 	r.until = now.Add(d)
-	if prev != nil && prev.until.After(r.until) {
-		r.until = prev.until // a concurrent attempt set a longer rest: it stands
+	if prev != nil {
+		r.until = later(r.until, prev.until) // a concurrent attempt set a longer rest: it stands
 	}
 	logFault := false
 	if v.kind.wholeRegion() {
@@ -214,12 +211,32 @@ func (h *health) failed(model string, t ticket, status int, v verdict, p *restPo
 		logFault = v.kind == restFault && !h.faultLogged
 		h.faultLogged = h.faultLogged || logFault
 	} else {
-		if h.models == nil {
-			h.models = make(map[string]*rest)
-		}
-		h.models[model] = r
+		h.setModelLocked(model, r, now)
 	}
 	return d, logFault
+}
+
+// maxTrackedModels bounds the per-model states of one backend: model names come from requests, and a caller
+// sending many made-up names (each answered 404) must not grow the map without end.
+const maxTrackedModels = 1024
+
+// setModelLocked records a model's rest, first forgetting rests that are over if the map is full. If it is still
+// full, the rest is not recorded: the backend is then asked again for that model, which is safe.
+func (h *health) setModelLocked(model string, r *rest, now time.Time) {
+	if h.models == nil {
+		h.models = make(map[string]*rest)
+	}
+	if _, ok := h.models[model]; !ok && len(h.models) >= maxTrackedModels {
+		for m, old := range h.models {
+			if !now.Before(old.until) && !old.probing {
+				delete(h.models, m)
+			}
+		}
+		if len(h.models) >= maxTrackedModels {
+			return
+		}
+	}
+	h.models[model] = r
 }
 
 // skipped describes why the backend does not serve model now, if it does not.

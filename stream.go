@@ -148,8 +148,12 @@ func (s *streamBody) Read(p []byte) (int, error) {
 			}
 		}
 		switch {
-		case err == io.EOF && !s.done:
+		case err == io.EOF && s.done:
+			s.err = io.EOF
+		case err == io.EOF:
 			s.err = fmt.Errorf("%w: the connection ended without data: [DONE]", ErrStreamCut)
+		case err != nil && !errors.Is(err, ErrStreamCut):
+			s.err = fmt.Errorf("%w: %w", ErrStreamCut, err)
 		case err != nil:
 			s.err = err
 		}

@@ -143,6 +143,9 @@ func vector(input string) []float64 {
 	return v
 }
 
+// streamErrorEvent is what the service sends when an answer fails mid-stream.
+const streamErrorEvent = `{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}`
+
 // stream answers a streaming chat completion with server-sent events, word by word, as Azure does: a first event
 // with the prompt filter results and no choices, a role event, content events, a finish event, then [DONE].
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, call Call, body requestBody, reply Reply) {
@@ -178,6 +181,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, call Call, body 
 	send(chunk(map[string]any{"role": "assistant", "content": ""}, nil))
 	words := strings.SplitAfter(s.content(reply, body), " ")
 	for i, word := range words {
+		if reply.StreamErrorAt > 0 && i == reply.StreamErrorAt-1 {
+			fmt.Fprint(w, "data: "+streamErrorEvent+"\n\n")
+			_ = rc.Flush()
+			return
+		}
 		if reply.StreamCutAfter > 0 && i == reply.StreamCutAfter {
 			if conn, _, err := rc.Hijack(); err == nil {
 				conn.Close()

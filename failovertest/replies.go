@@ -31,6 +31,10 @@ type Reply struct {
 	// StreamCutAfter, for a streaming request, ends the connection after this many content chunks, without the
 	// final [DONE] event. 0 streams the whole answer.
 	StreamCutAfter int
+	// StreamErrorAt, for a streaming request, sends an error event (server_error, as the service does when it
+	// fails mid-answer) in place of content chunk number StreamErrorAt, then ends the stream without [DONE]. 1
+	// sends it before any content. 0 sends none.
+	StreamErrorAt int
 }
 
 // OK answers successfully with content as the assistant's text.
@@ -102,6 +106,10 @@ func ContextLengthExceeded() Reply {
 func InsufficientQuota() Reply {
 	return Reply{Status: http.StatusTooManyRequests, Body: `{"error":{"message":"You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`}
 }
+
+// StreamFailure answers a streaming request with a stream that breaks off with an error event in place of
+// content chunk number at (1: before any content).
+func StreamFailure(at int) Reply { return Reply{StreamErrorAt: at} }
 
 // Hang never answers.
 func Hang() Reply { return Reply{Hang: true} }

@@ -1,0 +1,49 @@
+package failover
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestModelStatesAreBounded(t *testing.T) {
+	var h health
+	p := &restPolicy{backoff: func(int) time.Duration { return time.Second }, fault: time.Minute, missing: time.Hour}
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	for i := range 3 * maxTrackedModels {
+		h.failed(fmt.Sprintf("made-up-%d", i), ticket{start: now}, 404, verdict{kind: restMissing}, p, now)
+	}
+	assert.Len(t, h.models, maxTrackedModels, "made-up model names cannot grow the map without end")
+
+	// Once their time is over, old entries make room for new ones.
+	later := now.Add(2 * time.Hour)
+	h.failed("gpt-4o", ticket{start: later}, 429, verdict{kind: restThrottled}, p, later)
+	assert.Len(t, h.models, 1)
+	assert.Contains(t, h.models, "gpt-4o")
+}
+
+func TestLateSuccessDoesNotEndANewerRest(t *testing.T) {
+	var h health
+	p := &restPolicy{backoff: func(int) time.Duration { return time.Minute }, fault: time.Minute, missing: time.Hour}
+	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	slow, _, ok := h.admit("gpt-4o", start) // a request that started before the 429
+	assert.True(t, ok)
+	h.failed("gpt-4o", ticket{start: start.Add(time.Second)}, 429, verdict{kind: restThrottled}, p, start.Add(time.Second))
+	h.succeeded("gpt-4o", slow, true, 2*time.Second)
+	_, back, ok := h.admit("gpt-4o", start.Add(3*time.Second))
+	assert.False(t, ok, "the 429's rest stands")
+	assert.Equal(t, start.Add(time.Second+time.Minute), back)
+}
+
+func TestConcurrentLongerRestStands(t *testing.T) {
+	var h health
+	p := &restPolicy{backoff: func(int) time.Duration { return time.Second }, fault: time.Minute, missing: time.Hour}
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	h.failed("gpt-4o", ticket{start: now}, 429, verdict{kind: restThrottled, wait: time.Minute}, p, now)
+	d, _ := h.failed("gpt-4o", ticket{start: now}, 500, verdict{kind: restFailing}, p, now)
+	assert.Equal(t, time.Second, d)
+	_, back, _ := h.admit("gpt-4o", now)
+	assert.Equal(t, now.Add(time.Minute), back)
+}
