@@ -33,6 +33,7 @@ type health struct {
 	region      *rest            // the rest of the whole backend; nil when there is none
 	models      map[string]*rest // rests and missing marks, per model
 	latency     time.Duration    // moving average of served attempts; 0 before the first
+	measured    time.Time        // when latency was last updated
 	faultLogged bool             // the current fault rest has been logged; cleared when the backend serves
 }
 
@@ -107,13 +108,15 @@ func (h *health) admit(model string, now time.Time) (ticket, time.Time, bool) {
 	}
 	rs, ms := h.region.state(now), m.state(now)
 	switch {
+	case ms == StateMissing:
+		return ticket{}, time.Time{}, false // not back soon, whatever the region's own rest
 	case rs == StateResting && ms == StateResting:
 		return ticket{}, later(h.region.until, m.until), false
 	case rs == StateResting:
 		return ticket{}, h.region.until, false
 	case ms == StateResting:
 		return ticket{}, m.until, false
-	case rs == StateProbing || ms == StateProbing || ms == StateMissing:
+	case rs == StateProbing || ms == StateProbing:
 		return ticket{}, time.Time{}, false
 	}
 	t := ticket{start: now, regionProbe: rs == StateHalfOpen, modelProbe: ms == StateHalfOpen}
@@ -169,6 +172,7 @@ func (h *health) succeeded(model string, t ticket, served bool, d time.Duration)
 		} else {
 			h.latency += (d - h.latency) / 5 // an exponential moving average over about the last five
 		}
+		h.measured = t.start
 	}
 }
 

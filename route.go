@@ -1,12 +1,12 @@
 package failover
 
 import (
-	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Strategy orders the regions that share a priority. Regions of a lower priority number are always tried before
@@ -73,9 +73,13 @@ func (e *engine) order(buf []*backend) []*backend {
 		case StrategyWeighted:
 			weightedShuffle(group)
 		case StrategyLeastLatency:
-			slices.SortStableFunc(group, func(a, b *backend) int {
-				return cmp.Compare(a.health.averageLatency(), b.health.averageLatency())
-			})
+			now := time.Now()
+			var buf [8]time.Duration
+			latency := buf[:0]
+			for _, b := range group {
+				latency = append(latency, b.health.averageLatency(now))
+			}
+			sortByLatency(group, latency)
 		}
 	}
 	if e.fallback != nil {
@@ -102,9 +106,28 @@ func weightedShuffle(group []*backend) {
 	}
 }
 
-// averageLatency is the backend's moving average latency.
-func (h *health) averageLatency() int64 {
+// staleLatency is when a latency measurement no longer counts: a region that was slow once would otherwise
+// never be tried, and so never measured, again while a faster one serves.
+const staleLatency = 30 * time.Second
+
+// averageLatency is the backend's moving average latency, or 0 (try it first, and measure it) when it has no
+// recent measurement.
+func (h *health) averageLatency(now time.Time) time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return int64(h.latency)
+	if now.Sub(h.measured) > staleLatency {
+		return 0
+	}
+	return h.latency
+}
+
+// sortByLatency sorts group by latency (the same length), keeping the order of equals: an insertion sort, since
+// a priority holds a handful of regions.
+func sortByLatency(group []*backend, latency []time.Duration) {
+	for i := 1; i < len(group); i++ {
+		for j := i; j > 0 && latency[j] < latency[j-1]; j-- {
+			group[j], group[j-1] = group[j-1], group[j]
+			latency[j], latency[j-1] = latency[j-1], latency[j]
+		}
+	}
 }
