@@ -66,7 +66,7 @@ func (r *rest) reason() string {
 		return "attempt timed out"
 	}
 	if r.status >= 200 && r.status < 300 {
-		return fmt.Sprintf("%d with a malformed answer", r.status)
+		return fmt.Sprintf("%d but the answer broke off or was malformed", r.status)
 	}
 	return fmt.Sprintf("%d %s", r.status, http.StatusText(r.status))
 }
