@@ -3,6 +3,7 @@
 //
 //	go run ./examples/chat "Write a haiku about failover."
 //	echo "Summarise this" | go run ./examples/chat -v
+//	go run ./examples/chat -stream "Tell me a story."     # print the answer as it arrives
 package main
 
 import (
@@ -36,6 +37,7 @@ func run(ctx context.Context, in io.Reader, out, log io.Writer, args []string) e
 	flags.SetOutput(log)
 	model := flags.String("model", "", "model to ask for (default: FAILOVER_MODEL)")
 	verbose := flags.Bool("v", false, "print every attempt to standard error")
+	stream := flags.Bool("stream", false, "stream the answer as it arrives")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -65,10 +67,38 @@ func run(ctx context.Context, in io.Reader, out, log io.Writer, args []string) e
 			fmt.Fprintln(log, a)
 		}})
 	}
-	reply, err := client.ChatCompletion(ctx, []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: prompt}})
+	messages := []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: prompt}}
+	if *stream {
+		return streamReply(ctx, client, messages, out)
+	}
+	reply, err := client.ChatCompletion(ctx, messages)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(out, reply)
 	return nil
+}
+
+// streamReply prints the answer as it arrives. A stream that breaks off after its first words is an error: the
+// words already printed stay, and the error says where the stream came from.
+func streamReply(ctx context.Context, client *failover.Client, messages []openai.ChatCompletionMessage, out io.Writer) error {
+	stream, err := client.CreateChatCompletionStream(ctx, openai.ChatCompletionRequest{Messages: messages})
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			fmt.Fprintln(out)
+			return nil
+		}
+		if err != nil {
+			fmt.Fprintln(out)
+			return err
+		}
+		for _, c := range chunk.Choices {
+			fmt.Fprint(out, c.Delta.Content)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/failovertest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -44,4 +45,14 @@ func TestChatThroughDotEnv(t *testing.T) {
 	require.NoError(t, run(t.Context(), strings.NewReader("from stdin\n"), &out, &log, nil))
 	assert.Equal(t, "from stdin\n", out.String())
 	assert.ErrorContains(t, run(t.Context(), strings.NewReader(""), &out, &log, nil), "no prompt")
+
+	out.Reset()
+	require.NoError(t, run(t.Context(), strings.NewReader(""), &out, &log, []string{"-stream", "streamed", "words"}))
+	assert.Equal(t, "streamed words\n", out.String())
+
+	west.Script(failovertest.Reply{Content: "cut short here", StreamCutAfter: 2})
+	out.Reset()
+	err := run(t.Context(), strings.NewReader(""), &out, &log, []string{"-stream", "x"})
+	assert.ErrorIs(t, err, failover.ErrStreamCut)
+	assert.Equal(t, "cut short \n", out.String())
 }
