@@ -105,8 +105,9 @@ const (
 	// maxBody bounds a request body and a successful non-streaming answer (a large embeddings batch is tens of
 	// MiB).
 	maxBody = 256 << 20
-	// maxPasses bounds the passes over the backends that one request makes, waiting for rests between them.
-	maxPasses = 8
+	// maxPasses bounds the passes over the backends that one request makes, waiting for rests (or for probes, in
+	// steps of probePoll) between them.
+	maxPasses = 40
 )
 
 var errBodyTooLarge = errors.New("body too large")
@@ -149,11 +150,13 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 				soonest = earliest(soonest, back)
 				continue
 			}
-			resp, a, v := e.try(ctx, req, b, op, model, body)
-			until := e.settle(ctx, b, model, t, &a, v)
+			resp, a, until := e.attempt(ctx, req, b, op, model, body, t)
 			e.report(ctx, trace, a)
 			switch a.Outcome {
 			case OutcomeServed, OutcomeReturned:
+				if resp == nil { // the request could not be sent: the caller's own failure, not a backend's
+					return nil, fmt.Errorf("failover: %w", a.Err)
+				}
 				return resp, nil
 			case OutcomeCanceled:
 				return nil, canceled(ctx, append(attempts, a))
@@ -221,15 +224,50 @@ func (e *engine) exhausted(model string, attempts []Attempt, retryAt time.Time) 
 	return err
 }
 
+// attempt makes one attempt with ticket t and settles it. The ticket is released even if the attempt panics (in
+// a caller's transport or GetBody), so that no backend is left probing forever.
+func (e *engine) attempt(ctx context.Context, req *http.Request, b *backend, op, model string, body requestBody, t ticket) (*http.Response, Attempt, time.Time) {
+	settled := false
+	defer func() {
+		if !settled {
+			b.health.release(t)
+		}
+	}()
+	resp, a, v := e.try(ctx, req, b, op, model, body)
+	until := e.settle(ctx, b, model, t, &a, v)
+	settled = true
+	if s, ok := bodyOf(resp).(*streamBody); ok {
+		s.onCut = func() { e.streamCut(ctx, b, model) }
+	}
+	return resp, a, until
+}
+
+func bodyOf(resp *http.Response) io.ReadCloser {
+	if resp == nil {
+		return nil
+	}
+	return resp.Body
+}
+
+// streamCut records that a stream served by b broke off after its first content: a failure of b for model,
+// unless the caller ended it.
+func (e *engine) streamCut(ctx context.Context, b *backend, model string) {
+	if ctx.Err() != nil {
+		return
+	}
+	now := time.Now()
+	b.health.failed(model, ticket{start: now}, http.StatusOK, verdict{kind: restFailing}, &e.rests, now)
+}
+
 // settle records an attempt's verdict in the backend's health, sets the rest it caused on a, logs a fault, and
 // returns when the rest ends (zero when the backend does not rest).
 func (e *engine) settle(ctx context.Context, b *backend, model string, t ticket, a *Attempt, v verdict) time.Time {
-	switch a.Outcome {
-	case OutcomeServed, OutcomeReturned:
-		b.health.succeeded(model, t, a.Outcome == OutcomeServed, a.Duration)
+	switch {
+	case a.Outcome == OutcomeCanceled, a.Outcome == OutcomeReturned && a.Status == 0:
+		b.health.release(t) // no verdict on the backend
 		return time.Time{}
-	case OutcomeCanceled:
-		b.health.release(model, t)
+	case a.Outcome == OutcomeServed, a.Outcome == OutcomeReturned:
+		b.health.succeeded(model, t, a.Outcome == OutcomeServed, a.Duration, time.Now())
 		return time.Time{}
 	}
 	now := time.Now()
@@ -295,7 +333,8 @@ func (e *engine) try(ctx context.Context, orig *http.Request, b *backend, op, mo
 func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody) (*http.Response, Outcome, verdict) {
 	req, err := attemptRequest(ctx, orig, b, u, body)
 	if err != nil {
-		return nil, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
+		// The caller's body could not be replayed: no backend is at fault, and no other would fare better.
+		return nil, OutcomeReturned, verdict{cause: err, final: true}
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
@@ -326,6 +365,7 @@ func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u
 		}
 		return resp, OutcomeServed, verdict{}
 	}
+	e.scrubHeader(resp.Header)
 	answer, err := bufferBody(resp, maxErrorBody, false)
 	if err != nil {
 		return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
@@ -527,6 +567,21 @@ func (e *engine) scrub(data []byte) (scrubbed []byte, changed bool) {
 		}
 	}
 	return data, changed
+}
+
+// scrubHeader redacts, in place, every backend's secret from the headers of an error answer: they end up in
+// attempts and errors, which are printed.
+func (e *engine) scrubHeader(h http.Header) {
+	for _, values := range h {
+		for i, v := range values {
+			for _, b := range e.backends {
+				if b.secret != "" && strings.Contains(v, b.secret) {
+					v = strings.ReplaceAll(v, b.secret, redacted)
+					values[i] = v
+				}
+			}
+		}
+	}
 }
 
 // bodyReader is a response body over bytes already in memory. Read and Close may run concurrently, as on

@@ -91,7 +91,7 @@ func (r *rest) state(now time.Time) State {
 // ticket is what an admitted attempt claimed: it must be settled with success, failure or release.
 type ticket struct {
 	start                   time.Time
-	regionProbe, modelProbe bool
+	regionProbe, modelProbe *rest // the rests whose probe this attempt is; nil when it is none
 }
 
 // admit decides whether an attempt for model may go to the backend now. In half-open state the attempt becomes
@@ -117,14 +117,15 @@ func (h *health) admit(model string, now time.Time) (ticket, time.Time, bool) {
 	case ms == StateResting:
 		return ticket{}, m.until, false
 	case rs == StateProbing || ms == StateProbing:
-		return ticket{}, time.Time{}, false
+		// Back when the probe settles: look again shortly.
+		return ticket{}, now.Add(probePoll), false
 	}
-	t := ticket{start: now, regionProbe: rs == StateHalfOpen, modelProbe: ms == StateHalfOpen}
-	if t.regionProbe {
-		h.region.probing = true
+	t := ticket{start: now}
+	if rs == StateHalfOpen {
+		t.regionProbe, h.region.probing = h.region, true
 	}
-	if t.modelProbe {
-		m.probing = true
+	if ms == StateHalfOpen {
+		t.modelProbe, m.probing = m, true
 	}
 	return t, time.Time{}, true
 }
@@ -137,29 +138,33 @@ func later(a, b time.Time) time.Time {
 }
 
 // releaseLocked ends t's probes without a verdict.
-func (h *health) releaseLocked(model string, t ticket) {
-	if t.regionProbe && h.region != nil {
-		h.region.probing = false
+// Only the rests t claimed are released: a rest set since by another attempt keeps its own probe.
+func (h *health) releaseLocked(t ticket) {
+	if t.regionProbe != nil {
+		t.regionProbe.probing = false
 	}
-	if m := h.models[model]; t.modelProbe && m != nil {
-		m.probing = false
+	if t.modelProbe != nil {
+		t.modelProbe.probing = false
 	}
 }
 
+// probePoll is how soon a request waiting for a backend whose probe is in flight looks again.
+const probePoll = 250 * time.Millisecond
+
 // release ends t's probes without a verdict: the caller gave up.
-func (h *health) release(model string, t ticket) {
+func (h *health) release(t ticket) {
 	h.mu.Lock()
-	h.releaseLocked(model, t)
+	h.releaseLocked(t)
 	h.mu.Unlock()
 }
 
 // succeeded records that the backend answered a request for model properly (served it, or refused it as the
 // request's own fault). Rests set before the attempt started end; a later one stands. served adds d to the latency
 // average.
-func (h *health) succeeded(model string, t ticket, served bool, d time.Duration) {
+func (h *health) succeeded(model string, t ticket, served bool, d time.Duration, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.releaseLocked(model, t)
+	h.releaseLocked(t)
 	if h.region != nil && h.region.since.Before(t.start) {
 		h.region, h.faultLogged = nil, false
 	}
@@ -172,7 +177,7 @@ func (h *health) succeeded(model string, t ticket, served bool, d time.Duration)
 		} else {
 			h.latency += (d - h.latency) / 5 // an exponential moving average over about the last five
 		}
-		h.measured = t.start
+		h.measured = now
 	}
 }
 
@@ -181,9 +186,11 @@ func (h *health) succeeded(model string, t ticket, served bool, d time.Duration)
 func (h *health) failed(model string, t ticket, status int, v verdict, p *restPolicy, now time.Time) (time.Duration, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.releaseLocked(model, t)
+	h.releaseLocked(t)
 	if v.kind == restMissing {
-		h.setModelLocked(model, &rest{kind: restMissing, status: status, since: now, until: now.Add(p.missing)}, now)
+		if !h.setModelLocked(model, &rest{kind: restMissing, status: status, since: now, until: now.Add(p.missing)}, now) {
+			return 0, false
+		}
 		return p.missing, false
 	}
 	if !v.kind.wholeRegion() && h.region != nil && h.region.kind == restUnreachable && h.region.since.Before(t.start) {
@@ -195,7 +202,12 @@ func (h *health) failed(model string, t ticket, status int, v verdict, p *restPo
 	}
 	r := &rest{kind: v.kind, status: status, since: now, failures: 1}
 	if prev != nil && prev.kind != restMissing {
-		r.failures = prev.failures + 1
+		// Attempts sent before the current rest was set fail with it, not after it: a burst of them counts once,
+		// or a one-second problem under load would rest the backend for a minute.
+		r.failures = prev.failures
+		if !t.start.Before(prev.since) {
+			r.failures++
+		}
 	}
 	d := v.wait
 	switch {
@@ -214,19 +226,20 @@ func (h *health) failed(model string, t ticket, status int, v verdict, p *restPo
 		h.region = r
 		logFault = v.kind == restFault && !h.faultLogged
 		h.faultLogged = h.faultLogged || logFault
-	} else {
-		h.setModelLocked(model, r, now)
+	} else if !h.setModelLocked(model, r, now) {
+		return 0, false
 	}
-	return d, logFault
+	return r.until.Sub(now), logFault
 }
 
 // maxTrackedModels bounds the per-model states of one backend: model names come from requests, and a caller
 // sending many made-up names (each answered 404) must not grow the map without end.
 const maxTrackedModels = 1024
 
-// setModelLocked records a model's rest, first forgetting rests that are over if the map is full. If it is still
-// full, the rest is not recorded: the backend is then asked again for that model, which is safe.
-func (h *health) setModelLocked(model string, r *rest, now time.Time) {
+// setModelLocked records a model's rest and reports whether it did. When the map is full it first forgets rests
+// that are over, then, for a real rest, one missing mark (made-up model names must not crowd out a real 429). A
+// missing mark that finds no room is not recorded: the backend is then asked again for that model, which is safe.
+func (h *health) setModelLocked(model string, r *rest, now time.Time) bool {
 	if h.models == nil {
 		h.models = make(map[string]*rest)
 	}
@@ -236,11 +249,20 @@ func (h *health) setModelLocked(model string, r *rest, now time.Time) {
 				delete(h.models, m)
 			}
 		}
+		for m, old := range h.models {
+			if len(h.models) < maxTrackedModels || r.kind == restMissing {
+				break
+			}
+			if old.kind == restMissing {
+				delete(h.models, m)
+			}
+		}
 		if len(h.models) >= maxTrackedModels {
-			return
+			return false
 		}
 	}
 	h.models[model] = r
+	return true
 }
 
 // skipped describes why the backend does not serve model now, if it does not.

@@ -31,7 +31,7 @@ func TestLateSuccessDoesNotEndANewerRest(t *testing.T) {
 	slow, _, ok := h.admit("gpt-4o", start) // a request that started before the 429
 	assert.True(t, ok)
 	h.failed("gpt-4o", ticket{start: start.Add(time.Second)}, 429, verdict{kind: restThrottled}, p, start.Add(time.Second))
-	h.succeeded("gpt-4o", slow, true, 2*time.Second)
+	h.succeeded("gpt-4o", slow, true, 2*time.Second, start.Add(2*time.Second))
 	_, back, ok := h.admit("gpt-4o", start.Add(3*time.Second))
 	assert.False(t, ok, "the 429's rest stands")
 	assert.Equal(t, start.Add(time.Second+time.Minute), back)
@@ -43,7 +43,45 @@ func TestConcurrentLongerRestStands(t *testing.T) {
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	h.failed("gpt-4o", ticket{start: now}, 429, verdict{kind: restThrottled, wait: time.Minute}, p, now)
 	d, _ := h.failed("gpt-4o", ticket{start: now}, 500, verdict{kind: restFailing}, p, now)
-	assert.Equal(t, time.Second, d)
+	assert.Equal(t, time.Minute, d, "the rest reported is the one that stands")
 	_, back, _ := h.admit("gpt-4o", now)
 	assert.Equal(t, now.Add(time.Minute), back)
+}
+
+func TestBurstOfInFlightFailuresCountsOnce(t *testing.T) {
+	var h health
+	var seen []int
+	p := &restPolicy{backoff: func(n int) time.Duration { seen = append(seen, n); return time.Second }, fault: time.Minute, missing: time.Hour}
+	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	// Ten requests were sent before the first of them failed: they all fail with the same incident.
+	for i := range 10 {
+		now := start.Add(time.Duration(i) * time.Millisecond)
+		h.failed("gpt-4o", ticket{start: start.Add(-time.Second)}, 500, verdict{kind: restFailing}, p, now)
+	}
+	assert.Equal(t, []int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, seen)
+	// A probe sent after the rest and failing counts one more.
+	probeStart := start.Add(2 * time.Second)
+	probe, _, ok := h.admit("gpt-4o", probeStart)
+	assert.True(t, ok)
+	assert.NotNil(t, probe.modelProbe)
+	h.failed("gpt-4o", probe, 500, verdict{kind: restFailing}, p, probeStart)
+	assert.Equal(t, 2, seen[len(seen)-1])
+}
+
+func TestReleaseOnlyEndsTheClaimedProbe(t *testing.T) {
+	var h health
+	p := &restPolicy{backoff: func(int) time.Duration { return time.Second }, fault: time.Minute, missing: time.Hour}
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	h.failed("gpt-4o", ticket{start: now}, 500, verdict{kind: restFailing}, p, now)
+	first, _, ok := h.admit("gpt-4o", now.Add(2*time.Second))
+	assert.True(t, ok, "the first probe")
+	// A slow attempt from before sets a new rest; once it is over a second probe goes out.
+	h.failed("gpt-4o", ticket{start: now}, 500, verdict{kind: restFailing}, p, now.Add(3*time.Second))
+	second, _, ok := h.admit("gpt-4o", now.Add(5*time.Second))
+	assert.True(t, ok)
+	h.release(first) // the first probe's caller gives up: the second probe is still in flight
+	_, back, ok := h.admit("gpt-4o", now.Add(5*time.Second))
+	assert.False(t, ok, "only one probe in flight")
+	assert.Equal(t, now.Add(5*time.Second+probePoll), back)
+	h.release(second)
 }

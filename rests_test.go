@@ -319,3 +319,38 @@ func TestHealthMarshalsToJSON(t *testing.T) {
 	assert.NotContains(t, data, servers[0].Key)
 	assert.Equal(t, http.StatusUnauthorized, servers[0].Calls()[0].Status)
 }
+
+type panicOnce struct {
+	next  http.RoundTripper
+	armed bool
+}
+
+func (p *panicOnce) RoundTrip(req *http.Request) (*http.Response, error) {
+	if p.armed {
+		p.armed = false
+		panic("transport bug")
+	}
+	return p.next.RoundTrip(req)
+}
+
+func TestPanickingProbeDoesNotLeaveTheRegionProbing(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"})
+	servers[0].Script(failovertest.InternalError())
+	transport := &panicOnce{next: http.DefaultTransport}
+	client := newClient(t, regionsOf(servers...), failover.WithHTTPClient(&http.Client{Transport: transport}),
+		fixedBackoff(0), failover.WithMaxWait(0))
+	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
+	_, err := client.ChatCompletion(t.Context(), hello())
+	require.Error(t, err)
+	assert.Equal(t, failover.StateHalfOpen, client.Health()[0].Models[0].State)
+
+	transport.armed = true
+	func() {
+		defer func() { assert.Equal(t, "transport bug", recover()) }()
+		_, _ = client.ChatCompletion(t.Context(), hello())
+	}()
+	assert.Equal(t, failover.StateHalfOpen, client.Health()[0].Models[0].State, "the probe's claim was released")
+	content, err := client.ChatCompletion(t.Context(), hello())
+	require.NoError(t, err)
+	assert.Equal(t, "Hello from eastus.", content)
+}

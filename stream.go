@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	openai "github.com/sashabaranov/go-openai"
 )
@@ -31,6 +32,8 @@ type streamBody struct {
 	r       *bufio.Reader
 	body    io.Closer
 	cancel  func() // ends the attempt's context; set once the stream is handed over
+	onCut   func() // called once if the stream breaks off; set once the stream is handed over
+	closed  atomic.Bool
 	pending []byte // read but not yet passed on
 	long    []byte // a line longer than r's buffer, gathered
 	done    bool   // "data: [DONE]" was seen
@@ -157,6 +160,9 @@ func (s *streamBody) Read(p []byte) (int, error) {
 		case err != nil:
 			s.err = err
 		}
+		if s.err != nil && s.err != io.EOF && s.onCut != nil && !s.closed.Load() {
+			s.onCut() // the backend's failure, for its health (unless the caller ended the stream)
+		}
 	}
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
@@ -165,6 +171,7 @@ func (s *streamBody) Read(p []byte) (int, error) {
 
 // Close closes the connection and ends the attempt's context.
 func (s *streamBody) Close() error {
+	s.closed.Store(true) // a read that fails from now on was ended by the caller
 	err := s.body.Close()
 	if s.cancel != nil {
 		s.cancel()

@@ -203,3 +203,36 @@ func TestCreateEmbeddingsFailsOver(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "Hello from eastus.", content)
 }
+
+func TestEchoedKeyInHeadersIsScrubbed(t *testing.T) {
+	const key = "header-echo-secret-0123456789"
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Echo-Api-Key", "seen "+r.Header.Get("Api-Key"))
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(echo.Close)
+	client := newClient(t, []failover.Region{{Name: "echo", Endpoint: echo.URL, APIKey: key}}, failover.WithMaxWait(0))
+	_, err := client.ChatCompletion(t.Context(), hello())
+	require.Error(t, err)
+	for _, out := range []string{fmt.Sprintf("%#v", err), fmt.Sprintf("%+v", err), err.Error()} {
+		assert.NotContains(t, out, key)
+	}
+	var exhausted *failover.ExhaustedError
+	require.ErrorAs(t, err, &exhausted)
+	assert.Equal(t, "seen [REDACTED]", exhausted.Attempts[0].Header.Get("X-Echo-Api-Key"))
+}
+
+func TestStreamCutRestsTheRegion(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus"})
+	servers[0].Script(failovertest.Reply{Content: "one two three", StreamErrorAt: 2})
+	client := newClient(t, regionsOf(servers...))
+	stream, err := client.CreateChatCompletionStream(t.Context(), chatRequest())
+	require.NoError(t, err)
+	_, err = recvAll(stream)
+	require.ErrorIs(t, err, failover.ErrStreamCut)
+	require.NoError(t, stream.Close())
+	assert.Equal(t, failover.StateResting, client.Health()[0].Models[0].State, "a region that breaks streams off rests")
+	content, err := client.ChatCompletion(t.Context(), hello())
+	require.NoError(t, err)
+	assert.Equal(t, "Hello from westus.", content)
+}
