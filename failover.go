@@ -115,8 +115,8 @@ var errBodyTooLarge = errors.New("body too large")
 // Do sends req to the backends in order, passing over those that rest or lack the model, and returns the first
 // answer that settles it: a success, or a refusal of the request itself (such as 400), which goes back as it
 // came. When every backend failed or rests, and the soonest rest ends before the request's deadline and within
-// WithMaxWait of the request's start, it waits for it and goes round again. Otherwise it returns an *ExhaustedError, or the
-// context's error, wrapped, when the context ends first.
+// WithMaxWait of the request's start, it waits for it and goes round again. Otherwise it returns an
+// *ExhaustedError, or the context's error, wrapped, when the context ends first.
 func (e *engine) Do(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	op, ok := operationOf(req.URL.Path)
