@@ -2,7 +2,6 @@ package failover_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"sync"
 	"testing"
@@ -310,8 +309,7 @@ func TestHealthMarshalsToJSON(t *testing.T) {
 	servers[0].Script(failovertest.Unauthorized())
 	client := newClient(t, regionsOf(servers...), failover.WithMaxWait(0))
 	_, err := client.ChatCompletion(t.Context(), hello())
-	var apiErr interface{ Error() string }
-	require.True(t, errors.As(err, &apiErr))
+	require.ErrorIs(t, err, failover.ErrExhausted)
 	data, err := jsonOf(client.Health())
 	require.NoError(t, err)
 	assert.Contains(t, data, `"region":"eastus","priority":0,"weight":1,"state":"resting","until":"`)
