@@ -19,11 +19,14 @@ const (
 	restUnreachable          // no HTTP answer at all: the whole region rests, then one probe
 	restFault                // 401, 403, insufficient_quota: the whole region rests long, then one probe
 	restMissing              // 404: this region lacks this model; no rest for other models
+	restNoToken              // the region's Entra ID credential gave no token: the whole region rests, then one probe
 )
 
 // wholeRegion reports whether a rest of this kind covers every model of the region: its key, its account or its
 // network is at fault, not one deployment.
-func (k restKind) wholeRegion() bool { return k == restUnreachable || k == restFault }
+func (k restKind) wholeRegion() bool {
+	return k == restUnreachable || k == restFault || k == restNoToken
+}
 
 // probes reports whether a rest of this kind ends with one probe request (half-open) instead of full traffic.
 func (k restKind) probes() bool { return k != restThrottled && k != restMissing }
@@ -54,6 +57,8 @@ type verdict struct {
 //	a garbled or cut 2xx answer     next       this model: the backoff, then a probe
 //	attempt timeout                 next       this model: the backoff, then a probe
 //	no answer (refused, reset, DNS) next       whole region: the backoff, then a probe
+//	no Entra ID token, service down next       whole region: the backoff, then a probe (see credentialRest)
+//	no Entra ID token, refused      next       whole region as for 401 (see credentialRest)
 func classify(resp *http.Response, body []byte, now time.Time) verdict {
 	v := verdict{cause: decodeError(resp, body)}
 	v.wait, _ = retryAfter(resp.Header, now)

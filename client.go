@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	openai "github.com/sashabaranov/go-openai"
 )
 
@@ -44,6 +46,11 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 		}
 	}
 	var errs []error
+	entra, err := entraCredential(regions, s.credential)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	tokens := tokenSources{}
 	backends := make([]*backend, 0, len(regions)+1)
 	seenEndpoint := make(map[string]string, len(regions))
 	seenName := make(map[string]string, len(regions)+1)
@@ -52,7 +59,7 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 	}
 	for i := range regions {
 		r := &regions[i]
-		b, bErrs := newRegionBackend(i, r)
+		b, bErrs := newRegionBackend(i, r, tokens, entra, s.logger)
 		if len(bErrs) > 0 {
 			errs = append(errs, bErrs...)
 			continue
@@ -125,6 +132,28 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 	cfg.HTTPClient = e
 	return &Client{engine: e, api: openai.NewClientWithConfig(cfg), model: s.model,
 		temperature: s.temperature, hasTemp: s.hasTemperature}, nil
+}
+
+// entraCredential is the credential of the regions configured with AZURE_OPENAI_AUTH=entra: the given one, or
+// DefaultAzureCredential, built once and shared. It is nil when no region needs it.
+func entraCredential(regions []Region, given azcore.TokenCredential) (azcore.TokenCredential, error) {
+	for i := range regions {
+		r := &regions[i]
+		if !r.entraFromEnv() || r.Credential != nil {
+			continue
+		}
+		if given != nil {
+			return given, nil
+		}
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			// azidentity's message names the variables it read and what was wrong; the only value it quotes is
+			// AZURE_TOKEN_CREDENTIALS's, which names a credential type and is no secret.
+			return nil, configErr(r.field(i, "Credential"), "is entra, but no Entra ID credential can be built here: %v", err)
+		}
+		return cred, nil
+	}
+	return nil, nil
 }
 
 // arrange sorts the backends by priority, keeping the given order within one priority, and groups the regions

@@ -23,6 +23,7 @@ const (
 	EnvAPIVersion     = "AZURE_OPENAI_API_VERSION" // unsuffixed: every region's; _N: region N's
 	EnvPriority       = "AZURE_OPENAI_PRIORITY"    // _N: region N's priority, 0 or more, lower first (Region.Priority)
 	EnvWeight         = "AZURE_OPENAI_WEIGHT"      // _N: region N's weight for StrategyWeighted (Region.Weight)
+	EnvAuth           = "AZURE_OPENAI_AUTH"        // _N: key or entra (Microsoft Entra ID); unsuffixed: every region's without a key
 	EnvOpenAIKey      = "OPENAI_API_KEY"           // the public OpenAI fallback's key
 	EnvOpenAIBaseURL  = "OPENAI_BASE_URL"          // the fallback's base URL (default DefaultOpenAIBaseURL)
 	EnvModel          = "FAILOVER_MODEL"           // the default model (WithModel)
@@ -69,10 +70,11 @@ func readEnv(path string) (map[string]string, error) {
 }
 
 // perRegionVars are the variables that take a region number.
-var perRegionVars = []string{EnvEndpoint, EnvAPIKey, EnvRegionName, EnvDeployments, EnvAPIVersion, EnvPriority, EnvWeight}
+var perRegionVars = []string{EnvEndpoint, EnvAPIKey, EnvRegionName, EnvDeployments, EnvAPIVersion, EnvPriority, EnvWeight, EnvAuth}
 
 var describe = map[string]string{EnvEndpoint: "endpoint", EnvAPIKey: "API key", EnvRegionName: "name",
-	EnvDeployments: "deployments", EnvAPIVersion: "API version", EnvPriority: "priority", EnvWeight: "weight"}
+	EnvDeployments: "deployments", EnvAPIVersion: "API version", EnvPriority: "priority", EnvWeight: "weight",
+	EnvAuth: "authentication"}
 
 // configFromEnv turns environment variables into regions and options. It is pure: tests and fuzzing give it maps.
 func configFromEnv(env map[string]string) ([]Region, []Option, error) {
@@ -144,6 +146,16 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 		}
 	}
 
+	// Unsuffixed, AZURE_OPENAI_AUTH=entra applies to every region that has no key and sets no mode of its own.
+	globalEntra := false
+	if raw := get(EnvAuth); raw != "" {
+		entra, err := parseAuth(EnvAuth, raw)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		globalEntra = entra
+	}
+
 	numbers := make([]int, 0, len(values))
 	for n := range values {
 		numbers = append(numbers, n)
@@ -165,7 +177,16 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 			APIVersion: v[EnvAPIVersion],
 			env: &regionEnv{endpoint: name(EnvEndpoint), apiKey: name(EnvAPIKey), name: name(EnvRegionName),
 				apiVersion: name(EnvAPIVersion), deployments: name(EnvDeployments), priority: name(EnvPriority),
-				weight: name(EnvWeight)},
+				weight: name(EnvWeight), auth: name(EnvAuth)},
+		}
+		if raw, ok := v[EnvAuth]; ok {
+			entra, err := parseAuth(name(EnvAuth), raw)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			r.env.entra = entra
+		} else if globalEntra && r.APIKey == "" {
+			r.env.entra, r.env.auth = true, EnvAuth
 		}
 		for _, f := range [...]struct {
 			base string
@@ -238,6 +259,17 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 		return nil, nil, errors.Join(errs...)
 	}
 	return regions, opts, nil
+}
+
+// parseAuth reads an authentication mode: key, or entra for Microsoft Entra ID. It reports whether it is entra.
+func parseAuth(field, raw string) (bool, error) {
+	switch strings.ToLower(raw) {
+	case "entra":
+		return true, nil
+	case "key":
+		return false, nil
+	}
+	return false, configErr(field, "is not an authentication mode; expected key or entra (Microsoft Entra ID: managed identity, workload identity or a service principal)")
 }
 
 // parseDeployments reads "model=deployment,model=deployment". Errors name entries by position, not by text: a key

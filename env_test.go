@@ -110,10 +110,13 @@ func TestDotEnvExampleIsValid(t *testing.T) {
 	dir := isolateEnv(t)
 	writeDotEnv(t, dir, string(example))
 	t.Setenv("AZURE_OPENAI_API_KEY_1", secretKey)
-	t.Setenv("AZURE_OPENAI_API_KEY_2", secretKey)
 	t.Setenv("OPENAI_API_KEY", secretKey)
-	c, err := failover.NewFromEnv()
+	c, err := failover.NewFromEnv() // region 2 uses Entra ID: DefaultAzureCredential is built, not yet asked
 	require.NoError(t, err)
 	t.Cleanup(c.CloseIdleConnections)
 	assert.Equal(t, []string{"eastus", "swedencentral", "openai"}, c.Regions())
+
+	t.Setenv("AZURE_OPENAI_API_KEY_2", secretKey)
+	_, err = failover.NewFromEnv()
+	assert.ErrorContains(t, err, "AZURE_OPENAI_AUTH_2: is entra, but AZURE_OPENAI_API_KEY_2 is set too", "key and Entra ID are mixed per region, not within one")
 }

@@ -8,6 +8,7 @@ import (
 	"log"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/failovertest"
 	openai "github.com/sashabaranov/go-openai"
@@ -242,4 +243,29 @@ func ExampleClient_CreateChatCompletionStream() {
 	// "one "
 	// "two "
 	// cut off after "one two "
+}
+
+// A region given an Entra ID credential sends a token instead of a key; key and token regions mix freely, and
+// regions given the same credential share one token. Nothing is fetched until the first request.
+func ExampleRegion_entra() {
+	cred, err := azidentity.NewDefaultAzureCredential(nil) // managed identity on Azure, az login on a laptop
+	if err != nil {
+		log.Fatal(err)
+	}
+	regions := []failover.Region{
+		{Name: "eastus", Endpoint: "https://my-eastus.openai.azure.com", Credential: cred},
+		{Name: "swedencentral", Endpoint: "https://my-sweden.openai.azure.com", Credential: cred},
+		{Name: "westus", Endpoint: "https://my-westus.openai.azure.com", APIKey: "a-westus-key"},
+	}
+	client, err := failover.New(regions, failover.WithModel("gpt-4o"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(client.Regions())
+	fmt.Printf("%v\n", regions[0])
+	fmt.Printf("%v\n", regions[2])
+	// Output:
+	// [eastus swedencentral westus]
+	// {Name:eastus Endpoint:https://my-eastus.openai.azure.com APIKey: Credential:*azidentity.DefaultAzureCredential APIVersion: Deployments:[] Priority:0 Weight:0}
+	// {Name:westus Endpoint:https://my-westus.openai.azure.com APIKey:[REDACTED] Credential: APIVersion: Deployments:[] Priority:0 Weight:0}
 }

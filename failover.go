@@ -27,7 +27,8 @@ type backend struct {
 	query       string // api-version=…, Azure only
 	authHeader  string // canonical header name
 	authValue   []string
-	secret      string // what must never leave: the key, scrubbed from upstream error bodies
+	secret      string       // what must never leave: the key, scrubbed from upstream error bodies
+	tokens      *tokenSource // the Entra ID credential's tokens, for the Authorization header; nil with a key
 	deployments map[string]string
 	declared    bool // deployments lists every model the backend has: others never go to it
 	priority    int
@@ -276,9 +277,12 @@ func (e *engine) settle(ctx context.Context, b *backend, model string, t ticket,
 	if logFault && e.logger != nil {
 		// Loud, and once per episode: a key or role that fails in one region is a configuration fault, and the
 		// region stays out of service until it is fixed.
-		e.logger.LogAttrs(ctx, slog.LevelError, "failover: region refused its credentials or account; resting it",
-			slog.String("region", a.Region), slog.Int("status", a.Status), slog.Duration("rest", d),
-			slog.String("error", describeCause(a.Err)))
+		msg := "failover: region refused its credentials or account; resting it"
+		if a.Status == 0 {
+			msg = "failover: region's Entra ID credential cannot give a token here; resting it"
+		}
+		e.logger.LogAttrs(ctx, slog.LevelError, msg, slog.String("region", a.Region), slog.Int("status", a.Status),
+			slog.Duration("rest", d), slog.String("error", describeCause(a.Err)))
 	}
 	if v.kind == restMissing {
 		return time.Time{} // not coming back soon enough to wait for
@@ -322,7 +326,13 @@ func (e *engine) try(ctx context.Context, orig *http.Request, b *backend, op, mo
 	case ctx.Err() != nil:
 		a.Err, a.Outcome = ctx.Err(), OutcomeCanceled
 	case context.Cause(actx) == ErrAttemptTimeout:
-		v = verdict{cause: fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout), kind: restFailing}
+		timeout := fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout)
+		if errors.Is(v.cause, ErrCredential) {
+			// The token did not come in time: the region has no token, whatever the model.
+			v = verdict{cause: &CredentialError{Region: b.name, Err: timeout}, kind: restNoToken}
+		} else {
+			v = verdict{cause: timeout, kind: restFailing}
+		}
 		a.Err = v.cause
 	}
 	return nil, a, v
@@ -331,7 +341,14 @@ func (e *engine) try(ctx context.Context, orig *http.Request, b *backend, op, mo
 // exchange sends one attempt and reads its answer. It returns the response when the answer settles the request
 // (served or returned), or the verdict on the failure when the next backend should be tried.
 func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody) (*http.Response, Outcome, verdict) {
-	req, err := attemptRequest(ctx, orig, b, u, body)
+	auth := b.authValue
+	if b.tokens != nil {
+		var err error
+		if auth, err = b.tokens.authorization(ctx); err != nil {
+			return nil, OutcomeFailedOver, verdict{cause: &CredentialError{Region: b.name, Err: err}, kind: credentialRest(err)}
+		}
+	}
+	req, err := attemptRequest(ctx, orig, b, u, body, auth)
 	if err != nil {
 		// The caller's body could not be replayed: no backend is at fault, and no other would fare better.
 		return nil, OutcomeReturned, verdict{cause: err, final: true}
@@ -387,8 +404,9 @@ func isEventStream(resp *http.Response) bool {
 	return strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 }
 
-// attemptRequest is orig readdressed to u with b's credentials, under the attempt's context.
-func attemptRequest(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody) (*http.Request, error) {
+// attemptRequest is orig readdressed to u with b's credentials (auth, in b's auth header), under the attempt's
+// context.
+func attemptRequest(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody, auth []string) (*http.Request, error) {
 	out := orig.WithContext(ctx)
 	out.URL, out.Host, out.RequestURI = u, "", ""
 	h := orig.Header.Clone()
@@ -401,7 +419,7 @@ func attemptRequest(ctx context.Context, orig *http.Request, b *backend, u *url.
 			delete(h, k)
 		}
 	}
-	h[b.authHeader] = b.authValue
+	h[b.authHeader] = auth
 	out.Header = h
 	var err error
 	if out.Body, err = body.get(); err != nil {
@@ -559,25 +577,40 @@ func looksLikeObject(data []byte) bool {
 }
 
 // scrub removes every backend's secret from an upstream error body, in case a misbehaving server or proxy echoes
-// a key back. It runs only on error answers, so its cost is off the hot path.
+// a key or token back. It runs only on error answers, so its cost is off the hot path.
 func (e *engine) scrub(data []byte) (scrubbed []byte, changed bool) {
-	for _, b := range e.backends {
-		if b.secret != "" && bytes.Contains(data, []byte(b.secret)) {
-			data, changed = bytes.ReplaceAll(data, []byte(b.secret), []byte(redacted)), true
+	e.eachSecret(func(secret string) {
+		if bytes.Contains(data, []byte(secret)) {
+			data, changed = bytes.ReplaceAll(data, []byte(secret), []byte(redacted)), true
 		}
-	}
+	})
 	return data, changed
 }
 
 // scrubHeader redacts, in place, every backend's secret from the headers of an error answer: they end up in
 // attempts and errors, which are printed.
 func (e *engine) scrubHeader(h http.Header) {
-	for _, values := range h {
-		for i, v := range values {
-			for _, b := range e.backends {
-				if b.secret != "" && strings.Contains(v, b.secret) {
-					v = strings.ReplaceAll(v, b.secret, redacted)
-					values[i] = v
+	e.eachSecret(func(secret string) {
+		for _, values := range h {
+			for i, v := range values {
+				if strings.Contains(v, secret) {
+					values[i] = strings.ReplaceAll(v, secret, redacted)
+				}
+			}
+		}
+	})
+}
+
+// eachSecret calls f with every key, and the current and previous token of every credential.
+func (e *engine) eachSecret(f func(secret string)) {
+	for _, b := range e.backends {
+		if b.secret != "" {
+			f(b.secret)
+		}
+		if b.tokens != nil {
+			for _, token := range b.tokens.secrets() {
+				if token != "" {
+					f(token)
 				}
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 )
 
 // DefaultAttemptTimeout is the limit for one attempt at one backend when WithAttemptTimeout is not given. It covers
@@ -37,6 +39,7 @@ type settings struct {
 	fallback       *fallbackSettings
 	httpClient     *http.Client
 	logger         *slog.Logger
+	credential     azcore.TokenCredential
 }
 
 type fallbackSettings struct {
@@ -81,6 +84,14 @@ func WithOpenAIFallback(apiKey, baseURL string) Option {
 // connections per host.
 func WithHTTPClient(c *http.Client) Option {
 	return func(s *settings) { s.httpClient = c }
+}
+
+// WithEntraCredential sets the Microsoft Entra ID credential of the regions NewFromEnv reads with
+// AZURE_OPENAI_AUTH_N=entra (or AZURE_OPENAI_AUTH=entra). Default: azidentity.NewDefaultAzureCredential, built
+// once when New first needs it, which finds a managed identity, a workload identity, a service principal in the
+// AZURE_CLIENT_* variables or an Azure CLI sign-in. Regions built as Go values set Region.Credential instead.
+func WithEntraCredential(cred azcore.TokenCredential) Option {
+	return func(s *settings) { s.credential = cred }
 }
 
 // WithLogger logs every attempt that did not serve its request (Warn) and every one that did (Debug). Log lines

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 )
 
 // DefaultAPIVersion is the Azure OpenAI api-version sent when a region sets none: the latest generally available
@@ -19,8 +21,12 @@ const DefaultAPIVersion = "2024-10-21"
 
 // Region is one Azure OpenAI resource, in one Azure region, that can serve requests.
 //
+// A region authenticates with an API key or with a Microsoft Entra ID credential (managed identity, workload
+// identity, a service principal): exactly one of APIKey and Credential is set.
+//
 // Region formats itself (%v, %+v, %#v, %s and every other verb), marshals to JSON and logs with log/slog with the
-// API key redacted. JSON from MarshalJSON therefore does not round-trip: it is for showing, not storing.
+// API key redacted and only the credential's type shown. JSON from MarshalJSON therefore does not round-trip: it is
+// for showing, not storing.
 type Region struct {
 	// Name is shown in errors, logs and traces. Default: the endpoint's host and path, such as
 	// my-resource.openai.azure.com.
@@ -30,6 +36,13 @@ type Region struct {
 	Endpoint string
 	// APIKey is sent in the api-key header. It is a secret: it never appears in errors, logs or formatted output.
 	APIKey string
+	// Credential, instead of APIKey, authenticates with Microsoft Entra ID: each request carries a token for
+	// EntraScope in an Authorization: Bearer header. Tokens are cached, replaced 5 minutes before they expire
+	// (halfway through the life of a shorter-lived one), and regions given the same credential share one token
+	// and one refresh. A credential that gives no token is a failure of this region: it rests, and the request
+	// goes on to the next. An *azidentity.DefaultAzureCredential or *azidentity.ManagedIdentityCredential is the
+	// usual choice; the identity needs the "Cognitive Services OpenAI User" role on the resource.
+	Credential azcore.TokenCredential
 	// APIVersion is the api-version query parameter. Default: DefaultAPIVersion.
 	APIVersion string
 	// Deployments declares the models this resource has, each mapped to its deployment name (empty: the
@@ -50,14 +63,15 @@ type Region struct {
 
 // regionEnv holds the names of the variables a region was read from.
 type regionEnv struct {
-	endpoint, apiKey, name, apiVersion, deployments, priority, weight string
+	endpoint, apiKey, name, apiVersion, deployments, priority, weight, auth string
+	entra                                                                   bool // AZURE_OPENAI_AUTH(_N)=entra: the client's Entra ID credential
 }
 
 // Format writes the region with its API key redacted, whatever the verb.
 func (r Region) Format(f fmt.State, verb rune) {
 	s := r.shown()
-	fmt.Fprintf(f, "{Name:%s Endpoint:%s APIKey:%s APIVersion:%s Deployments:%s Priority:%d Weight:%d}",
-		s.Name, s.Endpoint, s.APIKey, s.APIVersion, formatDeployments(s.Deployments), s.Priority, s.Weight)
+	fmt.Fprintf(f, "{Name:%s Endpoint:%s APIKey:%s Credential:%s APIVersion:%s Deployments:%s Priority:%d Weight:%d}",
+		s.Name, s.Endpoint, s.APIKey, s.Credential, s.APIVersion, formatDeployments(s.Deployments), s.Priority, s.Weight)
 }
 
 // redactURL prints an endpoint without the parts that can carry credentials: user info and query. New rejects
@@ -84,6 +98,7 @@ type shownRegion struct {
 	Name        string            `json:"name,omitempty"`
 	Endpoint    string            `json:"endpoint"`
 	APIKey      string            `json:"api_key,omitempty"`
+	Credential  string            `json:"credential,omitempty"`
 	APIVersion  string            `json:"api_version,omitempty"`
 	Deployments map[string]string `json:"deployments,omitempty"`
 	Priority    int               `json:"priority,omitempty"`
@@ -96,7 +111,20 @@ func (r Region) shown() shownRegion {
 	if r.APIKey != "" {
 		s.APIKey = redacted
 	}
+	s.Credential = r.credentialName()
 	return s
+}
+
+// credentialName shows the region's credential by its type, never its contents: a credential's fields can hold a
+// client secret.
+func (r Region) credentialName() string {
+	switch {
+	case r.Credential != nil:
+		return fmt.Sprintf("%T", r.Credential)
+	case r.env != nil && r.env.entra:
+		return "entra" // the client's credential, chosen by New
+	}
+	return ""
 }
 
 // MarshalJSON writes the region with its API key redacted.
@@ -106,7 +134,7 @@ func (r Region) MarshalJSON() ([]byte, error) { return json.Marshal(r.shown()) }
 func (r Region) LogValue() slog.Value {
 	s := r.shown()
 	return slog.GroupValue(slog.String("name", s.Name), slog.String("endpoint", s.Endpoint),
-		slog.String("api_key", s.APIKey), slog.String("api_version", s.APIVersion),
+		slog.String("api_key", s.APIKey), slog.String("credential", s.Credential), slog.String("api_version", s.APIVersion),
 		slog.String("deployments", formatDeployments(s.Deployments)), slog.Int("priority", s.Priority),
 		slog.Int("weight", s.Weight))
 }
@@ -142,6 +170,8 @@ func (r *Region) field(i int, name string) string {
 			v = r.env.priority
 		case "Weight":
 			v = r.env.weight
+		case "Credential":
+			v = r.env.auth
 		}
 		if v != "" {
 			return v
@@ -242,19 +272,42 @@ func validSecret(s string) bool {
 	return true
 }
 
-// newRegionBackend validates region i and builds the backend that serves it.
-func newRegionBackend(i int, r *Region) (*backend, []error) {
+// entraFromEnv reports whether the region was configured with AZURE_OPENAI_AUTH(_N)=entra, so that it takes the
+// client's Entra ID credential.
+func (r *Region) entraFromEnv() bool { return r.env != nil && r.env.entra }
+
+// newRegionBackend validates region i and builds the backend that serves it. tokens holds the token sources of
+// the credentials seen so far; entra is the client's credential for regions configured with
+// AZURE_OPENAI_AUTH=entra.
+func newRegionBackend(i int, r *Region, tokens tokenSources, entra azcore.TokenCredential, logger *slog.Logger) (*backend, []error) {
 	var errs []error
+	cred := r.Credential
+	if cred == nil && r.entraFromEnv() {
+		cred = entra
+	}
 	u, err := parseEndpoint(r.field(i, "Endpoint"), r.Endpoint)
 	if err != nil {
-		if r.Endpoint == "" && r.APIKey != "" {
+		switch {
+		case r.Endpoint == "" && r.APIKey != "":
 			err = configErr(r.field(i, "Endpoint"), "must be set: the region has an API key but no endpoint")
+		case r.Endpoint == "" && cred != nil:
+			err = configErr(r.field(i, "Endpoint"), "must be set: the region has an Entra ID credential but no endpoint")
 		}
 		errs = append(errs, err)
 	}
 	switch {
-	case r.APIKey == "" && r.Endpoint != "":
-		errs = append(errs, configErr(r.field(i, "APIKey"), "must be set: the region has an endpoint but no API key"))
+	case r.APIKey != "" && (r.Credential != nil || r.entraFromEnv()):
+		problem := "is set, and so is APIKey; a region authenticates with one of the two"
+		if r.env != nil {
+			problem = fmt.Sprintf("is entra, but %s is set too; a region authenticates with one of the two", r.field(i, "APIKey"))
+		}
+		errs = append(errs, configErr(r.field(i, "Credential"), "%s", problem))
+	case r.APIKey == "" && cred == nil && r.Endpoint != "":
+		how := "set Credential for Microsoft Entra ID"
+		if r.env != nil {
+			how = fmt.Sprintf("set %s=entra for Microsoft Entra ID (managed identity)", r.field(i, "Credential"))
+		}
+		errs = append(errs, configErr(r.field(i, "APIKey"), "must be set: the region has an endpoint but no API key; set it, or %s", how))
 	case r.APIKey == "":
 	case !validSecret(r.APIKey):
 		errs = append(errs, configErr(r.field(i, "APIKey"), "contains spaces, quotes or control characters (a stray newline or quote?)"))
@@ -302,7 +355,7 @@ func newRegionBackend(i int, r *Region) (*backend, []error) {
 	for model, deployment := range r.Deployments {
 		deployments[model] = deploymentName(model, deployment)
 	}
-	return &backend{
+	b := &backend{
 		name:        name,
 		endpoint:    canonicalEndpoint(u),
 		azure:       true,
@@ -317,7 +370,11 @@ func newRegionBackend(i int, r *Region) (*backend, []error) {
 		declared:    len(deployments) > 0,
 		priority:    r.Priority,
 		weight:      weight,
-	}, nil
+	}
+	if cred != nil {
+		b.authHeader, b.authValue, b.tokens = "Authorization", nil, tokens.get(cred, logger)
+	}
+	return b, nil
 }
 
 // deploymentName is the deployment of model: the one given, or the model's own name.

@@ -56,7 +56,12 @@ func (r *rest) reason() string {
 		return fmt.Sprintf("%d: model not deployed here", r.status)
 	case restUnreachable:
 		return "no answer"
+	case restNoToken:
+		return "no Entra ID token"
 	case restFault:
+		if r.status == 0 {
+			return "no Entra ID token: the credential cannot work here"
+		}
 		if r.status == http.StatusTooManyRequests {
 			return "429 insufficient_quota: the account is out of credit"
 		}

@@ -2,14 +2,20 @@ package failover_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/failovertest"
@@ -42,11 +48,12 @@ func (s *secretScan) addAllVerbs(v any) {
 	slog.New(slog.NewTextHandler(&s.Buffer, nil)).Info("value", "v", v)
 }
 
-func (s *secretScan) check(t *testing.T) {
+// check fails t if any secret, or any of more, is in the output, whole or by its last 12 characters.
+func (s *secretScan) check(t *testing.T, more ...string) {
 	t.Helper()
 	require.NotZero(t, s.Len(), "the scan saw some output")
 	text := s.String()
-	for _, secret := range secrets {
+	for _, secret := range append(more, secrets...) {
 		for _, part := range []string{secret, secret[len(secret)-12:]} {
 			if i := strings.Index(text, part); i >= 0 {
 				t.Errorf("a secret leaked: …%s…", text[max(0, i-200):i])
@@ -150,4 +157,125 @@ func TestSecretScanCanFail(t *testing.T) {
 	fake := &testing.T{}
 	out.check(fake)
 	assert.True(t, fake.Failed())
+}
+
+// TestEntraSecretsNeverLeak drives the error paths of a token region next to a key region, with logging at debug
+// level, and scans everything for the tokens, the identity endpoint's header secret and the key.
+func TestEntraSecretsNeverLeak(t *testing.T) {
+	var out secretScan
+	var identity *failovertest.Identity
+	synctest.Test(t, func(t *testing.T) {
+		network := failovertest.NewNetwork()
+		defer network.Close()
+		identity = failovertest.NewIdentity(network)
+		defer identity.Close()
+		useIdentity(t, identity)
+		east := failovertest.NewRegion("eastus", failovertest.OnNetwork(network), failovertest.WithEntraID(identity),
+			failovertest.WithKey("never-sent"))
+		defer east.Close()
+		west := failovertest.NewRegion("westus", failovertest.OnNetwork(network), failovertest.WithKey(secrets[0]))
+		defer west.Close()
+		cred := newManagedIdentity(t, network.Client(), fmt.Sprintf("client-%x", rand.Uint64()))
+		regions := []failover.Region{
+			{Name: "eastus", Endpoint: east.URL, Credential: cred},
+			{Name: "westus", Endpoint: west.URL, APIKey: secrets[0]},
+		}
+		out.addAllVerbs(regions)
+
+		for _, handler := range []slog.Handler{
+			slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}),
+			slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		} {
+			client, err := failover.New(regions, failover.WithLogger(slog.New(handler)), failover.WithModel("gpt-4o"),
+				failover.WithHTTPClient(network.Client()), failover.WithAttemptTimeout(time.Second), failover.WithMaxWait(0))
+			require.NoError(t, err)
+			out.addAllVerbs(client)
+			// echo answers with the token the region was sent, and the key, in the body and a header.
+			echo := func(status int) failovertest.Reply {
+				tokens := identity.Tokens()
+				token := tokens[len(tokens)-1]
+				return failovertest.Reply{Status: status, Header: http.Header{"X-Echo": {token + " " + secrets[0]}},
+					Body: fmt.Sprintf(`{"error":{"code":"%d","message":"token %s key %s"}}`, status, token, secrets[0])}
+			}
+			ask := func() {
+				var rec recorder
+				_, err := client.ChatCompletion(rec.context(t.Context()), hello())
+				out.add("%v", err)
+				if err != nil {
+					out.addAllVerbs(err)
+				}
+				for _, a := range rec.attempts {
+					out.addAllVerbs(a)
+				}
+				out.addAllVerbs(client.Health())
+			}
+			stream := func() {
+				s, err := client.CreateChatCompletionStream(t.Context(), chatRequest())
+				if err != nil {
+					out.addAllVerbs(err)
+					return
+				}
+				defer s.Close()
+				for range 100 {
+					if _, err = s.Recv(); err != nil {
+						break
+					}
+				}
+				require.ErrorIs(t, err, failover.ErrStreamCut)
+				out.addAllVerbs(err)
+				out.addAllVerbs(s.Attempts())
+			}
+			steps := []func(){
+				func() { ask() }, // east serves: a token is fetched
+				func() { east.Script(echo(429)); west.Script(echo(500)); ask() },
+				func() { east.Script(echo(401)); west.Script(echo(503)); ask() },
+				func() { east.Script(failovertest.EntraUnauthorized()); west.Script(failovertest.Hang()); ask() },
+				func() { identity.Fail(http.StatusBadRequest); west.Script(echo(429)); ask() },
+				func() { identity.Fail(http.StatusServiceUnavailable); west.Script(failovertest.InternalError()); ask() },
+				func() {
+					identity.Fail(0)
+					identity.SetDelay(time.Minute)
+					west.Script(failovertest.Disconnect())
+					ask()
+				},
+				func() {
+					identity.SetDelay(0)
+					east.Script(failovertest.StreamFailure(1)) // before content: fails over
+					west.Script(failovertest.Reply{Content: "one two three four", StreamCutAfter: 2})
+					stream()
+				},
+				func() { east.Script(echo(400)); ask() }, // returned as it came
+			}
+			for _, step := range steps {
+				time.Sleep(2 * time.Hour) // every rest ends, and the token expires: each step fetches a new one
+				step()
+			}
+			client.CloseIdleConnections()
+		}
+		require.GreaterOrEqual(t, len(identity.Tokens()), 8, "tokens were issued and sent")
+	})
+
+	// Configuration errors about token regions.
+	for _, bad := range [][]failover.Region{
+		{{Endpoint: "https://example.com", APIKey: secrets[1], Credential: secretCredential{clientSecret}}},
+		{{Endpoint: "", Credential: secretCredential{clientSecret}}},
+		{{Endpoint: "http://example.com", Credential: secretCredential{clientSecret}}},
+	} {
+		_, err := failover.New(bad)
+		require.Error(t, err)
+		out.addAllVerbs(err)
+		out.addAllVerbs(bad)
+	}
+	assert.Contains(t, out.String(), "[REDACTED]", "an echoed secret was scrubbed")
+	assert.Contains(t, out.String(), "no Entra ID token", "the token failures were seen")
+	out.check(t, append(identity.Tokens(), identity.Header, clientSecret)...)
+}
+
+const clientSecret = "client-secret-FOXTROT-3e4f5a6b7c8d9e0f"
+
+// secretCredential is a credential with a secret in a field, as a client-secret credential has.
+type secretCredential struct{ secret string }
+
+func (secretCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{}, errors.New("not used")
 }

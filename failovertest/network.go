@@ -33,8 +33,8 @@ func (n *Network) Client() *http.Client { return &http.Client{Transport: n.trans
 // Close closes the client side's idle connections. Close the servers too.
 func (n *Network) Close() { n.transport.CloseIdleConnections() }
 
-// serve starts s on a new address of the network.
-func (n *Network) serve(s *Server) (string, func()) {
+// serve starts serving s on a new address of the network.
+func (n *Network) serve(s http.Handler) (string, func()) {
 	n.mu.Lock()
 	n.nextPort++
 	addr := fmt.Sprintf("127.0.0.1:%d", n.nextPort)

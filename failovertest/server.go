@@ -30,6 +30,7 @@ type Server struct {
 	onRequest   func(Call)
 	network     *Network
 	echo        bool
+	identity    *Identity
 
 	mu       sync.Mutex
 	script   []Reply
@@ -54,7 +55,8 @@ type Call struct {
 	APIVersion string
 	// Stream reports whether the request asked for a streamed answer.
 	Stream bool
-	// Authorized reports whether the request carried the server's key.
+	// Authorized reports whether the request carried the server's key, or a valid token of its identity
+	// (WithEntraID).
 	Authorized bool
 	// Status is the status the server answered; 0 until it has answered, and for good when it hung,
 	// disconnected, or the client gave up first.
@@ -180,7 +182,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		call.Deployment, call.Operation, ok = azurePath(r.URL.Path)
 		call.APIVersion = r.URL.Query().Get("api-version")
-		call.Authorized = r.Header.Get("Api-Key") == s.Key
+		call.Authorized = r.Header.Get("Api-Key") == s.Key || s.bearerValid(r)
 	}
 	ok = ok && r.Method == http.MethodPost &&
 		(call.Operation == "chat/completions" || call.Operation == "completions" || call.Operation == "embeddings") &&
@@ -199,6 +201,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply = Reply{Status: http.StatusNotFound, Body: azureError("404", "Resource not found")}
 	case !call.Authorized && s.openai:
 		reply = Reply{Status: http.StatusUnauthorized, Body: `{"error":{"message":"Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`}
+	case !call.Authorized && s.identity != nil && r.Header.Get("Api-Key") == "":
+		reply = EntraUnauthorized()
 	case !call.Authorized:
 		reply = Unauthorized()
 	case decodeErr != nil:
