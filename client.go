@@ -142,6 +142,9 @@ func entraCredential(regions []Region, given azcore.TokenCredential) (azcore.Tok
 		if !r.entraFromEnv() || r.Credential != nil {
 			continue
 		}
+		if isNilCredential(given) {
+			return nil, configErr("WithEntraCredential", "is a nil %T; was there an error building it?", given)
+		}
 		if given != nil {
 			return given, nil
 		}

@@ -249,7 +249,7 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 		}
 	}
 	if len(regions) == 0 && get(EnvOpenAIKey) == "" && len(errs) == 0 {
-		problem := fmt.Sprintf("no region is configured and %s is not set; set %s_1 and %s_1 (and _2, … for more regions), or %s for the public API alone", EnvOpenAIKey, EnvEndpoint, EnvAPIKey, EnvOpenAIKey)
+		problem := fmt.Sprintf("no region is configured and %s is not set; set %s_1 and %s_1 or %s_1=entra (and _2, … for more regions), or %s for the public API alone", EnvOpenAIKey, EnvEndpoint, EnvAPIKey, EnvAuth, EnvOpenAIKey)
 		if len(ignored) > 0 {
 			problem += fmt.Sprintf(" (%s not read: a region's variables end in its number)", strings.Join(ignored, ", "))
 		}

@@ -24,6 +24,9 @@ const (
 	refreshMargin = 5 * time.Minute
 	// refreshRetry is how long a token that is still valid is used, unrefreshed, after a refresh failed.
 	refreshRetry = 30 * time.Second
+	// failureHold is how long a failed fetch's error is given again, without a new fetch, when there is no valid
+	// token: regions that share the credential fail at once instead of each waiting for the identity service.
+	failureHold = 5 * time.Second
 )
 
 // tokenSource keeps one credential's current token and replaces it before it expires. Requests share it: while a
@@ -40,6 +43,8 @@ type tokenSource struct {
 	refreshAt  time.Time
 	refreshing *refresh  // the fetch in flight, if any
 	failedAt   time.Time // when a refresh of a still-valid token last failed
+	failure    error     // the last failed fetch's error, given again until failureHold has passed
+	failureAt  time.Time
 }
 
 // refresh is one fetch of a token; done is closed when it ends, and the requests that waited for it share its
@@ -79,6 +84,11 @@ func (s *tokenSource) authorization(ctx context.Context) ([]string, error) {
 			s.mu.Unlock()
 			return h, nil
 		}
+		if !valid && s.failure != nil && s.refreshing == nil && now.Sub(s.failureAt) < failureHold {
+			err := s.failure
+			s.mu.Unlock()
+			return nil, err
+		}
 		if r := s.refreshing; r != nil {
 			s.mu.Unlock()
 			select {
@@ -108,23 +118,39 @@ func (s *tokenSource) fetch(ctx context.Context, r *refresh) (header []string, e
 		if p != nil {
 			err = fmt.Errorf("the credential panicked: %v", p)
 		}
+		if err != nil {
+			// The error goes to every request that waited for this fetch, and azidentity's errors are not safe
+			// to print concurrently: print it once.
+			err = &sharedError{msg: err.Error(), err: err}
+		}
 		s.mu.Lock()
-		r.err, r.abandoned = err, err != nil && ctx.Err() != nil
 		now := time.Now()
-		kept := err != nil && !r.abandoned && s.header != nil && now.Before(s.expires)
+		r.err, r.abandoned = err, err != nil && ctx.Err() != nil
+		// The current token still works: use it, and try again in a while. That holds too when the request that
+		// fetched gave up (its attempt timed out): the region is not to blame for a slow identity service while
+		// its token lasts.
+		kept := err != nil && s.header != nil && now.Before(s.expires)
 		if kept {
-			// The current token still works: use it, and try again in a while.
 			s.failedAt = now
-			header, err = s.header, nil
+			header = s.header
+		}
+		if err != nil && !r.abandoned && !kept {
+			s.failure, s.failureAt = err, now
+		}
+		if err == nil {
+			s.failure = nil
 		}
 		r.header = header
 		expires := s.expires
 		s.refreshing = nil
 		s.mu.Unlock()
 		close(r.done)
-		if kept && s.logger != nil {
+		if kept && s.logger != nil && context.Cause(ctx) != context.Canceled {
 			s.logger.LogAttrs(ctx, slog.LevelWarn, "failover: refreshing the Entra ID token failed; the current one is used until it expires",
-				slog.Time("expires", expires), slog.String("error", r.err.Error()))
+				slog.Time("expires", expires), slog.String("error", oneLine(r.err.Error())))
+		}
+		if kept {
+			err = nil
 		}
 		if p != nil {
 			panic(p)
@@ -166,6 +192,15 @@ func (s *tokenSource) secrets() [2]string {
 	return s.tokens
 }
 
+// sharedError is an error with its message printed once.
+type sharedError struct {
+	msg string
+	err error
+}
+
+func (e *sharedError) Error() string { return e.msg }
+func (e *sharedError) Unwrap() error { return e.err }
+
 // ErrCredential is matched by the cause of an attempt whose region's Entra ID credential gave no token. The cause
 // is a *CredentialError.
 var ErrCredential = errors.New("no Entra ID token")
@@ -179,6 +214,7 @@ type CredentialError struct {
 	Err error
 }
 
+// Error says which region had no token and why, in the credential's own words.
 func (e *CredentialError) Error() string {
 	return fmt.Sprintf("no Entra ID token for %s: %v", e.Region, e.Err)
 }
@@ -195,8 +231,12 @@ func (e *CredentialError) Unwrap() error { return e.Err }
 func credentialRest(err error) restKind {
 	var failed *azidentity.AuthenticationFailedError
 	if errors.As(err, &failed) {
-		if resp := failed.RawResponse; resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 &&
-			resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+		if resp := failed.RawResponse; resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			switch resp.StatusCode {
+			case http.StatusRequestTimeout, http.StatusTooManyRequests,
+				http.StatusNotFound, http.StatusGone: // the VM metadata service's "updating, try again"
+				return restNoToken
+			}
 			return restFault
 		}
 		return restNoToken

@@ -437,8 +437,16 @@ func TestTokenSourceWaitersShareAFailedFetchsError(t *testing.T) {
 		}
 		assert.Equal(t, 1, cred.Calls(), "the waiters took the fetch's error rather than fetching again")
 
-		// The failure is not cached: the next call tries again.
+		// The failure is given again, without a fetch, for failureHold; then the next call tries again.
 		_, err := s.authorization(t.Context())
+		require.ErrorIs(t, err, errTokenService)
+		assert.Equal(t, 1, cred.Calls(), "regions sharing the credential do not each wait for a failing service")
+		time.Sleep(failureHold - time.Nanosecond)
+		_, err = s.authorization(t.Context())
+		require.ErrorIs(t, err, errTokenService)
+		assert.Equal(t, 1, cred.Calls())
+		time.Sleep(time.Nanosecond)
+		_, err = s.authorization(t.Context())
 		require.ErrorIs(t, err, errTokenService)
 		assert.Equal(t, 2, cred.Calls())
 	})
@@ -532,6 +540,7 @@ func TestTokenSourceCredentialPanicReleasesWaiters(t *testing.T) {
 		assert.Equal(t, 1, cred.Calls())
 		assert.Equal(t, 0, cred.InFlight())
 
+		time.Sleep(failureHold) // the panic's error is held like any failure
 		h, err := s.authorization(t.Context())
 		require.NoError(t, err, "the source is not stuck after the panic")
 		assert.Equal(t, bearer("token-2"), h)
@@ -566,6 +575,10 @@ func TestTokenSourceRefusesMalformedTokens(t *testing.T) {
 				assert.Equal(t, [2]string{}, s.secrets(), "a token never sent is not remembered")
 				assert.Equal(t, restNoToken, credentialRest(err))
 
+				_, err = s.authorization(t.Context())
+				require.Error(t, err)
+				assert.Equal(t, 1, cred.Calls(), "the failure is given again for a moment, without a fetch")
+				time.Sleep(failureHold)
 				_, err = s.authorization(t.Context())
 				require.Error(t, err)
 				assert.Equal(t, 2, cred.Calls(), "a refused token is not cached")

@@ -301,6 +301,30 @@ func TestEntraSlowTokenIsBoundByTheAttemptTimeout(t *testing.T) {
 	})
 }
 
+// TestEntraSlowRefreshKeepsTheValidToken: when the identity service is too slow to refresh a token that is still
+// valid, the request that tried gives up, but the token goes on serving: the region is not taken out.
+func TestEntraSlowRefreshKeepsTheValidToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newEntraBubble(t, failover.WithAttemptTimeout(2*time.Second), fixedBackoff(time.Second))
+		b.identity.SetTokenLifetime(time.Hour)
+		served, _ := b.ask(t)
+		require.Equal(t, "eastus", served)
+
+		time.Sleep(56 * time.Minute) // the token is due for refresh, and still valid for 4 minutes
+		b.identity.SetDelay(time.Minute)
+		served, attempts := b.ask(t)
+		assert.Equal(t, "westus", served, "the request that waited for the refresh ran out of time")
+		assert.ErrorIs(t, attempts[0].Err, failover.ErrAttemptTimeout)
+		assert.Equal(t, failover.StateServing, b.client.Health()[0].State, "the region as a whole does not rest")
+
+		time.Sleep(time.Second)
+		served, _ = b.ask(t)
+		assert.Equal(t, "eastus", served, "the valid token serves while the refresh waits")
+		assert.Equal(t, "Bearer "+b.identity.Tokens()[0], lastAuthorization(b.east))
+		assert.Contains(t, b.log.String(), "refreshing the Entra ID token failed")
+	})
+}
+
 func TestEntraRevokedRoleFailsOver(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newEntraBubble(t)
@@ -331,4 +355,15 @@ func TestEntraExhaustedErrorReachesTheCredentialError(t *testing.T) {
 		var authErr *azidentity.AuthenticationFailedError
 		assert.True(t, errors.As(err, &authErr))
 	})
+}
+
+// TestEntraNilCredentialIsAConfigError: what a failed azidentity constructor returns, ignored, is refused by New
+// instead of panicking at the first request.
+func TestEntraNilCredentialIsAConfigError(t *testing.T) {
+	var cred *azidentity.DefaultAzureCredential
+	_, err := failover.New([]failover.Region{{Endpoint: "https://one.openai.azure.com", Credential: cred}})
+	var cfgErr *failover.ConfigError
+	require.ErrorAs(t, err, &cfgErr)
+	assert.Equal(t, "regions[0].Credential", cfgErr.Field)
+	assert.Contains(t, cfgErr.Problem, "nil *azidentity.DefaultAzureCredential")
 }

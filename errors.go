@@ -165,7 +165,8 @@ type Attempt struct {
 	// Status is the HTTP status code; 0 when no answer arrived.
 	Status int
 	// Err is why the attempt did not serve the request: an *openai.APIError or *openai.RequestError decoded from
-	// the answer, a transport error, or ErrAttemptTimeout. Nil when the attempt served the request.
+	// the answer, a transport error, ErrAttemptTimeout, or a *CredentialError when the region's Entra ID
+	// credential gave no token (nothing was sent). Nil when the attempt served the request.
 	Err error
 	// Duration runs from sending the request to deciding the outcome.
 	Duration time.Duration
@@ -205,7 +206,11 @@ func (a Attempt) String() string {
 func describeCause(err error) string {
 	var apiErr *openai.APIError
 	var reqErr *openai.RequestError
+	var credErr *CredentialError
 	switch {
+	case errors.As(err, &credErr):
+		// azidentity's errors run to many lines, with troubleshooting links; errors.As reaches the whole of it.
+		return oneLine("no Entra ID token: " + credErr.Err.Error())
 	case errors.As(err, &apiErr):
 		if isInsufficientQuota(apiErr) {
 			return "insufficient_quota: the account is out of credit, and waiting will not help: " + apiErr.Message
@@ -229,4 +234,17 @@ func describeCause(err error) string {
 		return "body: " + body
 	}
 	return err.Error()
+}
+
+// oneLine folds text onto one line and cuts it at about 300 bytes, for log lines and attempt summaries.
+func oneLine(text string) string {
+	text = strings.Join(strings.Fields(text), " ")
+	if len(text) <= 300 {
+		return text
+	}
+	n := 300
+	for n > 0 && !utf8.RuneStart(text[n]) {
+		n--
+	}
+	return text[:n] + "…"
 }

@@ -362,9 +362,10 @@ func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u
 		if isEventStream(resp) {
 			// Read, still under the attempt timeout, up to the stream's first content: a stream that fails or
 			// ends before it is this backend's failure, and the next one can still serve it unseen.
-			stream, err := openStream(resp.Body)
+			stream, err := openStream(resp.Body, e.scrub)
 			if err != nil {
 				resp.Body.Close()
+				e.scrubHeader(resp.Header)
 				return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
 			}
 			resp.Body = stream
@@ -374,9 +375,11 @@ func (e *engine) exchange(ctx context.Context, orig *http.Request, b *backend, u
 		// into a failover instead of a decoding error for the caller.
 		answer, err := bufferBody(resp, maxBody, true)
 		if err != nil {
+			e.scrubHeader(resp.Header)
 			return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
 		}
 		if !looksLikeObject(answer.data) {
+			e.scrubHeader(resp.Header)
 			return resp, OutcomeFailedOver, verdict{kind: restFailing,
 				cause: fmt.Errorf("malformed answer: %d bytes that are not a JSON object", len(answer.data))}
 		}

@@ -51,7 +51,7 @@ type RegionHealth struct {
 	Priority int `json:"priority"`
 	Weight   int `json:"weight"`
 	// State is the state of the region as a whole: StateResting after an answer that faults every model (401,
-	// 403, insufficient_quota) or no answer at all.
+	// 403, insufficient_quota), no answer at all, or no Entra ID token.
 	State State `json:"state"`
 	// Until is when the region's rest ends; zero when it is not resting.
 	Until time.Time `json:"until,omitzero"`

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -37,10 +38,11 @@ type Region struct {
 	// APIKey is sent in the api-key header. It is a secret: it never appears in errors, logs or formatted output.
 	APIKey string
 	// Credential, instead of APIKey, authenticates with Microsoft Entra ID: each request carries a token for
-	// EntraScope in an Authorization: Bearer header. Tokens are cached, replaced 5 minutes before they expire
-	// (halfway through the life of a shorter-lived one), and regions given the same credential share one token
-	// and one refresh. A credential that gives no token is a failure of this region: it rests, and the request
-	// goes on to the next. An *azidentity.DefaultAzureCredential or *azidentity.ManagedIdentityCredential is the
+	// EntraScope in an Authorization: Bearer header. Tokens are cached and replaced 5 minutes before they expire
+	// (or halfway through the time a shorter-lived one had left when it came, or at the RefreshOn the credential
+	// gives, when sooner). Regions given the same credential (the same pointer) share one token and one refresh.
+	// A credential that gives no token is a failure of this region: it rests, and the request goes on to the
+	// next; a refresh that fails while the token is still valid keeps the token. An *azidentity.DefaultAzureCredential or *azidentity.ManagedIdentityCredential is the
 	// usual choice; the identity needs the "Cognitive Services OpenAI User" role on the resource.
 	Credential azcore.TokenCredential
 	// APIVersion is the api-version query parameter. Default: DefaultAPIVersion.
@@ -272,6 +274,13 @@ func validSecret(s string) bool {
 	return true
 }
 
+// isNilCredential reports whether cred is a typed nil pointer, such as what a failed
+// azidentity.NewDefaultAzureCredential returns alongside its error: it would panic at the first request.
+func isNilCredential(cred azcore.TokenCredential) bool {
+	v := reflect.ValueOf(cred)
+	return cred != nil && v.Kind() == reflect.Pointer && v.IsNil()
+}
+
 // entraFromEnv reports whether the region was configured with AZURE_OPENAI_AUTH(_N)=entra, so that it takes the
 // client's Entra ID credential.
 func (r *Region) entraFromEnv() bool { return r.env != nil && r.env.entra }
@@ -296,6 +305,8 @@ func newRegionBackend(i int, r *Region, tokens tokenSources, entra azcore.TokenC
 		errs = append(errs, err)
 	}
 	switch {
+	case isNilCredential(r.Credential):
+		errs = append(errs, configErr(r.field(i, "Credential"), "is a nil %T; was there an error building it?", r.Credential))
 	case r.APIKey != "" && (r.Credential != nil || r.entraFromEnv()):
 		problem := "is set, and so is APIKey; a region authenticates with one of the two"
 		if r.env != nil {

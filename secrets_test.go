@@ -245,6 +245,20 @@ func TestEntraSecretsNeverLeak(t *testing.T) {
 					stream()
 				},
 				func() { east.Script(echo(400)); ask() }, // returned as it came
+				func() {
+					// A stream that opens with an error event echoing the token, then a broken 2xx answer with
+					// the secrets in a header.
+					ask() // a fresh token for eastus
+					tokens := identity.Tokens()
+					token := tokens[len(tokens)-1]
+					east.Script(failovertest.Reply{Header: http.Header{"Content-Type": {"text/event-stream"}, "X-Echo": {token}},
+						Body: `data: {"error":{"code":"500","message":"you sent Bearer ` + token + `"}}` + "\n\n"})
+					west.Script(failovertest.Reply{Header: http.Header{"X-Echo": {secrets[0]}}, Body: "not json"})
+					_, err := client.CreateChatCompletionStream(t.Context(), chatRequest())
+					require.ErrorIs(t, err, failover.ErrExhausted)
+					assert.Contains(t, err.Error(), "you sent Bearer [REDACTED]", "the error event was scrubbed")
+					out.addAllVerbs(err)
+				},
 			}
 			for _, step := range steps {
 				time.Sleep(2 * time.Hour) // every rest ends, and the token expires: each step fetches a new one

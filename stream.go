@@ -42,8 +42,9 @@ type streamBody struct {
 
 // openStream reads an event stream until it carries content, and returns a body that replays what was read and
 // passes the rest on. It fails when the stream ends, breaks, sends an error event or garbled data first: the
-// stream was this backend's failure and nothing has reached the caller yet.
-func openStream(body io.ReadCloser) (*streamBody, error) {
+// stream was this backend's failure and nothing has reached the caller yet. scrub removes secrets from an event
+// that becomes an error.
+func openStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*streamBody, error) {
 	s := &streamBody{r: bufio.NewReader(body), body: body}
 	var head []byte
 	for len(head) <= maxStreamHead {
@@ -57,6 +58,9 @@ func openStream(body io.ReadCloser) (*streamBody, error) {
 			if ok {
 				content, err := hasContent(data)
 				if err != nil {
+					if scrubbed, changed := scrub(data); changed {
+						_, err = hasContent(scrubbed) // the same error, from the event without its secrets
+					}
 					return nil, err
 				}
 				if content {

@@ -37,6 +37,7 @@ type Identity struct {
 	revoked  map[string]bool
 	shutdown func()
 	closing  chan struct{}
+	once     sync.Once
 }
 
 // TokenRequest is what an Identity saw of one token request.
@@ -48,7 +49,7 @@ type TokenRequest struct {
 	ClientID string
 	// HeaderOK reports whether X-IDENTITY-HEADER carried the Identity's Header.
 	HeaderOK bool
-	// Status is the status answered.
+	// Status is the status answered; 0 until then, and for good when the client gave up first.
 	Status int
 	// Token is the token issued, if any.
 	Token string
@@ -70,10 +71,12 @@ func NewIdentity(n *Network) *Identity {
 	return id
 }
 
-// Close stops the endpoint. Delayed answers end at once.
+// Close stops the endpoint. Delayed answers end at once, with the connection closed. Calling it again does nothing.
 func (id *Identity) Close() {
-	close(id.closing)
-	id.shutdown()
+	id.once.Do(func() {
+		close(id.closing)
+		id.shutdown()
+	})
 }
 
 // Env returns the variables that point azidentity's managed identity credential at this endpoint.
@@ -143,6 +146,8 @@ func (id *Identity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		HeaderOK: r.Header.Get("X-IDENTITY-HEADER") == id.Header, Time: time.Now()}
 	id.mu.Lock()
 	failure, lifetime, delay := id.failure, id.lifetime, id.delay
+	index := len(id.requests)
+	id.requests = append(id.requests, req) // recorded on arrival, so a request the client gave up on is seen
 	id.mu.Unlock()
 	if delay > 0 {
 		timer := time.NewTimer(delay)
@@ -152,7 +157,7 @@ func (id *Identity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-id.closing:
-			return
+			panic(http.ErrAbortHandler) // closes the connection: no answer, rather than an empty 200
 		}
 	}
 
@@ -174,7 +179,7 @@ func (id *Identity) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id.mu.Unlock()
 	}
 	id.mu.Lock()
-	id.requests = append(id.requests, req)
+	id.requests[index] = req
 	id.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(req.Status)
