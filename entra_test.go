@@ -2,6 +2,7 @@ package failover_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -366,4 +367,35 @@ func TestEntraNilCredentialIsAConfigError(t *testing.T) {
 	require.ErrorAs(t, err, &cfgErr)
 	assert.Equal(t, "regions[0].Credential", cfgErr.Field)
 	assert.Contains(t, cfgErr.Problem, "nil *azidentity.DefaultAzureCredential")
+}
+
+// TestEntraSharedTokenErrorIsSafeToPrint: the requests that waited for one failed fetch share its error, and
+// print it at once (hooks, logs); azidentity's own Error method is not safe for that, so -race checks ours is.
+func TestEntraSharedTokenErrorIsSafeToPrint(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var printed sync.Map
+		b := newEntraBubble(t, failover.WithOnAttempt(func(_ context.Context, a failover.Attempt) {
+			if a.Err != nil {
+				printed.Store(a.Err.Error()+a.String(), true)
+			}
+		}))
+		b.identity.Fail(http.StatusBadRequest)
+		b.identity.SetDelay(100 * time.Millisecond) // so that the requests gather behind one fetch
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				_, err := b.client.ChatCompletion(t.Context(), hello())
+				assert.NoError(t, err)
+			})
+		}
+		wg.Wait()
+		assert.Len(t, b.identity.Requests(), 1, "one fetch for twenty requests")
+		n := 0
+		printed.Range(func(k, _ any) bool {
+			n++
+			assert.Contains(t, k, "no Entra ID token")
+			return true
+		})
+		assert.Positive(t, n)
+	})
 }
