@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -22,18 +21,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// identityVars are the variables azidentity's DefaultAzureCredential reads to choose a source.
-var identityVars = []string{"AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
-	"AZURE_USERNAME", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_TOKEN_CREDENTIALS", "IDENTITY_ENDPOINT", "IDENTITY_HEADER",
-	"IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT"}
-
 // useIdentity points azidentity's managed identity at id, App Service style, with no other identity source set.
 func useIdentity(t *testing.T, id *failovertest.Identity) {
 	t.Helper()
-	for _, k := range identityVars {
-		t.Setenv(k, "") // restores the variable when the test ends
-		require.NoError(t, os.Unsetenv(k))
-	}
+	clearAzureIdentityEnv(t)
 	for k, v := range id.Env() {
 		t.Setenv(k, v)
 	}
