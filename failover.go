@@ -129,6 +129,19 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	// openaiBody is what the OpenAI fallback gets when the model came from an Azure path rather than the body:
+	// the body with the model written in, since the public API reads it from there.
+	openaiBody := body
+	if model == "" {
+		if model = pathDeployment(req.URL.Path, op); model == "" {
+			return nil, errNoModelInRequest
+		}
+		if e.fallback != nil {
+			if openaiBody, err = withModel(body, model); err != nil {
+				return nil, err
+			}
+		}
+	}
 	trace := ContextTrace(ctx)
 
 	var attempts []Attempt
@@ -151,7 +164,11 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 				soonest = earliest(soonest, back)
 				continue
 			}
-			resp, a, until := e.attempt(ctx, req, b, op, model, body, t)
+			sent := body
+			if !b.azure {
+				sent = openaiBody
+			}
+			resp, a, until := e.attempt(ctx, req, b, op, model, sent, t)
 			e.report(ctx, trace, a)
 			switch a.Outcome {
 			case OutcomeServed, OutcomeReturned:
@@ -464,20 +481,24 @@ func replayable(req *http.Request) (requestBody, string, error) {
 			}
 			model = modelOf(all)
 		}
-		return requestBody{get: req.GetBody, length: req.ContentLength}, model, checkModel(model)
+		return requestBody{get: req.GetBody, length: req.ContentLength}, model, nil
 	}
 	data, err := readAll(nil, req.Body, req.ContentLength, maxBody)
 	req.Body.Close()
 	if err != nil {
 		return requestBody{}, "", fmt.Errorf("failover: reading request body: %w", err)
 	}
+	return bytesBody(data), modelOf(data), nil
+}
+
+// bytesBody replays data.
+func bytesBody(data []byte) requestBody {
 	get := func() (io.ReadCloser, error) {
 		// A NopCloser around a *bytes.Reader is a body net/http knows will not block, so it sends headers and
 		// body in one write instead of two (go-openai's bodies are the same).
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}
-	model := modelOf(data)
-	return requestBody{get: get, length: int64(len(data))}, model, checkModel(model)
+	return requestBody{get: get, length: int64(len(data))}
 }
 
 // readBody reads the first n bytes of a fresh copy of a body (all of it when n is its length).
@@ -494,11 +515,45 @@ func readBody(getBody func() (io.ReadCloser, error), n int64) ([]byte, error) {
 	return data, nil
 }
 
-func checkModel(model string) error {
-	if model == "" {
-		return errors.New("failover: request body names no model")
+var errNoModelInRequest = errors.New("failover: request names no model: neither its JSON body nor an Azure path (/openai/deployments/{deployment}/…)")
+
+// pathDeployment is the deployment of an Azure-shaped path, /…/openai/deployments/{deployment}{op}, or "". A
+// request that names its model only there (an Azure client's) is routed by it.
+func pathDeployment(path, op string) string {
+	rest, ok := strings.CutSuffix(path, op)
+	if !ok {
+		return ""
 	}
-	return nil
+	i := strings.LastIndex(rest, "/openai/deployments/")
+	if i < 0 {
+		return ""
+	}
+	d := rest[i+len("/openai/deployments/"):]
+	if strings.Contains(d, "/") {
+		return ""
+	}
+	return d
+}
+
+// withModel is body with "model" written in as its first field. body must be a JSON object that has none.
+func withModel(body requestBody, model string) (requestBody, error) {
+	data, err := readBody(body.get, body.length)
+	if err != nil {
+		return requestBody{}, err
+	}
+	rest := bytes.TrimLeft(data, " \t\r\n")
+	if len(rest) == 0 || rest[0] != '{' {
+		return requestBody{}, errors.New("failover: request body is not a JSON object")
+	}
+	rest = rest[1:]
+	name, _ := json.Marshal(model) // a string always marshals
+	out := make([]byte, 0, len(data)+len(name)+11)
+	out = append(out, `{"model":`...)
+	out = append(out, name...)
+	if trimmed := bytes.TrimLeft(rest, " \t\r\n"); len(trimmed) > 0 && trimmed[0] != '}' {
+		out = append(out, ',')
+	}
+	return bytesBody(append(out, rest...)), nil
 }
 
 // report tells the trace, the attempt hook, the request's record and the logger about an attempt. The callbacks

@@ -1,9 +1,12 @@
 package failovertest
 
 import (
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -69,7 +72,11 @@ func (s *Server) defaultBody(call Call, body requestBody, reply Reply) string {
 		inputs := embeddingInputs(body.Input)
 		data := make([]any, len(inputs))
 		for i, in := range inputs {
-			data[i] = map[string]any{"object": "embedding", "index": i, "embedding": vector(in)}
+			var embedding any = vector(in)
+			if body.EncodingFormat == "base64" { // little-endian float32s, as the service sends them
+				embedding = base64Vector(vector(in))
+			}
+			data[i] = map[string]any{"object": "embedding", "index": i, "embedding": embedding}
 		}
 		v = map[string]any{"object": "list", "model": model, "data": data,
 			"usage": tokenUsage{PromptTokens: promptTokens, TotalTokens: promptTokens}}
@@ -141,6 +148,15 @@ func vector(input string) []float64 {
 		v[i] = float64(int64(seed>>11)%2000-1000) / 1000
 	}
 	return v
+}
+
+// base64Vector encodes v as the service's base64 embedding format: float32s, little-endian.
+func base64Vector(v []float64) string {
+	raw := make([]byte, 0, 4*len(v))
+	for _, f := range v {
+		raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(float32(f)))
+	}
+	return base64.StdEncoding.EncodeToString(raw)
 }
 
 // streamErrorEvent is what the service sends when an answer fails mid-stream.

@@ -33,6 +33,10 @@ func (n *Network) Client() *http.Client { return &http.Client{Transport: n.trans
 // Close closes the client side's idle connections. Close the servers too.
 func (n *Network) Close() { n.transport.CloseIdleConnections() }
 
+// Serve serves h (a gateway, say) on a new address of the network, and returns its base URL and a function that
+// stops it.
+func (n *Network) Serve(h http.Handler) (url string, stop func()) { return n.serve(h) }
+
 // serve starts serving s on a new address of the network.
 func (n *Network) serve(s http.Handler) (string, func()) {
 	n.mu.Lock()

@@ -163,10 +163,12 @@ func (s *Server) Calls() []Call {
 
 // requestBody is what the server reads of a request body.
 type requestBody struct {
-	Model    string          `json:"model"`
-	Stream   bool            `json:"stream"`
-	Input    json.RawMessage `json:"input"`
-	Messages []struct {
+	Model  string          `json:"model"`
+	Stream bool            `json:"stream"`
+	Input  json.RawMessage `json:"input"`
+	// EncodingFormat is "float" (the default) or "base64" for embeddings.
+	EncodingFormat string `json:"encoding_format"`
+	Messages       []struct {
 		Content any `json:"content"`
 	} `json:"messages"`
 	Prompt json.RawMessage `json:"prompt"`

@@ -1,0 +1,194 @@
+// Command aoai-gateway serves Azure OpenAI regions, with failover, to callers in any language: one endpoint in
+// the shape of the Azure OpenAI and OpenAI APIs. Configuration is the environment (and ./.env) the failover
+// library reads, plus FAILOVER_GATEWAY_KEYS and the flags; see the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aoai-failover/failover"
+	"github.com/aoai-failover/failover/gateway"
+	"github.com/joho/godotenv"
+)
+
+// EnvGatewayKeys holds the keys callers authenticate with, comma-separated.
+const EnvGatewayKeys = "FAILOVER_GATEWAY_KEYS"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	// After the first signal, a second one kills the process at once, as without the handler: an operator who
+	// cannot wait for the drain can still stop it.
+	context.AfterFunc(ctx, stop)
+	err := run(ctx, os.Args[1:], os.Stderr, nil)
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h: the usage was printed
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "aoai-gateway:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command's flags.
+type options struct {
+	addr           string
+	insecureNoAuth bool
+	maxBody        int64
+	requestTimeout time.Duration
+	bodyTimeout    time.Duration
+	drainTimeout   time.Duration
+	jsonLogs       bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	flags := flag.NewFlagSet("aoai-gateway", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	flags.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on, host:port")
+	flags.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "serve callers without a gateway key; refused unless -addr is a loopback address")
+	flags.Int64Var(&o.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "largest request body accepted, in bytes; larger ones get 413")
+	flags.DurationVar(&o.requestTimeout, "request-timeout", gateway.DefaultRequestTimeout, "limit for one request, from arrival to the last byte of its answer (streams included)")
+	flags.DurationVar(&o.bodyTimeout, "body-timeout", gateway.DefaultBodyReadTimeout, "limit for reading a request body")
+	flags.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish before they are cut")
+	flags.BoolVar(&o.jsonLogs, "json-logs", false, "log in JSON instead of text")
+	if err := flags.Parse(args); err != nil {
+		return o, err
+	}
+	if flags.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q; every setting is a flag or an environment variable", flags.Arg(0))
+	}
+	if o.maxBody <= 0 || o.requestTimeout <= 0 || o.bodyTimeout <= 0 || o.drainTimeout < 0 {
+		return o, errors.New("-max-body, -request-timeout and -body-timeout must be positive, -drain-timeout not negative")
+	}
+	return o, nil
+}
+
+// run serves until ctx ends, then drains. ready, if not nil, is called with the address once it listens.
+func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
+	if o.jsonLogs {
+		handler = slog.NewJSONHandler(stderr, nil)
+	}
+	logger := slog.New(handler)
+
+	if o.insecureNoAuth && !loopback(o.addr) {
+		return fmt.Errorf("-insecure-no-auth is allowed only on a loopback address (127.0.0.1, [::1] or localhost), and -addr is %q", o.addr)
+	}
+	keys, err := gatewayKeys()
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 && !o.insecureNoAuth {
+		return fmt.Errorf("%s is empty: set it to one or more comma-separated keys for callers (openssl rand -hex 32 makes one), or pass -insecure-no-auth on a loopback -addr", EnvGatewayKeys)
+	}
+	if len(keys) > 0 && o.insecureNoAuth {
+		return fmt.Errorf("-insecure-no-auth and %s both given: choose one", EnvGatewayKeys)
+	}
+	client, err := failover.NewFromEnv(failover.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+	gw, err := gateway.New(client, gateway.Config{Keys: keys, AllowNoAuth: o.insecureNoAuth, MaxBodyBytes: o.maxBody,
+		RequestTimeout: o.requestTimeout, BodyReadTimeout: o.bodyTimeout, Logger: logger})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); o.insecureNoAuth && (!ok || !tcp.IP.IsLoopback()) {
+		ln.Close() // localhost resolved to something else
+		return fmt.Errorf("-insecure-no-auth is allowed only on a loopback address, and -addr %q listens on %s", o.addr, ln.Addr())
+	}
+	srv := &http.Server{
+		Handler:           gw,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
+		// No ReadTimeout or WriteTimeout: they would cut long streams. The gateway sets a deadline for each
+		// body read, and one per request for writes.
+	}
+	logger.Info("aoai-gateway listening", "addr", ln.Addr().String(), "regions", strings.Join(client.Regions(), ","),
+		"auth", !o.insecureNoAuth)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("aoai-gateway draining", "timeout", o.drainTimeout)
+	drain, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(drain); err != nil {
+		logger.Warn("aoai-gateway: drain timed out; cutting the requests still in flight")
+		srv.Close()
+	}
+	<-served // http.ErrServerClosed
+	logger.Info("aoai-gateway stopped")
+	return nil
+}
+
+// loopback reports whether addr's host is a loopback IP address or localhost. The address actually bound is
+// checked again after listening.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// gatewayKeys reads EnvGatewayKeys from the process environment, or else from ./.env as the library reads its
+// own variables.
+func gatewayKeys() ([]string, error) {
+	raw, ok := os.LookupEnv(EnvGatewayKeys)
+	if !ok || strings.TrimSpace(raw) == "" {
+		env, err := godotenv.Read(failover.EnvFile)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: cannot be parsed as a dotenv file (details withheld: they would quote its secrets)", failover.EnvFile)
+		}
+		raw = env[EnvGatewayKeys]
+	}
+	var keys []string
+	for i, k := range strings.Split(raw, ",") {
+		k = strings.TrimSpace(k)
+		if k == "" {
+			if strings.TrimSpace(raw) != "" {
+				return nil, fmt.Errorf("%s: key %d is empty; expected comma-separated keys", EnvGatewayKeys, i+1)
+			}
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}

@@ -1,0 +1,395 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aoai-failover/failover"
+)
+
+// Defaults for the zero values of Config's fields.
+const (
+	DefaultMaxBodyBytes    = 16 << 20
+	DefaultRequestTimeout  = 10 * time.Minute
+	DefaultBodyReadTimeout = 30 * time.Second
+)
+
+// Config configures a Gateway.
+type Config struct {
+	// Keys are the gateway keys callers authenticate with, in an api-key header (as Azure clients send it) or as
+	// Authorization: Bearer (as OpenAI clients do). They are compared in constant time and never sent upstream
+	// or logged. New refuses an empty list unless AllowNoAuth is set.
+	Keys []string
+	// AllowNoAuth serves every caller without a key. It is for a gateway only this machine can reach;
+	// cmd/aoai-gateway allows it only on a loopback address. False by default.
+	AllowNoAuth bool
+	// MaxBodyBytes caps a request body: a larger one gets 413. Zero means DefaultMaxBodyBytes (16 MiB).
+	MaxBodyBytes int64
+	// RequestTimeout bounds one request from its arrival to the last byte of its answer, streams included; a
+	// request that has no answer by then gets 504. Zero means DefaultRequestTimeout (10 min).
+	RequestTimeout time.Duration
+	// BodyReadTimeout bounds reading a request's body, against callers that send it slowly on purpose. Zero means
+	// DefaultBodyReadTimeout (30 s).
+	BodyReadTimeout time.Duration
+	// Logger gets one line per request (route, status, region, attempts, duration; never a key or a body).
+	// Nil logs nothing.
+	Logger *slog.Logger
+}
+
+// Gateway is an http.Handler that serves a failover.Client to callers that speak the Azure OpenAI or the OpenAI
+// API:
+//
+//	POST /openai/deployments/{deployment}/chat/completions   (any api-version; the deployment names the model)
+//	POST /openai/deployments/{deployment}/embeddings
+//	POST /v1/chat/completions                                 (the model in the body)
+//	POST /v1/embeddings
+//	GET  /healthz   alive (no key needed)
+//	GET  /status    the client's Health() as JSON
+//	GET  /metrics   Prometheus text format
+//
+// Bodies pass through as they came; the client chooses region, deployment, api-version and upstream credentials.
+// Every other path is 404: the gateway is not an open proxy.
+type Gateway struct {
+	client  *failover.Client
+	keys    keyring
+	open    bool
+	cfg     Config
+	metrics *metrics
+}
+
+// New returns a gateway in front of client. It refuses a config without keys unless AllowNoAuth is set.
+func New(client *failover.Client, cfg Config) (*Gateway, error) {
+	if client == nil {
+		return nil, errors.New("gateway: client is nil")
+	}
+	for i, k := range cfg.Keys {
+		if strings.TrimSpace(k) == "" || strings.TrimSpace(k) != k {
+			return nil, fmt.Errorf("gateway: Keys[%d]: empty or with surrounding whitespace; expected a key such as one from openssl rand -hex 32", i)
+		}
+	}
+	if len(cfg.Keys) == 0 && !cfg.AllowNoAuth {
+		return nil, errors.New("gateway: Keys: none given; callers must authenticate (set AllowNoAuth only for a gateway no other machine can reach)")
+	}
+	if cfg.MaxBodyBytes < 0 || cfg.RequestTimeout < 0 || cfg.BodyReadTimeout < 0 {
+		return nil, errors.New("gateway: MaxBodyBytes, RequestTimeout and BodyReadTimeout must not be negative (0 means the default)")
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	g := &Gateway{client: client, keys: newKeyring(cfg.Keys), open: len(cfg.Keys) == 0, cfg: cfg, metrics: newMetrics()}
+	g.cfg.Keys = nil // only the digests are kept
+	return g, nil
+}
+
+// route is what a request asks for.
+type route struct {
+	api       string // "azure" or "openai"; "" for the gateway's own endpoints
+	operation string // "chat/completions" or "embeddings"
+	path      string // the logical request's path, which the client routes by
+}
+
+// timeoutAnswerGrace is how long past its RequestTimeout a request's answer may still be written.
+const timeoutAnswerGrace = 5 * time.Second
+
+// logicalHost is the host of the requests handed to the client, which replaces it for every backend.
+const logicalHost = "gateway.invalid"
+
+// ServeHTTP serves one request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/healthz":
+		if allowMethod(w, r, http.MethodGet, http.MethodHead) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = io.WriteString(w, "ok\n")
+		}
+		return
+	case "/status":
+		if allowMethod(w, r, http.MethodGet) && g.authorize(w, r) {
+			writeJSON(w, struct {
+				Regions []failover.RegionHealth `json:"regions"`
+			}{g.client.Health()})
+		}
+		return
+	case "/metrics":
+		if allowMethod(w, r, http.MethodGet) && g.authorize(w, r) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+			_ = g.metrics.write(w, g.client.Health())
+		}
+		return
+	}
+	rt, ok := routeOf(r.URL.Path)
+	if !ok {
+		writeError(w, http.StatusNotFound, "404", "Resource not found: the gateway serves /openai/deployments/{deployment}/chat/completions and /embeddings, and /v1/chat/completions and /v1/embeddings")
+		return
+	}
+	if allowMethod(w, r, http.MethodPost) && g.authorize(w, r) {
+		g.proxy(w, r, rt)
+	}
+}
+
+// routeOf finds the proxied route of path.
+func routeOf(path string) (route, bool) {
+	if op, ok := strings.CutPrefix(path, "/v1/"); ok && isOperation(op) {
+		return route{api: "openai", operation: op, path: path}, true
+	}
+	rest, ok := strings.CutPrefix(path, "/openai/deployments/")
+	if !ok {
+		return route{}, false
+	}
+	deployment, op, ok := strings.Cut(rest, "/")
+	if !ok || !isOperation(op) || !validDeployment(deployment) {
+		return route{}, false
+	}
+	return route{api: "azure", operation: op, path: path}, true
+}
+
+func isOperation(op string) bool { return op == "chat/completions" || op == "embeddings" }
+
+// validDeployment accepts the names Azure allows for deployments: at most 64 letters, digits, '-', '_' and '.',
+// starting with a letter or digit.
+func validDeployment(name string) bool {
+	if name == "" || len(name) > 64 || !isAlphanumeric(name[0]) {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !isAlphanumeric(c) && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlphanumeric(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+func allowMethod(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "405", "method "+r.Method+" not allowed; use "+strings.Join(methods, " or "))
+	return false
+}
+
+func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request) bool {
+	if g.open || g.keys.admits(r) {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="aoai-gateway"`)
+	writeError(w, http.StatusUnauthorized, "401", "Access denied: a valid gateway key is required, in the api-key header or as Authorization: Bearer")
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "500", "encoding the answer: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)+1))
+	_, _ = w.Write(append(data, '\n'))
+}
+
+// exchange is what one proxied request learned, for its log line and metrics.
+type exchange struct {
+	mu       sync.Mutex // AttemptDone runs on the request's goroutine, but a stream's cut may be seen later
+	attempts []failover.Attempt
+}
+
+// proxy sends the request through the client and passes the answer back.
+func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt route) {
+	start := time.Now()
+	g.metrics.inFlight.Add(1)
+	defer g.metrics.inFlight.Add(-1)
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
+	defer cancel()
+	rc := http.NewResponseController(w)
+	// A slow reader of the answer must not hold the gateway past the request's time either; the grace leaves
+	// room to write the 504 of a request whose time ran out. (Not every ResponseWriter supports deadlines: then
+	// the context alone bounds the request.)
+	_ = rc.SetWriteDeadline(start.Add(g.cfg.RequestTimeout + timeoutAnswerGrace))
+
+	var ex exchange
+	status := g.forward(ctx, w, r, rc, rt, &ex)
+	d := time.Since(start)
+	g.metrics.request(rt.api, rt.operation, status, d, ex.attempts)
+	if g.cfg.Logger != nil {
+		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", status),
+			slog.Int("attempts", len(ex.attempts)), slog.Duration("duration", d)}
+		if n := len(ex.attempts); n > 0 {
+			attrs = append(attrs, slog.String("region", ex.attempts[n-1].Region))
+		}
+		g.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "aoai-gateway request", attrs...)
+	}
+}
+
+// forward makes the request and writes the answer, returning its status.
+func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, rc *http.ResponseController, rt route, ex *exchange) int {
+	if r.ContentLength > g.cfg.MaxBodyBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large",
+			"request body is larger than "+strconv.FormatInt(g.cfg.MaxBodyBytes, 10)+" bytes")
+		return http.StatusRequestEntityTooLarge
+	}
+	// Read the body whole, under its own deadline, before anything goes upstream: the deadline must be lifted
+	// before the (long) wait for the answer (net/http lifts it too once the body is read to its end), and the
+	// client needs the body for every attempt anyway.
+	_ = rc.SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
+	_ = rc.SetReadDeadline(time.Time{})
+	if err != nil {
+		a := answerFor(ctx, err)
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			a = errorAnswer{status: http.StatusRequestTimeout, code: "408",
+				message: "the request body did not arrive within " + g.cfg.BodyReadTimeout.String()}
+		case a.status == http.StatusBadRequest:
+			a.message = "reading the request body: " + err.Error()
+		}
+		return writeAnswer(w, a)
+	}
+
+	req, err := http.NewRequestWithContext(failover.WithTrace(ctx, &failover.Trace{AttemptDone: ex.add}),
+		http.MethodPost, "https://"+logicalHost+rt.path, bytes.NewReader(body))
+	if err != nil {
+		return writeAnswer(w, errorAnswer{status: http.StatusBadRequest, code: "invalid_request", message: err.Error()})
+	}
+	copyRequestHeader(req.Header, r.Header)
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return writeAnswer(w, answerFor(ctx, err))
+	}
+	defer resp.Body.Close()
+
+	h := w.Header()
+	copyResponseHeader(h, resp.Header)
+	if n := len(ex.attempts); n > 0 {
+		h.Set("X-Failover-Region", ex.attempts[n-1].Region)
+		h.Set("X-Failover-Attempts", strconv.Itoa(n))
+	}
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		if resp.ContentLength >= 0 {
+			h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+		return resp.StatusCode
+	}
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // tell nginx and the like in front not to hold events back
+	w.WriteHeader(resp.StatusCode)
+	_ = rc.Flush()
+	streamEvents(w, rc, resp.Body)
+	return resp.StatusCode
+}
+
+func (ex *exchange) add(a failover.Attempt) {
+	ex.mu.Lock()
+	ex.attempts = append(ex.attempts, a)
+	ex.mu.Unlock()
+}
+
+func writeAnswer(w http.ResponseWriter, a errorAnswer) int {
+	if a.status == statusClientClosed {
+		return a.status // nobody to answer
+	}
+	if !a.retryAt.IsZero() {
+		setRetryAfter(w.Header(), a.retryAt)
+	}
+	writeError(w, a.status, a.code, a.message)
+	return a.status
+}
+
+// streamEvents passes a stream of server-sent events on, flushing at the end of every event so that each reaches
+// the caller as soon as it arrived. A stream cut upstream ends with an error event, which OpenAI clients raise
+// as an error, rather than with a silent end that some would take for a complete answer.
+func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // the caller is gone; closing the body ends the upstream stream
+			}
+			if endsEvent(buf[:n]) {
+				if rc.Flush() != nil {
+					return
+				}
+			}
+		}
+		if err == io.EOF {
+			_ = rc.Flush()
+			return
+		}
+		if err != nil {
+			cut, _ := json.Marshal(apiError{Error: apiErrorBody{Message: err.Error(), Type: "server_error", Code: "stream_cut"}})
+			_, _ = fmt.Fprintf(w, "data: %s\n\n", cut)
+			_ = rc.Flush()
+			return
+		}
+	}
+}
+
+// endsEvent reports whether a chunk of an event stream ends an event: a blank line, alone or after the event's
+// last line.
+func endsEvent(chunk []byte) bool {
+	return string(chunk) == "\n" || string(chunk) == "\r\n" ||
+		bytes.HasSuffix(chunk, []byte("\n\n")) || bytes.HasSuffix(chunk, []byte("\r\n\r\n"))
+}
+
+// forwardedRequestHeaders are the caller's headers the upstream request carries; the client adds the backend's
+// credentials. Nothing else passes: not the caller's key, cookies, or Accept-Encoding (the client's transport
+// negotiates compression itself).
+var forwardedRequestHeaders = []string{"Content-Type", "Accept", "User-Agent", "X-Ms-Client-Request-Id"}
+
+func copyRequestHeader(dst, src http.Header) {
+	for _, k := range forwardedRequestHeaders {
+		if v, ok := src[k]; ok {
+			dst[k] = v
+		}
+	}
+}
+
+// copyResponseHeader passes on the upstream headers a caller can use: the content type, rate-limit and retry
+// headers, request ids. Hop-by-hop headers, cookies and the rest stay behind; Content-Length is set by the
+// gateway.
+func copyResponseHeader(dst, src http.Header) {
+	for k, v := range src {
+		if passResponseHeader(k) {
+			dst[k] = v
+		}
+	}
+}
+
+func passResponseHeader(k string) bool {
+	switch k {
+	case "Content-Type", "Retry-After", "Retry-After-Ms", "X-Request-Id", "Apim-Request-Id", "X-Should-Retry":
+		return true
+	}
+	for _, prefix := range []string{"X-Ratelimit-", "X-Ms-", "Openai-", "Azureml-"} {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,116 @@
+package gateway_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/aoai-failover/failover"
+	"github.com/aoai-failover/failover/failovertest"
+	"github.com/aoai-failover/failover/gateway"
+	openai "github.com/sashabaranov/go-openai"
+	"github.com/stretchr/testify/require"
+)
+
+// gatewayKey is what callers present; it must never reach a region or a log.
+const gatewayKey = "gwkey-3b9f17c2d4e8a6"
+
+// fleet is fake regions behind a client behind a gateway on a loopback port.
+type fleet struct {
+	regions []*failovertest.Server
+	client  *failover.Client
+	gateway *gateway.Gateway
+	url     string
+}
+
+// startFleet starts one fake region per name, each with its own deployment names (chat-<name>, embed-<name>),
+// and a gateway in front of them that admits gatewayKey. cfg.Keys defaults to gatewayKey.
+func startFleet(t *testing.T, names []string, cfg gateway.Config, opts ...failover.Option) *fleet {
+	t.Helper()
+	f := &fleet{}
+	var regions []failover.Region
+	for _, name := range names {
+		s := failovertest.NewRegion(name)
+		t.Cleanup(s.Close)
+		f.regions = append(f.regions, s)
+		regions = append(regions, failover.Region{Name: name, Endpoint: s.URL, APIKey: s.Key, APIVersion: "2024-10-21",
+			Deployments: map[string]string{"gpt-4o": "chat-" + name, "text-embedding-3-small": "embed-" + name}})
+	}
+	client, err := failover.New(regions, append([]failover.Option{failover.WithMaxWait(0)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(client.CloseIdleConnections)
+	if cfg.Keys == nil && !cfg.AllowNoAuth {
+		cfg.Keys = []string{gatewayKey}
+	}
+	f.client = client
+	f.gateway, err = gateway.New(client, cfg)
+	require.NoError(t, err)
+	srv := httptest.NewServer(f.gateway)
+	t.Cleanup(srv.Close)
+	f.url = srv.URL
+	return f
+}
+
+// modes are the two ways callers reach the gateway: go-openai configured for Azure (api-key header,
+// /openai/deployments/… paths) and for OpenAI (Authorization: Bearer, /v1/… paths).
+var modes = []struct {
+	name string
+	api  func(url, key string) *openai.Client
+}{
+	{"azure", func(url, key string) *openai.Client {
+		cfg := openai.DefaultAzureConfig(key, url)
+		cfg.APIVersion = "2023-05-15" // the gateway's regions use their own
+		return openai.NewClientWithConfig(cfg)
+	}},
+	{"openai", func(url, key string) *openai.Client {
+		cfg := openai.DefaultConfig(key)
+		cfg.BaseURL = url + "/v1"
+		return openai.NewClientWithConfig(cfg)
+	}},
+}
+
+func chatRequest() openai.ChatCompletionRequest {
+	return openai.ChatCompletionRequest{Model: "gpt-4o",
+		Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Say hello."}}}
+}
+
+// post sends body to the gateway's path with headers, and returns the answer with its body read.
+func post(t *testing.T, url, path, body string, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url+path, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var b strings.Builder
+	_, err = io.Copy(&b, resp.Body)
+	require.NoError(t, err)
+	return resp, b.String()
+}
+
+// noKeyUpstream fails the test if any region saw the gateway key in any header or body.
+func noKeyUpstream(t *testing.T, f *fleet) {
+	t.Helper()
+	for _, s := range f.regions {
+		for _, c := range s.Calls() {
+			require.NotContains(t, string(c.Body), gatewayKey)
+			for k, vs := range c.Header {
+				for _, v := range vs {
+					require.NotContains(t, v, gatewayKey, "header %s at %s", k, s.Name)
+				}
+			}
+		}
+	}
+}
