@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,6 +53,8 @@ type options struct {
 	bodyTimeout    time.Duration
 	drainTimeout   time.Duration
 	jsonLogs       bool
+	tlsCert        string
+	tlsKey         string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -65,6 +68,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	flags.DurationVar(&o.bodyTimeout, "body-timeout", gateway.DefaultBodyReadTimeout, "limit for reading a request body")
 	flags.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish before they are cut")
 	flags.BoolVar(&o.jsonLogs, "json-logs", false, "log in JSON instead of text")
+	flags.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS; needs -tls-key")
+	flags.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of -tls-cert")
 	if err := flags.Parse(args); err != nil {
 		return o, err
 	}
@@ -73,6 +78,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.maxBody <= 0 || o.requestTimeout <= 0 || o.bodyTimeout <= 0 || o.drainTimeout < 0 {
 		return o, errors.New("-max-body, -request-timeout and -body-timeout must be positive, -drain-timeout not negative")
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return o, errors.New("-tls-cert and -tls-key go together: give both files, or neither")
 	}
 	return o, nil
 }
@@ -113,6 +121,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		return err
 	}
 
+	var certificate tls.Certificate
+	if o.tlsCert != "" {
+		// Loaded before listening, so that a bad file stops the start rather than every handshake.
+		if certificate, err = tls.LoadX509KeyPair(o.tlsCert, o.tlsKey); err != nil {
+			return fmt.Errorf("-tls-cert, -tls-key: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
@@ -130,8 +145,14 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		// No ReadTimeout or WriteTimeout: they would cut long streams. The gateway sets a deadline for each
 		// body read, and one per request for writes.
 	}
+	if o.tlsCert != "" {
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{certificate}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	} else if !loopback(o.addr) {
+		logger.Warn("aoai-gateway serves plain HTTP on a non-loopback address: gateway keys and prompts cross the network unencrypted; use -tls-cert and -tls-key, or terminate TLS in front")
+	}
 	logger.Info("aoai-gateway listening", "addr", ln.Addr().String(), "regions", strings.Join(client.Regions(), ","),
-		"auth", !o.insecureNoAuth)
+		"auth", !o.insecureNoAuth, "tls", o.tlsCert != "")
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

@@ -4,9 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -347,6 +355,9 @@ func TestRefusals(t *testing.T) {
 			env: map[string]string{EnvGatewayKeys: gatewayKey, "AZURE_OPENAI_ENDPOINT_1": "https://eastus.example.com",
 				"AZURE_OPENAI_API_KEY_2": "region-secret-2a6b0c4e93"},
 			want: []string{"AZURE_OPENAI_API_KEY_1", "AZURE_OPENAI_ENDPOINT_2"}, secrets: []string{gatewayKey, "region-secret-2a6b0c4e93"}},
+		{name: "certificate without key", env: map[string]string{EnvGatewayKeys: gatewayKey}, host: "127.0.0.1", args: []string{"-tls-cert", "cert.pem"}, want: []string{"-tls-cert", "-tls-key"}},
+		{name: "missing certificate files", env: map[string]string{EnvGatewayKeys: gatewayKey}, host: "127.0.0.1",
+			args: []string{"-tls-cert", "nope.pem", "-tls-key", "nope-key.pem"}, want: []string{"-tls-cert", "nope.pem"}},
 		{name: "no region", noRegion: true, env: map[string]string{EnvGatewayKeys: gatewayKey}, host: "127.0.0.1",
 			want: []string{"AZURE_OPENAI_ENDPOINT_1"}, secrets: []string{gatewayKey}},
 	}
@@ -706,4 +717,60 @@ func TestSIGTERMDrains(t *testing.T) {
 	assert.NotContains(t, out, "drain timed out")
 	assert.NotContains(t, out, gatewayKey)
 	assert.NotContains(t, out, region.Key)
+}
+
+// TestTLS serves HTTPS with a certificate made for 127.0.0.1, and refuses plain HTTP on the same port.
+func TestTLS(t *testing.T) {
+	isolate(t)
+	region := newRegion(t)
+	setEnv(t, regionEnv(region))
+	const gatewayKey = "gw-secret-tls-5a0c2e"
+	t.Setenv(EnvGatewayKeys, gatewayKey)
+	certPEM, keyPEM := selfSigned(t)
+	require.NoError(t, os.WriteFile("cert.pem", certPEM, 0o600))
+	require.NoError(t, os.WriteFile("key.pem", keyPEM, 0o600))
+	g := startGateway(t, "-addr", "127.0.0.1:0", "-tls-cert", "cert.pem", "-tls-key", "key.pem")
+
+	roots := x509.NewCertPool()
+	require.True(t, roots.AppendCertsFromPEM(certPEM))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}
+	c := &http.Client{Transport: tr, Timeout: wait}
+	req, err := http.NewRequest(http.MethodPost, "https://"+g.addr+chatPath, strings.NewReader(chatBody))
+	require.NoError(t, err)
+	req.Header.Set("api-key", gatewayKey)
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	assert.Equal(t, "Hello from eastus.", content(t, body))
+	require.NotNil(t, resp.TLS)
+
+	plain := call(newClient(t), g.addr, map[string]string{"api-key": gatewayKey})
+	assert.True(t, plain.err != nil || plain.status == http.StatusBadRequest, "plain HTTP to the TLS port: %v %d", plain.err, plain.status)
+	require.NoError(t, g.stop(t))
+	assert.Contains(t, g.log.String(), "tls=true")
+	assert.Len(t, region.Calls(), 1)
+}
+
+// selfSigned makes a certificate and key for 127.0.0.1, valid for an hour, in PEM.
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	template := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "aoai-gateway test"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }
