@@ -264,7 +264,8 @@ var errNoModel = errors.New("failover: the request names no model; set its Model
 
 // Do sends one OpenAI API request with failover; it makes the Client an HTTP doer for go-openai and other SDKs.
 // The request's host is ignored: its path must end in /chat/completions, /completions or /embeddings, and its JSON
-// body must name the model. Its auth headers are dropped and each backend's own are sent. A request with GetBody
+// body must name the model, or else its path must be Azure's /openai/deployments/{deployment}/…, whose deployment
+// is then taken for the model. Its auth headers are dropped and each backend's own are sent. A request with GetBody
 // (as http.NewRequest gives an in-memory body) has it called for each attempt, as net/http does for its own
 // retries, so GetBody must return the same bytes as Body. See ExampleClient_Do for use as go-openai's
 // HTTPClient.

@@ -36,10 +36,11 @@ type backend struct {
 	health      health
 }
 
-// serves reports whether the backend has model, as far as its configuration says.
+// serves reports whether the backend has model, as far as its configuration says. An Azure region never gets a
+// model that cannot be its deployment's name: it is a segment of the request's path.
 func (b *backend) serves(model string) bool {
 	if !b.declared {
-		return true
+		return !b.azure || strings.IndexByte(model, '/') < 0
 	}
 	_, ok := b.deployments[model]
 	return ok
@@ -129,18 +130,17 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	// openaiBody is what the OpenAI fallback gets when the model came from an Azure path rather than the body:
-	// the body with the model written in, since the public API reads it from there.
-	openaiBody := body
-	if model == "" {
+	// When the model came from an Azure path rather than the body, the OpenAI fallback gets the body with the
+	// model written in, since the public API reads it from there; made when the fallback is tried.
+	pathModel := model == ""
+	if pathModel {
 		if model = pathDeployment(req.URL.Path, op); model == "" {
 			return nil, errNoModelInRequest
 		}
-		if e.fallback != nil {
-			if openaiBody, err = withModel(body, model); err != nil {
-				return nil, err
-			}
-		}
+	}
+	if model == "." || model == ".." {
+		// It becomes a path segment of an Azure URL, where it would climb out of /openai/deployments/.
+		return nil, fmt.Errorf("failover: model %q is not a deployment name", model)
 	}
 	trace := ContextTrace(ctx)
 
@@ -165,8 +165,11 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 				continue
 			}
 			sent := body
-			if !b.azure {
-				sent = openaiBody
+			if !b.azure && pathModel {
+				if sent, err = withModel(body, model); err != nil {
+					b.health.release(t)
+					return nil, err
+				}
 			}
 			resp, a, until := e.attempt(ctx, req, b, op, model, sent, t)
 			e.report(ctx, trace, a)
@@ -231,7 +234,11 @@ func (e *engine) exhausted(model string, attempts []Attempt, retryAt time.Time) 
 			continue
 		}
 		if !b.serves(model) {
-			err.Skipped = append(err.Skipped, Skip{Region: b.name, State: StateMissing, Reason: "model not in its declared deployments"})
+			reason := "model not in its declared deployments"
+			if !b.declared {
+				reason = "model name cannot be an Azure deployment name"
+			}
+			err.Skipped = append(err.Skipped, Skip{Region: b.name, State: StateMissing, Reason: reason})
 			continue
 		}
 		if s, ok := b.health.skipped(model, now); ok {
@@ -535,25 +542,56 @@ func pathDeployment(path, op string) string {
 	return d
 }
 
-// withModel is body with "model" written in as its first field. body must be a JSON object that has none.
+// withModel is body with its "model" member set to model: replaced where the body has one (empty, null), else
+// written in as its first member. body must be a JSON object.
 func withModel(body requestBody, model string) (requestBody, error) {
 	data, err := readBody(body.get, body.length)
 	if err != nil {
 		return requestBody{}, err
 	}
-	rest := bytes.TrimLeft(data, " \t\r\n")
-	if len(rest) == 0 || rest[0] != '{' {
-		return requestBody{}, errors.New("failover: request body is not a JSON object")
-	}
-	rest = rest[1:]
 	name, _ := json.Marshal(model) // a string always marshals
+	start, end, found, err := modelMember(data)
+	if err != nil {
+		return requestBody{}, err
+	}
 	out := make([]byte, 0, len(data)+len(name)+11)
+	if found {
+		out = append(append(append(out, data[:start]...), name...), data[end:]...)
+		return bytesBody(out), nil
+	}
+	rest := bytes.TrimLeft(data, " \t\r\n")[1:] // after '{': modelMember checked it is there
 	out = append(out, `{"model":`...)
 	out = append(out, name...)
 	if trimmed := bytes.TrimLeft(rest, " \t\r\n"); len(trimmed) > 0 && trimmed[0] != '}' {
 		out = append(out, ',')
 	}
 	return bytesBody(append(out, rest...)), nil
+}
+
+var errNotObject = errors.New("failover: request body is not a JSON object")
+
+// modelMember finds the value of the top-level "model" member of the JSON object data: its byte offsets, and
+// whether there is one.
+func modelMember(data []byte) (start, end int, found bool, err error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return 0, 0, false, errNotObject
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return 0, 0, false, errNotObject
+		}
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return 0, 0, false, errNotObject
+		}
+		if key == "model" {
+			end := int(dec.InputOffset())
+			return end - len(value), end, true, nil
+		}
+	}
+	return 0, 0, false, nil
 }
 
 // report tells the trace, the attempt hook, the request's record and the logger about an attempt. The callbacks

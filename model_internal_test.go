@@ -46,3 +46,10 @@ func TestWithModel(t *testing.T) {
 	got, _ := io.ReadAll(rc)
 	assert.JSONEq(t, `{"model":"we\"ird"}`, string(got), "the model is escaped as JSON")
 }
+
+func TestAzureRegionsNeverGetAModelWithASlash(t *testing.T) {
+	azure, openai := &backend{azure: true}, &backend{}
+	assert.False(t, azure.serves("meta-llama/Llama-3"), "it would be a path segment")
+	assert.True(t, azure.serves("gpt-4o"))
+	assert.True(t, openai.serves("meta-llama/Llama-3"), "the public API reads it from the body")
+}

@@ -38,6 +38,7 @@ type streamBody struct {
 	long    []byte // a line longer than r's buffer, gathered
 	done    bool   // "data: [DONE]" was seen
 	err     error  // returned once pending is empty
+	scrub   func([]byte) ([]byte, bool)
 }
 
 // openStream reads an event stream until it carries content, and returns a body that replays what was read and
@@ -45,7 +46,7 @@ type streamBody struct {
 // stream was this backend's failure and nothing has reached the caller yet. scrub removes secrets from an event
 // that becomes an error.
 func openStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*streamBody, error) {
-	s := &streamBody{r: bufio.NewReader(body), body: body}
+	s := &streamBody{r: bufio.NewReader(body), body: body, scrub: scrub}
 	var head []byte
 	for len(head) <= maxStreamHead {
 		line, err := s.readLine()
@@ -150,8 +151,12 @@ func (s *streamBody) Read(p []byte) (int, error) {
 			case string(data) == "[DONE]":
 				s.done = true
 			case bytes.HasPrefix(data, []byte(`{"error"`)):
-				// The stream is over: stop here rather than wait for a server that may hold the connection.
+				// The stream is over: stop here rather than wait for a server that may hold the connection. The
+				// event goes on to the caller, without the secrets a misbehaving server might echo.
 				err = fmt.Errorf("%w: the server sent an error event", ErrStreamCut)
+				if scrubbed, changed := s.scrub(line); changed {
+					s.pending = scrubbed
+				}
 			}
 		}
 		switch {

@@ -2,8 +2,12 @@ package failovertest_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -327,4 +331,30 @@ func TestStatusIsRecordedOnlyWhenSent(t *testing.T) {
 	calls := s.Calls()
 	assert.Zero(t, calls[0].Status, "nothing was sent to the client that gave up")
 	assert.Equal(t, 503, calls[1].Status)
+}
+
+// OpenAI's clients ask for base64 embeddings by default: little-endian float32s, the same vector as the floats.
+func TestRegionEmbeddingsInBase64(t *testing.T) {
+	s := failovertest.NewRegion("eastus")
+	defer s.Close()
+	body := `{"model":"text-embedding-3-small","input":"fox"}`
+	h := http.Header{"Api-Key": {s.Key}, "Content-Type": {"application/json"}}
+	_, floats := post(t, s.URL+"/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21", h, body)
+	_, encoded := post(t, s.URL+"/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21", h,
+		`{"model":"text-embedding-3-small","input":"fox","encoding_format":"base64"}`)
+	var f struct {
+		Data []struct{ Embedding []float64 }
+	}
+	var b struct {
+		Data []struct{ Embedding string }
+	}
+	require.NoError(t, json.Unmarshal([]byte(floats), &f), floats)
+	require.NoError(t, json.Unmarshal([]byte(encoded), &b), encoded)
+	raw, err := base64.StdEncoding.DecodeString(b.Data[0].Embedding)
+	require.NoError(t, err)
+	require.Len(t, raw, 4*len(f.Data[0].Embedding))
+	for i, want := range f.Data[0].Embedding {
+		got := math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		assert.InDelta(t, want, float64(got), 1e-6, "dimension %d", i)
+	}
 }

@@ -113,6 +113,10 @@ const logicalHost = "gateway.invalid"
 
 // ServeHTTP serves one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Every body, also one the gateway refuses unread (net/http drains it after the answer), must arrive within
+	// BodyReadTimeout: a caller without a key must not hold a connection by trickling one. A proxied request's
+	// deadline is lifted once its body is in.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout))
 	switch r.URL.Path {
 	case "/healthz":
 		if allowMethod(w, r, http.MethodGet, http.MethodHead) {
@@ -129,8 +133,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/metrics":
 		if allowMethod(w, r, http.MethodGet) && g.authorize(w, r) {
+			var text bytes.Buffer
+			g.metrics.write(&text, g.client.Health()) // under the metrics lock: never written to the caller from there
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-			_ = g.metrics.write(w, g.client.Health())
+			w.Header().Set("Content-Length", strconv.Itoa(text.Len()))
+			_, _ = w.Write(text.Bytes())
 		}
 		return
 	}
@@ -251,10 +258,9 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 			"request body is larger than "+strconv.FormatInt(g.cfg.MaxBodyBytes, 10)+" bytes")
 		return http.StatusRequestEntityTooLarge
 	}
-	// Read the body whole, under its own deadline, before anything goes upstream: the deadline must be lifted
-	// before the (long) wait for the answer (net/http lifts it too once the body is read to its end), and the
-	// client needs the body for every attempt anyway.
-	_ = rc.SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout))
+	// Read the body whole, under the deadline ServeHTTP set, before anything goes upstream: the deadline must be
+	// lifted before the (long) wait for the answer (net/http lifts it too once the body is read to its end), and
+	// the client needs the body for every attempt anyway.
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
 	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
@@ -321,41 +327,87 @@ func writeAnswer(w http.ResponseWriter, a errorAnswer) int {
 }
 
 // streamEvents passes a stream of server-sent events on, flushing at the end of every event so that each reaches
-// the caller as soon as it arrived. A stream cut upstream ends with an error event, which OpenAI clients raise
-// as an error, rather than with a silent end that some would take for a complete answer.
+// the caller as soon as it arrived. Only whole lines are passed on. A stream cut upstream ends with an error event
+// of its own, which OpenAI clients raise as an error, rather than with a silent end that some would take for a
+// complete answer.
 func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Reader) {
 	buf := make([]byte, 32<<10)
+	var partial []byte // the start of a line whose end has not come yet
+	var sent eventTail
 	for {
 		n, err := body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+		chunk := buf[:n]
+		if len(partial) > 0 {
+			partial = append(partial, chunk...)
+			chunk = partial
+		}
+		if i := bytes.LastIndexByte(chunk, '\n'); i >= 0 {
+			if !write(w, chunk[:i+1]) {
 				return // the caller is gone; closing the body ends the upstream stream
 			}
-			if endsEvent(buf[:n]) {
-				if rc.Flush() != nil {
-					return
-				}
+			sent.add(chunk[:i+1])
+			if sent.atEventEnd() && !flush(rc) {
+				return
 			}
+			chunk = chunk[i+1:]
 		}
-		if err == io.EOF {
-			_ = rc.Flush()
+		partial = append(partial[:0], chunk...)
+		switch {
+		case err == io.EOF:
+			write(w, partial) // a last line without its newline, as the region sent it
+			flush(rc)
 			return
-		}
-		if err != nil {
+		case err != nil:
+			// Half a line is dropped, and an event the region left open is closed, so that the cut event
+			// parses on its own.
+			if !sent.atEventEnd() {
+				write(w, []byte("\n"))
+			}
 			cut, _ := json.Marshal(apiError{Error: apiErrorBody{Message: err.Error(), Type: "server_error", Code: "stream_cut"}})
-			_, _ = fmt.Fprintf(w, "data: %s\n\n", cut)
-			_ = rc.Flush()
+			write(w, []byte("data: "+string(cut)+"\n\n"))
+			flush(rc)
 			return
 		}
 	}
 }
 
-// endsEvent reports whether a chunk of an event stream ends an event: a blank line, alone or after the event's
-// last line.
-func endsEvent(chunk []byte) bool {
-	return string(chunk) == "\n" || string(chunk) == "\r\n" ||
-		bytes.HasSuffix(chunk, []byte("\n\n")) || bytes.HasSuffix(chunk, []byte("\r\n\r\n"))
+func write(w io.Writer, data []byte) bool {
+	if len(data) == 0 {
+		return true
+	}
+	_, err := w.Write(data)
+	return err == nil
 }
+
+// flush sends what was written; a ResponseWriter that cannot flush (a middleware's, say) sends it later, which
+// delays events but loses none.
+func flush(rc *http.ResponseController) bool {
+	err := rc.Flush()
+	return err == nil || errors.Is(err, http.ErrNotSupported)
+}
+
+// eventTail remembers the end of what was sent of an event stream: whether it ends an event (a blank line).
+type eventTail struct {
+	last    byte // the last byte sent other than '\r'
+	started bool
+	blank   bool // the last line sent was empty
+}
+
+func (t *eventTail) add(lines []byte) {
+	for _, c := range lines {
+		switch c {
+		case '\r':
+		case '\n':
+			t.blank = !t.started || t.last == '\n'
+			t.last, t.started = c, true
+		default:
+			t.last, t.started, t.blank = c, true, false
+		}
+	}
+}
+
+// atEventEnd reports whether nothing was sent yet or the last line sent was blank.
+func (t *eventTail) atEventEnd() bool { return !t.started || t.blank }
 
 // forwardedRequestHeaders are the caller's headers the upstream request carries; the client adds the backend's
 // credentials. Nothing else passes: not the caller's key, cookies, or Accept-Encoding (the client's transport

@@ -1,10 +1,9 @@
 package gateway
 
 import (
-	"bufio"
+	"bytes"
 	"cmp"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -88,9 +87,8 @@ func (m *metrics) request(api, operation string, status int, d time.Duration, at
 	}
 }
 
-// write writes every metric in Prometheus's text exposition format, with the regions' state from health.
-func (m *metrics) write(w io.Writer, health []failover.RegionHealth) error {
-	b := bufio.NewWriter(w)
+// write writes every metric in Prometheus's text exposition format, with the regions' state from health, to b.
+func (m *metrics) write(b *bytes.Buffer, health []failover.RegionHealth) {
 	m.mu.Lock()
 	family(b, "aoai_gateway_requests_total", "counter", "Requests answered, by API shape, operation and status.")
 	counters(b, "aoai_gateway_requests_total", []string{"api", "operation", "status"}, m.requests)
@@ -116,16 +114,15 @@ func (m *metrics) write(w io.Writer, health []failover.RegionHealth) error {
 	for _, r := range health {
 		fmt.Fprintf(b, "aoai_gateway_region_models_unavailable{region=%s} %d\n", label(r.Region), len(r.Models))
 	}
-	return b.Flush()
 }
 
-func family(b *bufio.Writer, name, kind, help string) {
+func family(b *bytes.Buffer, name, kind, help string) {
 	fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, kind)
 }
 
 // counters writes one sample per label set, sorted so the output is stable; names label the first values of each
 // key.
-func counters(b *bufio.Writer, name string, names []string, m map[[3]string]uint64) {
+func counters(b *bytes.Buffer, name string, names []string, m map[[3]string]uint64) {
 	keys := slices.SortedFunc(maps.Keys(m), func(x, y [3]string) int {
 		return cmp.Or(cmp.Compare(x[0], y[0]), cmp.Compare(x[1], y[1]), cmp.Compare(x[2], y[2]))
 	})
@@ -144,7 +141,7 @@ func counters(b *bufio.Writer, name string, names []string, m map[[3]string]uint
 	}
 }
 
-func histograms(b *bufio.Writer, name, labelName string, m map[string]*histogram) {
+func histograms(b *bytes.Buffer, name, labelName string, m map[string]*histogram) {
 	for _, key := range slices.Sorted(maps.Keys(m)) {
 		h := m[key]
 		l := labelName + "=" + label(key)

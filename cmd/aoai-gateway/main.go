@@ -147,7 +147,6 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	}
 	if o.tlsCert != "" {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{certificate}, MinVersion: tls.VersionTLS12}
-		ln = tls.NewListener(ln, srv.TLSConfig)
 	} else if !loopback(o.addr) {
 		logger.Warn("aoai-gateway serves plain HTTP on a non-loopback address: gateway keys and prompts cross the network unencrypted; use -tls-cert and -tls-key, or terminate TLS in front")
 	}
@@ -157,7 +156,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		ready(ln.Addr().String())
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if o.tlsCert != "" {
+			served <- srv.ServeTLS(ln, "", "") // HTTP/2 too; the certificate is in TLSConfig
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-served:
 		return err

@@ -733,7 +733,7 @@ func TestTLS(t *testing.T) {
 
 	roots := x509.NewCertPool()
 	require.True(t, roots.AppendCertsFromPEM(certPEM))
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true, ForceAttemptHTTP2: true}
 	c := &http.Client{Transport: tr, Timeout: wait}
 	req, err := http.NewRequest(http.MethodPost, "https://"+g.addr+chatPath, strings.NewReader(chatBody))
 	require.NoError(t, err)
@@ -745,12 +745,26 @@ func TestTLS(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
 	assert.Equal(t, "Hello from eastus.", content(t, body))
 	require.NotNil(t, resp.TLS)
+	assert.Equal(t, 2, resp.ProtoMajor, "HTTP/2 is offered over TLS")
+
+	// A stream over HTTP/2, event by event.
+	req, err = http.NewRequest(http.MethodPost, "https://"+g.addr+chatPath,
+		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+gatewayKey)
+	resp, err = c.Do(req)
+	require.NoError(t, err)
+	stream, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", stream)
+	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	assert.True(t, strings.HasSuffix(string(stream), "data: [DONE]\n\n"), "%s", stream)
 
 	plain := call(newClient(t), g.addr, map[string]string{"api-key": gatewayKey})
 	assert.True(t, plain.err != nil || plain.status == http.StatusBadRequest, "plain HTTP to the TLS port: %v %d", plain.err, plain.status)
 	require.NoError(t, g.stop(t))
 	assert.Contains(t, g.log.String(), "tls=true")
-	assert.Len(t, region.Calls(), 1)
+	assert.Len(t, region.Calls(), 2)
 }
 
 // selfSigned makes a certificate and key for 127.0.0.1, valid for an hour, in PEM.
