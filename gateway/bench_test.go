@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -63,9 +65,10 @@ func callerClient(url string) *openai.Client {
 
 // BenchmarkGatewayLoad compares requests per second and latency percentiles of calls through the gateway with
 // calls straight to the fake region it fronts, at 1, 16 and 128 concurrent callers, with an instant region (the
-// gateway's cost laid bare), and with regions that take 20 ms and 200 ms (fast model answers). Direct and gateway phases alternate, three rounds each, so
-// both see the same machine. Everything runs in one process on loopback: caller, gateway and region share the
-// CPUs.
+// gateway's cost laid bare) and with regions that take 20 ms and 200 ms (fast model answers). A third phase sends
+// through net/http/httputil's ReverseProxy, for scale: what any proxy built on net/http costs. The phases take
+// turns, three rounds each, so that all see the same machine. Everything runs in one process on loopback: callers,
+// gateway and region share the CPUs.
 func BenchmarkGatewayLoad(b *testing.B) {
 	for _, latency := range []time.Duration{0, 20 * time.Millisecond, 200 * time.Millisecond} {
 		for _, callers := range []int{1, 16, 128} {
@@ -85,15 +88,25 @@ func BenchmarkGatewayLoad(b *testing.B) {
 				front := httptest.NewServer(gw)
 				defer front.Close()
 
-				direct, through := callerClient(region.URL), callerClient(front.URL)
-				var d, g loadResult
-				for round := range 3 {
-					if round%2 == 0 {
-						d.add(load(b, direct, callers))
-						g.add(load(b, through, callers))
-					} else {
-						g.add(load(b, through, callers))
-						d.add(load(b, direct, callers))
+				// The floor for any proxy written with net/http: the standard library's reverse proxy, with no
+				// failover, no checks and no metrics.
+				target, _ := url.Parse(region.URL)
+				pool := http.DefaultTransport.(*http.Transport).Clone()
+				pool.MaxIdleConns, pool.MaxIdleConnsPerHost = 512, 512 // as many connections as callers, like the gateway's
+				plain := httptest.NewServer(&httputil.ReverseProxy{Transport: pool,
+					Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }})
+				defer plain.Close()
+
+				direct, through, proxied := callerClient(region.URL), callerClient(front.URL), callerClient(plain.URL)
+				var d, g, p loadResult
+				phases := []func(){
+					func() { d.add(load(b, direct, callers)) },
+					func() { g.add(load(b, through, callers)) },
+					func() { p.add(load(b, proxied, callers)) },
+				}
+				for round := range 3 { // each phase first once, so that none always follows the same one
+					for i := range phases {
+						phases[(round+i)%len(phases)]()
 					}
 				}
 				b.ReportMetric(d.rps(), "direct-req/s")
@@ -105,6 +118,9 @@ func BenchmarkGatewayLoad(b *testing.B) {
 				b.ReportMetric(micros(d.percentile(99)), "direct-p99-µs")
 				b.ReportMetric(micros(g.percentile(99)), "gateway-p99-µs")
 				b.ReportMetric(micros(g.cpuPerRequest()-d.cpuPerRequest()), "added-cpu-µs/req")
+				b.ReportMetric(p.rps()/d.rps(), "reverseproxy-throughput-ratio")
+				b.ReportMetric(micros(p.percentile(50)-d.percentile(50)), "reverseproxy-added-p50-µs")
+				b.ReportMetric(micros(p.cpuPerRequest()-d.cpuPerRequest()), "reverseproxy-added-cpu-µs/req")
 				b.ReportMetric(0, "ns/op") // b.N is not what is measured here
 			})
 		}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aoai-failover/failover"
@@ -100,7 +99,7 @@ func New(client *failover.Client, cfg Config) (*Gateway, error) {
 
 // route is what a request asks for.
 type route struct {
-	api       string // "azure" or "openai"; "" for the gateway's own endpoints
+	api       string // "azure" or "openai"
 	operation string // "chat/completions" or "embeddings"
 	path      string // the logical request's path, which the client routes by
 }
@@ -218,9 +217,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_, _ = w.Write(append(data, '\n'))
 }
 
-// exchange is what one proxied request learned, for its log line and metrics.
+// exchange is what one proxied request learned, for its log line and metrics. The client reports attempts on the
+// request's own goroutine, before Do returns, so it needs no lock.
 type exchange struct {
-	mu       sync.Mutex // AttemptDone runs on the request's goroutine, but a stream's cut may be seen later
 	attempts []failover.Attempt
 }
 
@@ -305,15 +304,13 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	h.Set("X-Accel-Buffering", "no") // tell nginx and the like in front not to hold events back
 	w.WriteHeader(resp.StatusCode)
 	_ = rc.Flush()
-	streamEvents(w, rc, resp.Body)
+	if streamEvents(w, rc, resp.Body) {
+		g.metrics.streamCuts.Add(1)
+	}
 	return resp.StatusCode
 }
 
-func (ex *exchange) add(a failover.Attempt) {
-	ex.mu.Lock()
-	ex.attempts = append(ex.attempts, a)
-	ex.mu.Unlock()
-}
+func (ex *exchange) add(a failover.Attempt) { ex.attempts = append(ex.attempts, a) }
 
 func writeAnswer(w http.ResponseWriter, a errorAnswer) int {
 	if a.status == statusClientClosed {
@@ -329,8 +326,8 @@ func writeAnswer(w http.ResponseWriter, a errorAnswer) int {
 // streamEvents passes a stream of server-sent events on, flushing at the end of every event so that each reaches
 // the caller as soon as it arrived. Only whole lines are passed on. A stream cut upstream ends with an error event
 // of its own, which OpenAI clients raise as an error, rather than with a silent end that some would take for a
-// complete answer.
-func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Reader) {
+// complete answer. It reports whether the stream was cut upstream.
+func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Reader) (cut bool) {
 	buf := make([]byte, 32<<10)
 	var partial []byte // the start of a line whose end has not come yet
 	var sent eventTail
@@ -343,11 +340,11 @@ func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Re
 		}
 		if i := bytes.LastIndexByte(chunk, '\n'); i >= 0 {
 			if !write(w, chunk[:i+1]) {
-				return // the caller is gone; closing the body ends the upstream stream
+				return false // the caller is gone; closing the body ends the upstream stream
 			}
 			sent.add(chunk[:i+1])
 			if sent.atEventEnd() && !flush(rc) {
-				return
+				return false
 			}
 			chunk = chunk[i+1:]
 		}
@@ -356,17 +353,17 @@ func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Re
 		case err == io.EOF:
 			write(w, partial) // a last line without its newline, as the region sent it
 			flush(rc)
-			return
+			return false
 		case err != nil:
 			// Half a line is dropped, and an event the region left open is closed, so that the cut event
 			// parses on its own.
 			if !sent.atEventEnd() {
 				write(w, []byte("\n"))
 			}
-			cut, _ := json.Marshal(apiError{Error: apiErrorBody{Message: err.Error(), Type: "server_error", Code: "stream_cut"}})
-			write(w, []byte("data: "+string(cut)+"\n\n"))
+			event, _ := json.Marshal(apiError{Error: apiErrorBody{Message: err.Error(), Type: "server_error", Code: "stream_cut"}})
+			write(w, []byte("data: "+string(event)+"\n\n"))
 			flush(rc)
-			return
+			return true
 		}
 	}
 }

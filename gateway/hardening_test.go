@@ -93,6 +93,12 @@ func TestStreamCutEventIsAnEventOfItsOwn(t *testing.T) {
 			`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`, map[string]string{"api-key": gatewayKey})
 		require.Equal(t, http.StatusOK, resp.StatusCode, body)
 		assertEventsAreJSON(t, body)
+
+		// The whole answer was read, so its handler has returned and counted the cut.
+		req, _ := http.NewRequest(http.MethodGet, f.url+"/metrics", nil)
+		req.Header.Set("api-key", gatewayKey)
+		_, metrics := do(t, req)
+		assert.Contains(t, metrics, "\naoai_gateway_stream_cuts_total 1\n")
 	})
 	t.Run("cut mid-line", func(t *testing.T) {
 		url := streamRegion(t, "region-key-1", func(w http.ResponseWriter, rc *http.ResponseController) {

@@ -19,7 +19,8 @@ import (
 // come from the configuration, statuses and operations from small sets; models, which callers choose, are never
 // labels.
 type metrics struct {
-	inFlight atomic.Int64
+	inFlight   atomic.Int64
+	streamCuts atomic.Uint64
 
 	mu         sync.Mutex
 	requests   map[[3]string]uint64 // api, operation, status
@@ -104,6 +105,8 @@ func (m *metrics) write(b *bytes.Buffer, health []failover.RegionHealth) {
 	histograms(b, "aoai_gateway_attempt_duration_seconds", "region", m.attemptDur)
 	m.mu.Unlock()
 
+	family(b, "aoai_gateway_stream_cuts_total", "counter", "Streams cut upstream after their first content, which ended with a stream_cut error event.")
+	fmt.Fprintf(b, "aoai_gateway_stream_cuts_total %d\n", m.streamCuts.Load())
 	family(b, "aoai_gateway_in_flight_requests", "gauge", "Requests being served now.")
 	fmt.Fprintf(b, "aoai_gateway_in_flight_requests %d\n", m.inFlight.Load())
 	family(b, "aoai_gateway_region_resting", "gauge", "1 while the whole region rests (401/403, no answer, no token), else 0.")
