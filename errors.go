@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -207,6 +208,7 @@ func describeCause(err error) string {
 	var apiErr *openai.APIError
 	var reqErr *openai.RequestError
 	var credErr *CredentialError
+	var urlErr *url.Error
 	switch {
 	case errors.As(err, &credErr):
 		// azidentity's errors run to many lines, with troubleshooting links; errors.As reaches the whole of it.
@@ -232,6 +234,10 @@ func describeCause(err error) string {
 			return "no error body"
 		}
 		return "body: " + body
+	case errors.As(err, &urlErr):
+		// The attempt names its region; the URL (host, path, api-version) would only lengthen the line, and it
+		// reaches whoever the summary is shown to, such as a gateway's callers. errors.As still finds it.
+		return urlErr.Op + ": " + describeCause(urlErr.Err)
 	}
 	return err.Error()
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -227,6 +228,25 @@ func TestExhaustedReachesTheLastAPIErrorPastATransportError(t *testing.T) {
 	var apiErr *openai.APIError
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, 429, apiErr.HTTPStatusCode)
+}
+
+// A transport error's URL (host, deployment, api-version) stays out of the one-line summaries, which a gateway
+// shows its callers; errors.As still reaches it.
+func TestTransportErrorsAreSummarisedWithoutTheirURL(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"})
+	servers[0].SetDefault(failovertest.Disconnect())
+	client := newClient(t, regionsOf(servers...), failover.WithMaxWait(0))
+
+	_, err := client.ChatCompletion(t.Context(), hello())
+	require.ErrorIs(t, err, failover.ErrExhausted)
+	host := strings.TrimPrefix(servers[0].URL, "http://")
+	assert.NotContains(t, err.Error(), host)
+	assert.NotContains(t, err.Error(), "/openai/deployments/")
+	assert.Contains(t, err.Error(), "eastus: failed over")
+	assert.Contains(t, err.Error(), "Post: ", "the operation and the cause remain")
+	var urlErr *url.Error
+	require.ErrorAs(t, err, &urlErr)
+	assert.Contains(t, urlErr.URL, host)
 }
 
 func TestCancellationStopsTheSequence(t *testing.T) {
