@@ -34,11 +34,11 @@ type streamBody struct {
 	cancel  func() // ends the attempt's context; set once the stream is handed over
 	onCut   func() // called once if the stream breaks off; set once the stream is handed over
 	closed  atomic.Bool
-	pending []byte // read but not yet passed on
-	long    []byte // a line longer than r's buffer, gathered
-	done    bool   // "data: [DONE]" was seen
-	err     error  // returned once pending is empty
-	scrub   func([]byte) ([]byte, bool)
+	pending []byte                      // read but not yet passed on
+	long    []byte                      // a line longer than r's buffer, gathered
+	done    bool                        // "data: [DONE]" was seen
+	err     error                       // returned once pending is empty
+	scrub   func([]byte) ([]byte, bool) // removes secrets from an error event
 }
 
 // openStream reads an event stream until it carries content, and returns a body that replays what was read and

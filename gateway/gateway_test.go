@@ -6,11 +6,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/failovertest"
 	"github.com/aoai-failover/failover/gateway"
 	openai "github.com/sashabaranov/go-openai"
@@ -415,20 +417,39 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	assert.Error(t, err)
 }
 
-func TestContextOfCallerEndsUpstream(t *testing.T) {
-	f := startFleet(t, []string{"eastus"}, gateway.Config{})
-	arrived := make(chan struct{})
-	f.regions[0].Script(failovertest.Hang())
+// A caller that goes away ends the upstream request too: the region sees its context end.
+func TestCallerGoneEndsTheUpstreamRequest(t *testing.T) {
+	arrived, ended, stop := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	region := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // net/http watches for the client leaving once the body is read
+		close(arrived)
+		select {
+		case <-r.Context().Done():
+			close(ended)
+		case <-stop: // the test failed: let the server close
+		}
+	}))
+	t.Cleanup(region.Close)
+	t.Cleanup(func() { close(stop) }) // runs before region.Close
+	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: region.URL, APIKey: "region-key-1"}})
+	require.NoError(t, err)
+	t.Cleanup(client.CloseIdleConnections)
+	gw, err := gateway.New(client, gateway.Config{Keys: []string{gatewayKey}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
+
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
-		for f.regions[0].Requests() == 0 {
-			select {
-			case <-arrived:
-			case <-time.After(time.Millisecond):
-			}
-		}
+		<-arrived
 		cancel()
 	}()
-	_, err := modes[1].api(f.url, gatewayKey).CreateChatCompletion(ctx, chatRequest())
+	_, err = modes[1].api(srv.URL, gatewayKey).CreateChatCompletion(ctx, chatRequest())
 	require.ErrorIs(t, err, context.Canceled)
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the region's request went on after its caller left")
+	}
+	assert.Equal(t, failover.StateServing, client.Health()[0].State, "a caller leaving is no fault of the region")
 }
