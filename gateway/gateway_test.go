@@ -3,10 +3,8 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,18 +65,7 @@ func TestStreamInBothModes(t *testing.T) {
 			assert.Equal(t, "westus", stream.Header().Get("X-Failover-Region"))
 			assert.Equal(t, "2", stream.Header().Get("X-Failover-Attempts"))
 			assert.Equal(t, "text/event-stream", stream.Header().Get("Content-Type"))
-			var text strings.Builder
-			for {
-				chunk, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				require.NoError(t, err)
-				for _, c := range chunk.Choices {
-					text.WriteString(c.Delta.Content)
-				}
-			}
-			assert.Equal(t, "Hello from westus.", text.String())
+			assert.Equal(t, "Hello from westus.", streamText(t, stream))
 			assert.True(t, f.regions[1].Calls()[0].Stream)
 			noKeyUpstream(t, f)
 		})
@@ -420,7 +407,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 // A caller that goes away ends the upstream request too: the region sees its context end.
 func TestCallerGoneEndsTheUpstreamRequest(t *testing.T) {
 	arrived, ended, stop := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	region := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	client, url := frontRegion(t, "region-key-1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body) // net/http watches for the client leaving once the body is read
 		close(arrived)
 		select {
@@ -429,22 +416,14 @@ func TestCallerGoneEndsTheUpstreamRequest(t *testing.T) {
 		case <-stop: // the test failed: let the server close
 		}
 	}))
-	t.Cleanup(region.Close)
-	t.Cleanup(func() { close(stop) }) // runs before region.Close
-	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: region.URL, APIKey: "region-key-1"}})
-	require.NoError(t, err)
-	t.Cleanup(client.CloseIdleConnections)
-	gw, err := gateway.New(client, gateway.Config{Keys: []string{gatewayKey}})
-	require.NoError(t, err)
-	srv := httptest.NewServer(gw)
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(stop) }) // runs before the region closes
 
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
 		<-arrived
 		cancel()
 	}()
-	_, err = modes[1].api(srv.URL, gatewayKey).CreateChatCompletion(ctx, chatRequest())
+	_, err := modes[1].api(url, gatewayKey).CreateChatCompletion(ctx, chatRequest())
 	require.ErrorIs(t, err, context.Canceled)
 	select {
 	case <-ended:

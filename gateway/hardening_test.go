@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -62,22 +61,13 @@ func assertEventsAreJSON(t *testing.T, stream string) {
 // gateway's URL.
 func streamRegion(t *testing.T, key string, send func(w http.ResponseWriter, rc *http.ResponseController)) string {
 	t.Helper()
-	region := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, url := frontRegion(t, key, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
 		send(w, http.NewResponseController(w))
 	}))
-	t.Cleanup(region.Close)
-	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: region.URL, APIKey: key}},
-		failover.WithMaxWait(0))
-	require.NoError(t, err)
-	t.Cleanup(client.CloseIdleConnections)
-	gw, err := gateway.New(client, gateway.Config{Keys: []string{gatewayKey}})
-	require.NoError(t, err)
-	srv := httptest.NewServer(gw)
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return url
 }
 
 const contentEvent = `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hello "},"finish_reason":null}]}` + "\n\n"
@@ -131,18 +121,7 @@ func TestStreamBehindWriterWithoutFlush(t *testing.T) {
 	stream, err := modes[1].api(srv.URL, gatewayKey).CreateChatCompletionStream(t.Context(), req)
 	require.NoError(t, err)
 	defer stream.Close()
-	var text strings.Builder
-	for range 100 {
-		chunk, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		require.NoError(t, err)
-		for _, c := range chunk.Choices {
-			text.WriteString(c.Delta.Content)
-		}
-	}
-	assert.Equal(t, "Hello from eastus.", text.String(), "the whole answer, or an error; never a silent truncation")
+	assert.Equal(t, "Hello from eastus.", streamText(t, stream), "the whole answer, or an error; never a silent truncation")
 }
 
 // A body's model becomes a path segment of an Azure URL: ".." must never climb out of /openai/deployments/ with
@@ -150,7 +129,7 @@ func TestStreamBehindWriterWithoutFlush(t *testing.T) {
 func TestBodyModelCannotLeaveTheDeploymentsPath(t *testing.T) {
 	var mu sync.Mutex
 	var uris []string
-	region := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, url := frontRegion(t, "region-key-1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		uris = append(uris, r.RequestURI)
 		mu.Unlock()
@@ -158,18 +137,10 @@ func TestBodyModelCannotLeaveTheDeploymentsPath(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"reached"},"finish_reason":"stop"}]}`)
 	}))
-	t.Cleanup(region.Close)
-	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: region.URL, APIKey: "region-key-1"}},
-		failover.WithMaxWait(0))
-	require.NoError(t, err)
-	t.Cleanup(client.CloseIdleConnections)
-	gw, err := gateway.New(client, gateway.Config{Keys: []string{gatewayKey}})
-	require.NoError(t, err)
-	srv := httptest.NewServer(gw)
-	t.Cleanup(srv.Close)
 
 	for _, path := range []string{"/v1/chat/completions", "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"} {
-		_, _ = post(t, srv.URL, path, `{"model":"..","messages":[]}`, map[string]string{"api-key": gatewayKey})
+		resp, answer := post(t, url, path, `{"model":"..","messages":[]}`, map[string]string{"api-key": gatewayKey})
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "%s: %s", path, answer)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -198,17 +169,8 @@ func TestMidStreamErrorEventIsScrubbed(t *testing.T) {
 // the answer: a caller without a key must not hold a connection by trickling a body.
 func TestRefusedRequestsBodyIsBoundedToo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := failovertest.NewNetwork()
-		defer network.Close()
-		region := failovertest.NewRegion("eastus", failovertest.OnNetwork(network))
-		defer region.Close()
-		client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: region.URL, APIKey: region.Key}},
-			failover.WithHTTPClient(network.Client()))
-		require.NoError(t, err)
-		gw, err := gateway.New(client, gateway.Config{Keys: []string{gatewayKey}, BodyReadTimeout: 2 * time.Second})
-		require.NoError(t, err)
-		url, stop := network.Serve(gw)
-		defer stop()
+		f := startNetFleet(t, []string{"eastus"}, gateway.Config{BodyReadTimeout: 2 * time.Second})
+		network, url := f.network, f.url
 
 		body, write := io.Pipe()
 		defer write.Close()
@@ -234,23 +196,15 @@ func TestRefusedRequestsBodyIsBoundedToo(t *testing.T) {
 // every request, which records its metrics under that lock. The in-memory network has no buffers, so a write
 // under the lock would block at once.
 func TestSlowMetricsReaderDoesNotStallRequests(t *testing.T) {
-	network := failovertest.NewNetwork()
-	defer network.Close()
-	var regions []failover.Region
-	for i := range 12 {
-		s := failovertest.NewRegion("region-"+strings.Repeat("x", i+1), failovertest.OnNetwork(network))
-		defer s.Close()
-		if i < 11 {
-			s.Script(failovertest.InternalError())
-		}
-		regions = append(regions, failover.Region{Name: s.Name, Endpoint: s.URL, APIKey: s.Key})
+	names := make([]string, 12)
+	for i := range names {
+		names[i] = "region-" + strings.Repeat("x", i+1)
 	}
-	client, err := failover.New(regions, failover.WithHTTPClient(network.Client()), failover.WithMaxWait(0))
-	require.NoError(t, err)
-	gw, err := gateway.New(client, gateway.Config{Keys: []string{gatewayKey}})
-	require.NoError(t, err)
-	url, stop := network.Serve(gw)
-	defer stop()
+	f := startNetFleet(t, names, gateway.Config{}, failover.WithMaxWait(0))
+	for _, s := range f.regions[:11] {
+		s.Script(failovertest.InternalError())
+	}
+	network, url := f.network, f.url
 	chat := func(ctx context.Context) (string, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/chat/completions",
 			strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[]}`))

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -113,4 +114,70 @@ func noKeyUpstream(t *testing.T, f *fleet) {
 			}
 		}
 	}
+}
+
+// frontRegion serves handler as a region (key regionKey) behind a client and a gateway that admits gatewayKey, all
+// on loopback, and returns the client and the gateway's URL.
+func frontRegion(t *testing.T, regionKey string, handler http.Handler) (*failover.Client, string) {
+	t.Helper()
+	region := httptest.NewServer(handler)
+	t.Cleanup(region.Close)
+	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: region.URL, APIKey: regionKey}},
+		failover.WithMaxWait(0))
+	require.NoError(t, err)
+	t.Cleanup(client.CloseIdleConnections)
+	gw, err := gateway.New(client, gateway.Config{Keys: []string{gatewayKey}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
+	return client, srv.URL
+}
+
+// netFleet is startFleet on failovertest's in-memory network, for tests in a synctest bubble: fake regions, a
+// client and a gateway (cfg.Keys defaults to gatewayKey), stopped when the test ends.
+type netFleet struct {
+	network *failovertest.Network
+	regions []*failovertest.Server
+	url     string
+}
+
+func startNetFleet(t *testing.T, names []string, cfg gateway.Config, opts ...failover.Option) *netFleet {
+	t.Helper()
+	f := &netFleet{network: failovertest.NewNetwork()}
+	t.Cleanup(f.network.Close)
+	var regions []failover.Region
+	for _, name := range names {
+		s := failovertest.NewRegion(name, failovertest.OnNetwork(f.network))
+		t.Cleanup(s.Close)
+		f.regions = append(f.regions, s)
+		regions = append(regions, failover.Region{Name: name, Endpoint: s.URL, APIKey: s.Key})
+	}
+	client, err := failover.New(regions, append([]failover.Option{failover.WithHTTPClient(f.network.Client())}, opts...)...)
+	require.NoError(t, err)
+	if cfg.Keys == nil {
+		cfg.Keys = []string{gatewayKey}
+	}
+	gw, err := gateway.New(client, cfg)
+	require.NoError(t, err)
+	url, stop := f.network.Serve(gw)
+	t.Cleanup(stop)
+	f.url = url
+	return f
+}
+
+// streamText reads a stream to its end and returns the text of its deltas; any error but the end fails the test.
+func streamText(t *testing.T, stream *openai.ChatCompletionStream) string {
+	t.Helper()
+	var text strings.Builder
+	for range 1000 {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		for _, c := range chunk.Choices {
+			text.WriteString(c.Delta.Content)
+		}
+	}
+	return text.String()
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -25,7 +24,7 @@ import (
 // must pass each event on as it comes, not when the stream ends.
 func TestStreamEventsAreFlushedAsTheyArrive(t *testing.T) {
 	release := make(chan struct{})
-	region := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, url := frontRegion(t, "region-key-1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		rc := http.NewResponseController(w)
 		chunk := `{"id":"1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}`
@@ -38,18 +37,10 @@ func TestStreamEventsAreFlushedAsTheyArrive(t *testing.T) {
 		}
 		_, _ = w.Write([]byte("data: " + strings.Replace(chunk, "%s", "second", 1) + "\n\ndata: [DONE]\n\n"))
 	}))
-	t.Cleanup(region.Close)
-	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: region.URL, APIKey: "region-key-1"}})
-	require.NoError(t, err)
-	t.Cleanup(client.CloseIdleConnections)
-	gw, err := gateway.New(client, gateway.Config{Keys: []string{gatewayKey}})
-	require.NoError(t, err)
-	srv := httptest.NewServer(gw)
-	t.Cleanup(srv.Close)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // bounds the test if events are held back
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/v1/chat/completions",
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/chat/completions",
 		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[]}`))
 	require.NoError(t, err)
 	req.Header.Set("api-key", gatewayKey)
@@ -74,30 +65,14 @@ func TestStreamEventsAreFlushedAsTheyArrive(t *testing.T) {
 	assert.True(t, strings.HasSuffix(rest.String(), "data: [DONE]\n\n"), rest.String())
 }
 
-// bubbleGateway serves regions, client and gateway on an in-memory network inside a synctest bubble, and returns
-// a go-openai client (OpenAI mode) that reaches the gateway.
+// bubbleGateway is startNetFleet with two regions, eastus and westus, and a go-openai client (OpenAI mode) that
+// reaches the gateway.
 func bubbleGateway(t *testing.T, cfg gateway.Config, opts ...failover.Option) ([]*failovertest.Server, *openai.Client) {
 	t.Helper()
-	network := failovertest.NewNetwork()
-	t.Cleanup(network.Close)
-	var regions []failover.Region
-	var servers []*failovertest.Server
-	for _, name := range []string{"eastus", "westus"} {
-		s := failovertest.NewRegion(name, failovertest.OnNetwork(network))
-		t.Cleanup(s.Close)
-		servers = append(servers, s)
-		regions = append(regions, failover.Region{Name: name, Endpoint: s.URL, APIKey: s.Key})
-	}
-	client, err := failover.New(regions, append([]failover.Option{failover.WithHTTPClient(network.Client())}, opts...)...)
-	require.NoError(t, err)
-	cfg.Keys = []string{gatewayKey}
-	gw, err := gateway.New(client, cfg)
-	require.NoError(t, err)
-	url, stop := network.Serve(gw)
-	t.Cleanup(stop)
+	f := startNetFleet(t, []string{"eastus", "westus"}, cfg, opts...)
 	c := openai.DefaultConfig(gatewayKey)
-	c.BaseURL, c.HTTPClient = url+"/v1", network.Client()
-	return servers, openai.NewClientWithConfig(c)
+	c.BaseURL, c.HTTPClient = f.url+"/v1", f.network.Client()
+	return f.regions, openai.NewClientWithConfig(c)
 }
 
 func TestRequestTimeoutAnswers504(t *testing.T) {
@@ -146,17 +121,8 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 
 func TestSlowBodyAnswers408(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := failovertest.NewNetwork()
-		defer network.Close()
-		region := failovertest.NewRegion("eastus", failovertest.OnNetwork(network))
-		defer region.Close()
-		client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: region.URL, APIKey: region.Key}},
-			failover.WithHTTPClient(network.Client()))
-		require.NoError(t, err)
-		gw, err := gateway.New(client, gateway.Config{Keys: []string{gatewayKey}, BodyReadTimeout: 2 * time.Second})
-		require.NoError(t, err)
-		url, stop := network.Serve(gw)
-		defer stop()
+		f := startNetFleet(t, []string{"eastus"}, gateway.Config{BodyReadTimeout: 2 * time.Second})
+		network, url, region := f.network, f.url, f.regions[0]
 
 		// The caller sends the start of a body and then nothing more.
 		body, write := io.Pipe()
