@@ -31,6 +31,28 @@ func (k restKind) wholeRegion() bool {
 // probes reports whether a rest of this kind ends with one probe request (half-open) instead of full traffic.
 func (k restKind) probes() bool { return k != restThrottled && k != restMissing }
 
+// sharedKinds are the rests a Store shares, by their Record.Kind. A wrong key or role (restFault) and a failure
+// to get a token (restNoToken) are not among them: other replicas may hold other credentials, as in a rollout of
+// a new key.
+var sharedKinds = map[restKind]string{restThrottled: RestThrottled, restFailing: RestFailing,
+	restUnreachable: RestUnreachable, restMissing: RestMissing}
+
+// shared returns the Record.Kind of a rest of this kind, and whether a Store shares it.
+func (k restKind) shared() (string, bool) {
+	s, ok := sharedKinds[k]
+	return s, ok
+}
+
+// restKindOf is the kind of a shared rest whose Record.Kind is s.
+func restKindOf(s string) (restKind, bool) {
+	for k, name := range sharedKinds {
+		if name == s {
+			return k, true
+		}
+	}
+	return restNone, false
+}
+
 // verdict is what a failed attempt means.
 type verdict struct {
 	cause error    // what the caller sees: the answer decoded as go-openai decodes it, or a transport error

@@ -112,8 +112,13 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 	if s.hasTemperature && (s.temperature < 0 || s.temperature > 2 || math.IsNaN(float64(s.temperature))) {
 		errs = append(errs, configErr("WithTemperature", "is %v; expected a value from 0 to 2", s.temperature))
 	}
+	errs = append(errs, s.storeErrs()...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	store, closer, err := s.openStore()
+	if err != nil {
+		return nil, err
 	}
 
 	httpClient := &http.Client{Transport: defaultTransport()}
@@ -127,6 +132,12 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 		rests:  restPolicy{backoff: s.backoff, fault: s.faultRest, missing: s.missingRest},
 		logger: s.logger, onAttempt: s.onAttempt}
 	e.arrange(backends)
+	for _, b := range e.backends {
+		b.id = backendID(b.name, b.endpoint)
+	}
+	if store != nil {
+		e.share = newSharing(store, closer, s.storeTiming, s.attemptTimeout, s.logger, e.backends)
+	}
 	cfg := openai.DefaultConfig("")
 	cfg.BaseURL = logicalBaseURL
 	cfg.HTTPClient = e
@@ -198,6 +209,7 @@ func newFallbackBackend(f *fallbackSettings) (*backend, error) {
 	return &backend{
 		weight:     1,
 		name:       OpenAIFallbackName,
+		endpoint:   canonicalEndpoint(u),
 		scheme:     u.Scheme,
 		host:       u.Host,
 		path:       u.Path,
@@ -276,6 +288,17 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 // CloseIdleConnections closes the idle connections of the client's HTTP client.
 func (c *Client) CloseIdleConnections() {
 	c.engine.client.CloseIdleConnections()
+}
+
+// Close closes the idle connections of the client's HTTP client and the Store it opened from EnvRedisURL, if
+// any; a Store given with WithStore stays open. Requests made after Close go on without the Store they
+// would share through.
+func (c *Client) Close() error {
+	c.CloseIdleConnections()
+	if s := c.engine.share; s != nil && s.closer != nil {
+		return s.closer.Close()
+	}
+	return nil
 }
 
 // AttemptTimeout is the limit for one attempt at one backend.

@@ -30,6 +30,8 @@ const (
 	EnvAttemptTimeout = "FAILOVER_ATTEMPT_TIMEOUT" // a Go duration such as 30s (WithAttemptTimeout)
 	EnvStrategy       = "FAILOVER_STRATEGY"        // ordered, round-robin, weighted or least-latency (WithStrategy)
 	EnvMaxWait        = "FAILOVER_MAX_WAIT"        // a Go duration; 0 never waits (WithMaxWait)
+	EnvRedisURL       = "FAILOVER_REDIS_URL"       // the Store to share state through, opened by WithStoreOpener
+	EnvRedisPrefix    = "FAILOVER_REDIS_PREFIX"    // the prefix of the Store's keys (default: the Store's own)
 )
 
 // EnvFile is the file NewFromEnv reads, from the working directory, when it exists.
@@ -247,6 +249,10 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 		} else {
 			opts = append(opts, func(s *settings) { s.maxWait, s.maxWaitField = d, EnvMaxWait })
 		}
+	}
+	if raw := get(EnvRedisURL); raw != "" {
+		prefix := get(EnvRedisPrefix)
+		opts = append(opts, func(s *settings) { s.storeURL, s.storePrefix = raw, prefix })
 	}
 	if len(regions) == 0 && get(EnvOpenAIKey) == "" && len(errs) == 0 {
 		problem := fmt.Sprintf("no region is configured and %s is not set; set %s_1 and %s_1 or %s_1=entra (and _2, … for more regions), or %s for the public API alone", EnvOpenAIKey, EnvEndpoint, EnvAPIKey, EnvAuth, EnvOpenAIKey)

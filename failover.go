@@ -20,6 +20,7 @@ import (
 type backend struct {
 	name        string
 	endpoint    string // canonical base URL: two backends with the same one are the same resource
+	id          string // the backend's name in a Store (backendID)
 	azure       bool
 	scheme      string
 	host        string
@@ -87,6 +88,7 @@ type engine struct {
 	rests          restPolicy
 	logger         *slog.Logger
 	onAttempt      func(context.Context, Attempt)
+	share          *sharing // nil without a Store
 }
 
 // operations are the calls the engine can route: each exists on every Azure deployment.
@@ -143,6 +145,9 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("failover: model %q is not a deployment name", model)
 	}
 	trace := ContextTrace(ctx)
+	if e.share != nil {
+		e.share.sync(ctx)
+	}
 
 	var attempts []Attempt
 	var buf [8]*backend
@@ -160,6 +165,9 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 				continue
 			}
 			t, back, ok := b.health.admit(model, time.Now())
+			if ok && e.share != nil && (t.regionProbe != nil || t.modelProbe != nil) {
+				ok, back = e.share.claim(ctx, b, model, &t)
+			}
 			if !ok {
 				soonest = earliest(soonest, back)
 				continue
@@ -167,7 +175,7 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 			sent := body
 			if !b.azure && pathModel {
 				if sent, err = withModel(body, model); err != nil {
-					b.health.release(t)
+					e.release(ctx, b, model, t)
 					return nil, err
 				}
 			}
@@ -255,7 +263,7 @@ func (e *engine) attempt(ctx context.Context, req *http.Request, b *backend, op,
 	settled := false
 	defer func() {
 		if !settled {
-			b.health.release(t)
+			e.release(ctx, b, model, t)
 		}
 	}()
 	resp, a, v := e.try(ctx, req, b, op, model, body)
@@ -281,7 +289,18 @@ func (e *engine) streamCut(ctx context.Context, b *backend, model string) {
 		return
 	}
 	now := time.Now()
-	b.health.failed(model, ticket{start: now}, http.StatusOK, verdict{kind: restFailing}, &e.rests, now)
+	r, _ := b.health.failed(model, ticket{start: now}, http.StatusOK, verdict{kind: restFailing}, &e.rests, now)
+	if e.share != nil && !r.until.IsZero() {
+		e.share.save(ctx, b, model, r, ticket{})
+	}
+}
+
+// release ends t's probes without a verdict on the backend.
+func (e *engine) release(ctx context.Context, b *backend, model string, t ticket) {
+	b.health.release(t)
+	if e.share != nil {
+		e.share.release(ctx, b, model, t)
+	}
 }
 
 // settle records an attempt's verdict in the backend's health, sets the rest it caused on a, logs a fault, and
@@ -289,14 +308,28 @@ func (e *engine) streamCut(ctx context.Context, b *backend, model string) {
 func (e *engine) settle(ctx context.Context, b *backend, model string, t ticket, a *Attempt, v verdict) time.Time {
 	switch {
 	case a.Outcome == OutcomeCanceled, a.Outcome == OutcomeReturned && a.Status == 0:
-		b.health.release(t) // no verdict on the backend
+		e.release(ctx, b, model, t) // no verdict on the backend
 		return time.Time{}
 	case a.Outcome == OutcomeServed, a.Outcome == OutcomeReturned:
 		b.health.succeeded(model, t, a.Outcome == OutcomeServed, a.Duration, time.Now())
+		if e.share != nil {
+			e.share.release(ctx, b, model, t)
+		}
 		return time.Time{}
 	}
 	now := time.Now()
-	d, logFault := b.health.failed(model, t, a.Status, v, &e.rests, now)
+	r, logFault := b.health.failed(model, t, a.Status, v, &e.rests, now)
+	var d time.Duration
+	if !r.until.IsZero() {
+		d = max(r.until.Sub(now), 0)
+	}
+	if e.share != nil {
+		if r.until.IsZero() {
+			e.share.release(ctx, b, model, t)
+		} else {
+			e.share.save(ctx, b, model, r, t)
+		}
+	}
 	a.Rest = d
 	if logFault && e.logger != nil {
 		// Loud, and once per episode: a key or role that fails in one region is a configuration fault, and the

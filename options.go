@@ -40,6 +40,11 @@ type settings struct {
 	httpClient     *http.Client
 	logger         *slog.Logger
 	credential     azcore.TokenCredential
+	store          Store
+	storeTiming    StoreTiming
+	storeOpener    StoreOpener
+	storeURL       string // EnvRedisURL, set by NewFromEnv
+	storePrefix    string // EnvRedisPrefix
 }
 
 type fallbackSettings struct {

@@ -45,6 +45,8 @@ type rest struct {
 	until    time.Time
 	failures int  // consecutive failures, which lengthen the backoff
 	probing  bool // the rest is over and a probe is in flight
+	// heldUntil: another client sharing the Store probes; this one passes the backend over until then.
+	heldUntil time.Time
 }
 
 // reason says in a few words why the backend rests.
@@ -85,7 +87,7 @@ func (r *rest) state(now time.Time) State {
 		return StateMissing
 	case now.Before(r.until):
 		return StateResting
-	case r.kind.probes() && r.probing:
+	case r.kind.probes() && (r.probing || now.Before(r.heldUntil)):
 		return StateProbing
 	case r.kind.probes():
 		return StateHalfOpen
@@ -97,6 +99,7 @@ func (r *rest) state(now time.Time) State {
 type ticket struct {
 	start                   time.Time
 	regionProbe, modelProbe *rest // the rests whose probe this attempt is; nil when it is none
+	claimed                 bool  // the probes are claimed in the Store too
 }
 
 // admit decides whether an attempt for model may go to the backend now. In half-open state the attempt becomes
@@ -186,17 +189,18 @@ func (h *health) succeeded(model string, t ticket, served bool, d time.Duration,
 	}
 }
 
-// failed records a failed attempt with verdict v and returns how long the backend (or the model on it) now rests,
-// and whether this is a fault that has not been logged yet.
-func (h *health) failed(model string, t ticket, status int, v verdict, p *restPolicy, now time.Time) (time.Duration, bool) {
+// failed records a failed attempt with verdict v and returns the rest of the backend (or of the model on it) that
+// stands now, zero when none was recorded, and whether this is a fault that has not been logged yet.
+func (h *health) failed(model string, t ticket, status int, v verdict, p *restPolicy, now time.Time) (rest, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.releaseLocked(t)
 	if v.kind == restMissing {
-		if !h.setModelLocked(model, &rest{kind: restMissing, status: status, since: now, until: now.Add(p.missing)}, now) {
-			return 0, false
+		r := &rest{kind: restMissing, status: status, since: now, until: now.Add(p.missing)}
+		if !h.setModelLocked(model, r, now) {
+			return rest{}, false
 		}
-		return p.missing, false
+		return *r, false
 	}
 	if !v.kind.wholeRegion() && h.region != nil && h.region.kind == restUnreachable && h.region.since.Before(t.start) {
 		h.region = nil // the backend answered: its network is back
@@ -232,9 +236,41 @@ func (h *health) failed(model string, t ticket, status int, v verdict, p *restPo
 		logFault = v.kind == restFault && !h.faultLogged
 		h.faultLogged = h.faultLogged || logFault
 	} else if !h.setModelLocked(model, r, now) {
-		return 0, false
+		return rest{}, false
 	}
-	return r.until.Sub(now), logFault
+	return *r, logFault
+}
+
+// learn takes in a rest another client shared through the Store, unless what this client knows is as recent.
+func (h *health) learn(rec Record, now time.Time) {
+	kind, ok := restKindOf(rec.Kind)
+	if !ok || kind.wholeRegion() != (rec.Model == "") {
+		return // a kind this version does not know, or a record that does not fit its kind
+	}
+	r := &rest{kind: kind, status: rec.Status, since: rec.Since, until: rec.Until, failures: rec.Failures}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if rec.Model == "" {
+		if h.region == nil || r.since.After(h.region.since) {
+			h.region = r
+		}
+		return
+	}
+	if cur := h.models[rec.Model]; cur == nil || r.since.After(cur.since) {
+		h.setModelLocked(rec.Model, r, now)
+	}
+}
+
+// heldElsewhere ends t's probes without a verdict because another client probes: the rests pass the backend
+// over until then.
+func (h *health) heldElsewhere(t ticket, until time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range [...]*rest{t.regionProbe, t.modelProbe} {
+		if r != nil {
+			r.probing, r.heldUntil = false, until
+		}
+	}
 }
 
 // maxTrackedModels bounds the per-model states of one backend: model names come from requests, and a caller

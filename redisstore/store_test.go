@@ -1,0 +1,202 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aoai-failover/failover"
+	"github.com/aoai-failover/failover/redisstore"
+	"github.com/aoai-failover/failover/storetest"
+)
+
+func TestContract(t *testing.T) {
+	url := redisURL(t)
+	storetest.Run(t, func(t *testing.T) failover.Store { return open(t, url, prefix(t)) })
+}
+
+func TestKeysExpireWhenTheRestEnds(t *testing.T) {
+	url := redisURL(t)
+	p := prefix(t)
+	s := open(t, url, p)
+	rdb := rawClient(t, url)
+	ctx := t.Context()
+	now := time.Now()
+	rec := failover.Record{Backend: "eastus@0123456789abcdef", Model: "gpt-4o", Kind: failover.RestThrottled,
+		Status: 429, Failures: 1, Since: now, Until: now.Add(30 * time.Second)}
+	require.NoError(t, s.Save(ctx, rec, now))
+
+	keys, err := rdb.Keys(ctx, p+":*").Result()
+	require.NoError(t, err)
+	require.Equal(t, []string{p + ":eastus@0123456789abcdef"}, keys, "one hash per backend, under the prefix")
+	ttl, err := rdb.PTTL(ctx, keys[0]).Result()
+	require.NoError(t, err)
+	assert.Greater(t, ttl, 29*time.Second)
+	assert.LessOrEqual(t, ttl, 30*time.Second+time.Millisecond, "the key goes when the rest ends")
+
+	// A longer rest of another model lengthens the key's life; a shorter one does not shorten it.
+	long := rec
+	long.Model, long.Until = "gpt-4o-mini", now.Add(time.Hour)
+	require.NoError(t, s.Save(ctx, long, now))
+	short := rec
+	short.Model, short.Until = "o3", now.Add(time.Second)
+	require.NoError(t, s.Save(ctx, short, now))
+	ttl, err = rdb.PTTL(ctx, keys[0]).Result()
+	require.NoError(t, err)
+	assert.Greater(t, ttl, 59*time.Minute)
+
+	// A probe keeps the key for its own life at least.
+	ok, _, err := s.Claim(ctx, "westus@fedcba9876543210", []string{""}, "owner", 10*time.Second, now)
+	require.NoError(t, err)
+	require.True(t, ok)
+	ttl, err = rdb.PTTL(ctx, p+":westus@fedcba9876543210").Result()
+	require.NoError(t, err)
+	assert.Greater(t, ttl, 9*time.Second)
+	assert.LessOrEqual(t, ttl, 10*time.Second)
+}
+
+func TestEndedFieldsAreForgotten(t *testing.T) {
+	url := redisURL(t)
+	p := prefix(t)
+	s := open(t, url, p)
+	rdb := rawClient(t, url)
+	ctx := t.Context()
+	now := time.Now()
+	for i := range 50 {
+		r := failover.Record{Backend: "eastus@1", Model: fmt.Sprint("model-", i), Kind: failover.RestThrottled,
+			Since: now, Until: now.Add(time.Second)}
+		require.NoError(t, s.Save(ctx, r, now))
+	}
+	later := now.Add(2 * time.Second)
+	r := failover.Record{Backend: "eastus@1", Model: "last", Kind: failover.RestThrottled, Since: later, Until: later.Add(time.Minute)}
+	require.NoError(t, s.Save(ctx, r, later))
+	fields, err := rdb.HKeys(ctx, p+":eastus@1").Result()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"rest:last"}, fields, "a write forgets the rests that have ended")
+}
+
+// TestGarbageInRedisIsIgnored: a field someone else wrote, or an older version's, must not break loading.
+func TestGarbageInRedisIsIgnored(t *testing.T) {
+	url := redisURL(t)
+	p := prefix(t)
+	s := open(t, url, p)
+	rdb := rawClient(t, url)
+	ctx := t.Context()
+	now := time.Now()
+	require.NoError(t, rdb.HSet(ctx, p+":eastus@1", "rest:bad", "{not json", "rest:worse", "[]", "probe:x", "soon someone", "other", "1").Err())
+	good := failover.Record{Backend: "eastus@1", Model: "gpt-4o", Kind: failover.RestThrottled, Since: now, Until: now.Add(time.Minute)}
+	require.NoError(t, s.Save(ctx, good, now))
+	got, err := s.Load(ctx, []string{"eastus@1"}, now)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "gpt-4o", got[0].Model)
+	ok, _, err := s.Claim(ctx, "eastus@1", []string{"x"}, "me", time.Minute, now)
+	require.NoError(t, err)
+	assert.True(t, ok, "an unreadable probe does not hold")
+}
+
+func TestOpenNeverQuotesTheURL(t *testing.T) {
+	const password = "hunter2-very-secret"
+	for _, raw := range []string{
+		"redis://:" + password + "@127.0.0.1:notaport/0",
+		"redis://user:" + password + "@127.0.0.1:6379/notadb",
+		"http://:" + password + "@127.0.0.1:6379/0",
+		"redis://:" + password + "@127.0.0.1:6379/0?dial_timeout=soon",
+		"redis://:" + password + "@[::1/0",
+		"\x7f" + password,
+	} {
+		_, err := redisstore.Open(raw, "")
+		require.Error(t, err, raw)
+		assert.NotContains(t, err.Error(), password, raw)
+		assert.Contains(t, err.Error(), "FAILOVER_REDIS_URL", "the error names the variable")
+	}
+}
+
+func TestPrefixIsChecked(t *testing.T) {
+	url := redisURL(t)
+	for _, p := range []string{"has space", "tab\there", strings.Repeat("x", 65), "nl\n"} {
+		_, err := redisstore.Open(url, p)
+		require.Error(t, err, p)
+		assert.Contains(t, err.Error(), "FAILOVER_REDIS_PREFIX")
+	}
+	s, err := redisstore.Open(url, "")
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Equal(t, `redisstore.Store{prefix: "failover"}`, s.String())
+}
+
+func TestNewNeedsContextTimeouts(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	_, err := redisstore.New(c, "")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ContextTimeoutEnabled")
+
+	c2 := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
+	defer c2.Close()
+	s, err := redisstore.New(c2, "mine")
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	assert.NotErrorIs(t, c2.Ping(context.Background()).Err(), redis.ErrClosed, "the caller's client stays open")
+}
+
+// TestSlowRedisIsCutAtTheDeadline: a Redis that accepts connections and never answers must cost a call its
+// context's deadline, not go-redis's own 3 s read timeout.
+func TestSlowRedisIsCutAtTheDeadline(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	var held []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // read nothing, answer nothing
+		}
+	}()
+	defer func() {
+		l.Close()
+		<-done
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+
+	s, err := redisstore.Open("redis://"+l.Addr().String()+"/0", "")
+	require.NoError(t, err)
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = s.Load(ctx, []string{"eastus@1"}, time.Now())
+	elapsed := time.Since(start)
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, context.DeadlineExceeded) || isTimeout(err), "got %v", err)
+	assert.Less(t, elapsed, 2*time.Second, "the call ends near its deadline, well before go-redis's read timeout")
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func rawClient(t testing.TB, url string) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	require.NoError(t, err)
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c
+}

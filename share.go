@@ -1,0 +1,188 @@
+package failover
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// sharing keeps a client's backends in step with its Store. Every call has a short deadline; a call that fails
+// makes the client go on alone until StoreTiming.Retry has passed (logged once), and the next call that works
+// resumes sharing (logged too). Like health, it computes everything from timestamps: no goroutines, no timers.
+type sharing struct {
+	store    Store
+	closer   io.Closer // the store, when the client opened it; nil when the caller owns it
+	owner    string    // this client as a prober: random, so that no two clients share it
+	timing   StoreTiming
+	probeTTL time.Duration // how long a claimed probe holds if its client never ends it: it crashed
+	logger   *slog.Logger
+	ids      []string // the backends' ids, for Load
+	byID     map[string]*backend
+
+	mu        sync.Mutex
+	loadedAt  time.Time // when the last load started
+	loading   bool      // a load is in flight: other requests go on with the copy they have
+	down      bool      // the last call failed
+	downUntil time.Time // no call is made before then
+}
+
+func newSharing(store Store, closer io.Closer, t StoreTiming, attemptTimeout time.Duration, logger *slog.Logger, backends []*backend) *sharing {
+	if t.Refresh == 0 {
+		t.Refresh = DefaultStoreRefresh
+	}
+	if t.Timeout == 0 {
+		t.Timeout = DefaultStoreTimeout
+	}
+	if t.Retry == 0 {
+		t.Retry = DefaultStoreRetry
+	}
+	s := &sharing{store: store, closer: closer, owner: rand.Text(), timing: t, logger: logger,
+		probeTTL: attemptTimeout + time.Second, byID: make(map[string]*backend, len(backends))}
+	for _, b := range backends {
+		s.ids = append(s.ids, b.id)
+		s.byID[b.id] = b
+	}
+	return s
+}
+
+// backendID names a backend in a Store: its name, for people reading the store, and a digest of its endpoint,
+// so that two programs that give one name to different resources do not share their rests. No key is part of it.
+func backendID(name, endpoint string) string {
+	sum := sha256.Sum256([]byte(endpoint))
+	return name + "@" + hex.EncodeToString(sum[:8])
+}
+
+// context bounds one store call. The request's cancellation does not reach it: what a failed attempt taught, and
+// the end of a probe, are worth recording after the caller has left.
+func (s *sharing) context(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.timing.Timeout)
+}
+
+// available reports whether a store call may be made at now.
+func (s *sharing) available(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !now.Before(s.downUntil)
+}
+
+// settle records how a store call went and logs a change between working and not, outside the lock.
+func (s *sharing) settle(ctx context.Context, err error) bool {
+	s.mu.Lock()
+	was := s.down
+	s.down = err != nil
+	if err != nil {
+		s.downUntil = time.Now().Add(s.timing.Retry)
+	}
+	s.mu.Unlock()
+	switch {
+	case s.logger == nil || was == (err != nil):
+	case err != nil:
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "failover: store unreachable; going on with this client's own state",
+			slog.String("error", describeCause(err)), slog.Duration("retry", s.timing.Retry))
+	default:
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "failover: store reachable again; sharing resumes")
+	}
+	return err == nil
+}
+
+// sync loads the store's records into the backends' health when the copy is older than StoreTiming.Refresh.
+// Only one request at a time loads; the others go on with what the client knows.
+func (s *sharing) sync(ctx context.Context) {
+	now := time.Now()
+	s.mu.Lock()
+	fresh := s.timing.Refresh > 0 && !s.loadedAt.IsZero() && now.Sub(s.loadedAt) < s.timing.Refresh
+	if s.loading || fresh || now.Before(s.downUntil) {
+		s.mu.Unlock()
+		return
+	}
+	s.loading, s.loadedAt = true, now
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.loading = false
+		s.mu.Unlock()
+	}()
+
+	cctx, cancel := s.context(ctx)
+	records, err := s.store.Load(cctx, s.ids, now)
+	cancel()
+	if !s.settle(ctx, err) {
+		return
+	}
+	for _, r := range records {
+		if b := s.byID[r.Backend]; b != nil {
+			b.health.learn(r, now)
+		}
+	}
+}
+
+// claim makes t, which admit made a probe, the probe of the whole fleet. When another client probes, or the
+// store holds a newer rest, t's probes are released and claim returns false with when to look again. When the
+// store cannot be asked, t stays a probe of this client alone.
+func (s *sharing) claim(ctx context.Context, b *backend, model string, t *ticket) (bool, time.Time) {
+	now := time.Now()
+	if !s.available(now) {
+		return true, time.Time{}
+	}
+	cctx, cancel := s.context(ctx)
+	ok, records, err := s.store.Claim(cctx, b.id, t.scopes(model), s.owner, s.probeTTL, now)
+	cancel()
+	if !s.settle(ctx, err) {
+		return true, time.Time{}
+	}
+	if ok {
+		t.claimed = true
+		return true, time.Time{}
+	}
+	back := now.Add(probePoll)
+	for _, r := range records {
+		b.health.learn(r, now)
+		back = later(back, r.Until)
+	}
+	b.health.heldElsewhere(*t, now.Add(probePoll))
+	return false, back
+}
+
+// save shares a rest that an attempt set, then ends the attempt's probes. Rests that depend on the client's own
+// credentials stay with it.
+func (s *sharing) save(ctx context.Context, b *backend, model string, r rest, t ticket) {
+	if kind, ok := r.kind.shared(); ok && s.available(r.since) {
+		rec := Record{Backend: b.id, Kind: kind, Status: r.status, Failures: r.failures, Since: r.since, Until: r.until}
+		if !r.kind.wholeRegion() {
+			rec.Model = model
+		}
+		cctx, cancel := s.context(ctx)
+		err := s.store.Save(cctx, rec, r.since)
+		cancel()
+		s.settle(ctx, err)
+	}
+	s.release(ctx, b, model, t)
+}
+
+// release ends the probes t claimed in the store.
+func (s *sharing) release(ctx context.Context, b *backend, model string, t ticket) {
+	if !t.claimed || !s.available(time.Now()) {
+		return // unclaimed, or lapsing by themselves
+	}
+	cctx, cancel := s.context(ctx)
+	err := s.store.Release(cctx, b.id, t.scopes(model), s.owner)
+	cancel()
+	s.settle(ctx, err)
+}
+
+// scopes are the models whose probes t is: "" for the whole backend.
+func (t ticket) scopes(model string) []string {
+	var out []string
+	if t.regionProbe != nil {
+		out = append(out, "")
+	}
+	if t.modelProbe != nil {
+		out = append(out, model)
+	}
+	return out
+}

@@ -1,0 +1,143 @@
+package failover
+
+import (
+	"context"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Store shares what Clients learn about their backends, so that a fleet of replicas (pods, gateways) learns each
+// thing once: which regions rest for which models and until when, which models a region was found to lack, and
+// which replica probes a backend whose rest for errors is over. Without a Store each Client keeps this in
+// process, which stays the default; WithStore shares it. The redisstore package implements Store with Redis, and
+// storetest has an in-memory one and the tests every Store must pass.
+//
+// The Client calls a Store with a short deadline (StoreTiming) and, when a call fails or is late, goes on with
+// what it knows itself; a Store only ever adds knowledge. Rests for a wrong key or role and failures to get an
+// Entra ID token are not shared: they depend on the replica's own credentials.
+//
+// Implementations must be safe for concurrent use. now is the Client's clock; a Store compares Until with it,
+// never with its own.
+type Store interface {
+	// Load returns the records in force at now (Until after now) of the given backends, in any order.
+	Load(ctx context.Context, backends []string, now time.Time) ([]Record, error)
+	// Save writes r in one round trip, unless a record in force for the same backend and model ends later, which
+	// stands.
+	Save(ctx context.Context, r Record, now time.Time) error
+	// Claim makes owner the probe of the given models ("" is the whole backend) of backend, for at most ttl, in
+	// one round trip. It claims none and reports false when one of them has a record in force (returned, so the
+	// caller learns it) or another owner's probe that has not lapsed.
+	Claim(ctx context.Context, backend string, models []string, owner string, ttl time.Duration, now time.Time) (bool, []Record, error)
+	// Release ends the probes of the given models of backend that owner holds.
+	Release(ctx context.Context, backend string, models []string, owner string) error
+}
+
+// Record is what one Client learned about one backend, or one model on it, as a Store keeps it. It holds no
+// secret: a backend is named by its region name and a digest of its endpoint.
+type Record struct {
+	Backend string `json:"-"`
+	// Model is the model the record is about, or "" for the whole backend.
+	Model string `json:"-"`
+	// Kind is why the backend rests: RestThrottled, RestFailing, RestUnreachable or RestMissing. A Client
+	// ignores kinds it does not know, so that replicas of different versions can share a Store.
+	Kind string `json:"kind"`
+	// Status is the HTTP status of the answer that caused the rest; 0 when there was none.
+	Status int `json:"status,omitempty"`
+	// Failures counts the consecutive failures that lengthen the backoff.
+	Failures int `json:"failures,omitempty"`
+	// Since is when the rest was set; an attempt that started earlier cannot end it.
+	Since time.Time `json:"since"`
+	// Until is when the rest ends, or when a missing model is tried again; the Store may forget the record then.
+	Until time.Time `json:"until"`
+}
+
+// The kinds of Record.
+const (
+	RestThrottled   = "throttled"   // 429: the model rests on the region, then serves again
+	RestFailing     = "failing"     // 5xx, timeouts, broken answers: the model rests, then one probe
+	RestUnreachable = "unreachable" // no answer at all: the whole region rests, then one probe
+	RestMissing     = "missing"     // 404: the region lacks the model
+)
+
+// StoreTiming bounds how a Client uses its Store. The zero value is the defaults.
+type StoreTiming struct {
+	// Refresh is how old a Client's copy of the Store's records may get: the first request after that loads
+	// them again, while concurrent requests go on with the copy. Negative: every request loads.
+	// Default (0): DefaultStoreRefresh.
+	Refresh time.Duration
+	// Timeout bounds every call to the Store. A call that fails or passes it leaves the request to the Client's
+	// own state. Default (0): DefaultStoreTimeout.
+	Timeout time.Duration
+	// Retry is how long a Client goes on alone after a call failed before it calls the Store again.
+	// Default (0): DefaultStoreRetry.
+	Retry time.Duration
+}
+
+// Defaults of StoreTiming.
+const (
+	DefaultStoreRefresh = time.Second
+	DefaultStoreTimeout = 50 * time.Millisecond
+	DefaultStoreRetry   = 5 * time.Second
+)
+
+// WithStore shares what the client learns through s, with other clients using the same Store. The caller
+// keeps ownership of s: Client.Close does not close it. Default: none; the client keeps its state to itself.
+func WithStore(s Store) Option {
+	return func(st *settings) { st.store = s }
+}
+
+// WithStoreTiming sets how often the client reloads its Store's records and how long it waits for the Store.
+// Default: the zero StoreTiming, which is the defaults.
+func WithStoreTiming(t StoreTiming) Option {
+	return func(st *settings) { st.storeTiming = t }
+}
+
+// StoreOpener opens the Store at url, keeping its keys under prefix (empty for the Store's default). NewFromEnv
+// calls it with EnvRedisURL and EnvRedisPrefix; redisstore.Opener is one.
+type StoreOpener func(url, prefix string) (Store, error)
+
+// WithStoreOpener lets NewFromEnv open the Store named by EnvRedisURL, as in
+// failover.NewFromEnv(failover.WithStoreOpener(redisstore.Opener)). The client owns that Store: Client.Close
+// closes it. When EnvRedisURL is not set, it does nothing, so one program runs with or without a Store. New
+// ignores it. Default: none, and NewFromEnv refuses a set EnvRedisURL rather than ignore it.
+func WithStoreOpener(open StoreOpener) Option {
+	return func(st *settings) { st.storeOpener = open }
+}
+
+// storeErrs checks the Store settings.
+func (s *settings) storeErrs() []error {
+	var errs []error
+	if s.storeTiming.Timeout < 0 {
+		errs = append(errs, configErr("WithStoreTiming(Timeout)", "is %s; expected a positive duration, or 0 for the default", s.storeTiming.Timeout))
+	}
+	if s.storeTiming.Retry < 0 {
+		errs = append(errs, configErr("WithStoreTiming(Retry)", "is %s; expected a positive duration, or 0 for the default", s.storeTiming.Retry))
+	}
+	if s.store == nil && s.storeURL != "" && s.storeOpener == nil {
+		errs = append(errs, configErr(EnvRedisURL, "is set, but this program cannot open a store: pass failover.WithStoreOpener(redisstore.Opener) to NewFromEnv, or unset it"))
+	}
+	return errs
+}
+
+// openStore returns the Store the client shares through: the one given with WithStore, or else the one at
+// EnvRedisURL, which the client then owns.
+func (s *settings) openStore() (Store, io.Closer, error) {
+	if s.store != nil || s.storeURL == "" || s.storeOpener == nil {
+		return s.store, nil, nil
+	}
+	store, err := s.storeOpener(s.storeURL, s.storePrefix)
+	if err != nil {
+		// The opener should not quote the URL, whose password is a secret; if it does, the password goes.
+		msg := err.Error()
+		if u, perr := url.Parse(s.storeURL); perr == nil {
+			if pw, ok := u.User.Password(); ok && pw != "" {
+				msg = strings.ReplaceAll(msg, pw, "[redacted]")
+			}
+		}
+		return nil, nil, &ConfigError{Field: EnvRedisURL, Problem: msg}
+	}
+	closer, _ := store.(io.Closer)
+	return store, closer, nil
+}

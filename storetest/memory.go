@@ -1,0 +1,152 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/aoai-failover/failover"
+)
+
+// ErrDown is what a Memory store answers while SetDown(true) is in force.
+var ErrDown = errors.New("storetest: store is down")
+
+// Memory is a failover.Store in memory. Its zero value is empty and ready; it is safe for concurrent use.
+// SetDown makes it fail every call, as a store that is out would.
+type Memory struct {
+	mu      sync.Mutex
+	records map[scope]failover.Record
+	probes  map[scope]probe
+	down    bool
+	calls   int
+}
+
+type scope struct{ backend, model string }
+
+type probe struct {
+	owner string
+	until time.Time
+}
+
+var _ failover.Store = (*Memory)(nil)
+
+// SetDown makes every later call fail with ErrDown (true) or work again (false). The records stay.
+func (m *Memory) SetDown(down bool) {
+	m.mu.Lock()
+	m.down = down
+	m.mu.Unlock()
+}
+
+// Calls is the number of calls the store has answered, failed ones included.
+func (m *Memory) Calls() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.calls
+}
+
+// enter counts a call and reports whether the store is down; m.mu is held after it.
+func (m *Memory) enter(ctx context.Context) error {
+	m.mu.Lock()
+	m.calls++
+	if m.down {
+		return ErrDown
+	}
+	if m.records == nil {
+		m.records, m.probes = make(map[scope]failover.Record), make(map[scope]probe)
+	}
+	return ctx.Err()
+}
+
+// Load implements failover.Store.
+func (m *Memory) Load(ctx context.Context, backends []string, now time.Time) ([]failover.Record, error) {
+	defer m.mu.Unlock()
+	if err := m.enter(ctx); err != nil {
+		return nil, err
+	}
+	var out []failover.Record
+	for _, b := range backends {
+		for k, r := range m.records {
+			if k.backend == b && r.Until.After(now) {
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Save implements failover.Store.
+func (m *Memory) Save(ctx context.Context, r failover.Record, now time.Time) error {
+	defer m.mu.Unlock()
+	if err := m.enter(ctx); err != nil {
+		return err
+	}
+	for k, cur := range m.records { // forget what has ended, as Redis would
+		if !cur.Until.After(now) {
+			delete(m.records, k)
+		}
+	}
+	for k, p := range m.probes {
+		if !p.until.After(now) {
+			delete(m.probes, k)
+		}
+	}
+	k := scope{r.Backend, r.Model}
+	if cur, ok := m.records[k]; ok && cur.Until.After(r.Until) {
+		return nil // a longer rest stands
+	}
+	m.records[k] = r
+	return nil
+}
+
+// Claim implements failover.Store.
+func (m *Memory) Claim(ctx context.Context, backend string, models []string, owner string, ttl time.Duration, now time.Time) (bool, []failover.Record, error) {
+	defer m.mu.Unlock()
+	if err := m.enter(ctx); err != nil {
+		return false, nil, err
+	}
+	var inForce []failover.Record
+	for _, model := range models {
+		if r, ok := m.records[scope{backend, model}]; ok && r.Until.After(now) {
+			inForce = append(inForce, r)
+		}
+	}
+	if len(inForce) > 0 {
+		return false, inForce, nil
+	}
+	for _, model := range models {
+		if p, ok := m.probes[scope{backend, model}]; ok && p.owner != owner && p.until.After(now) {
+			return false, nil, nil
+		}
+	}
+	for _, model := range models {
+		m.probes[scope{backend, model}] = probe{owner: owner, until: now.Add(ttl)}
+	}
+	return true, nil, nil
+}
+
+// Release implements failover.Store.
+func (m *Memory) Release(ctx context.Context, backend string, models []string, owner string) error {
+	defer m.mu.Unlock()
+	if err := m.enter(ctx); err != nil {
+		return err
+	}
+	for _, model := range models {
+		k := scope{backend, model}
+		if p, ok := m.probes[k]; ok && p.owner == owner {
+			delete(m.probes, k)
+		}
+	}
+	return nil
+}
+
+// Records returns every record the store holds, ended ones included, for tests to inspect.
+func (m *Memory) Records() []failover.Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]failover.Record, 0, len(m.records))
+	for _, r := range m.records {
+		out = append(out, r)
+	}
+	return out
+}

@@ -1,0 +1,239 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aoai-failover/failover"
+)
+
+// Run tests that a failover.Store keeps the contract the Client relies on. open returns an empty store; each
+// subtest opens its own. Times go through the store to the nanosecond.
+func Run(t *testing.T, open func(t *testing.T) failover.Store) {
+	ctx := context.Background()
+	// A clock far from the machine's: a store must judge records by the now it is given (clients in a
+	// synctest bubble, or a fleet whose clocks differ from the store's, depend on it).
+	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	rec := func(backend, model, kind string, since, until time.Duration) failover.Record {
+		return failover.Record{Backend: backend, Model: model, Kind: kind, Status: 429, Failures: 2,
+			Since: now.Add(since), Until: now.Add(until)}
+	}
+
+	t.Run("SaveThenLoad", func(t *testing.T) {
+		s := open(t)
+		got := load(t, s, []string{"east@1"}, now)
+		if len(got) != 0 {
+			t.Fatalf("empty store loaded %v", got)
+		}
+		region := failover.Record{Backend: "east@1", Kind: failover.RestUnreachable, Failures: 1, Since: now, Until: now.Add(time.Minute)}
+		model := rec("east@1", "gpt-4o", failover.RestThrottled, 0, 30*time.Second)
+		other := rec("west@2", "gpt-4o", failover.RestFailing, 0, time.Second)
+		for _, r := range []failover.Record{region, model, other} {
+			save(t, s, r, now)
+		}
+		assertRecords(t, load(t, s, []string{"east@1"}, now), region, model)
+		assertRecords(t, load(t, s, []string{"east@1", "west@2"}, now), region, model, other)
+		assertRecords(t, load(t, s, []string{"north@3"}, now))
+	})
+
+	t.Run("EndedRecordsAreNotLoaded", func(t *testing.T) {
+		s := open(t)
+		save(t, s, rec("east@1", "a", failover.RestThrottled, 0, time.Second), now)
+		save(t, s, rec("east@1", "b", failover.RestThrottled, 0, time.Minute), now)
+		assertRecords(t, load(t, s, []string{"east@1"}, now.Add(time.Second)), rec("east@1", "b", failover.RestThrottled, 0, time.Minute))
+	})
+
+	t.Run("LongerRestStands", func(t *testing.T) {
+		s := open(t)
+		long := rec("east@1", "m", failover.RestThrottled, 0, time.Minute)
+		save(t, s, long, now)
+		save(t, s, rec("east@1", "m", failover.RestFailing, time.Second, 2*time.Second), now.Add(time.Second))
+		assertRecords(t, load(t, s, []string{"east@1"}, now.Add(time.Second)), long)
+		longer := rec("east@1", "m", failover.RestMissing, 2*time.Second, time.Hour)
+		save(t, s, longer, now.Add(2*time.Second))
+		assertRecords(t, load(t, s, []string{"east@1"}, now.Add(2*time.Second)), longer)
+	})
+
+	t.Run("EndedRestIsReplaced", func(t *testing.T) {
+		s := open(t)
+		save(t, s, rec("east@1", "m", failover.RestFailing, 0, 10*time.Second), now)
+		next := rec("east@1", "m", failover.RestFailing, 11*time.Second, 13*time.Second)
+		save(t, s, next, now.Add(11*time.Second))
+		assertRecords(t, load(t, s, []string{"east@1"}, now.Add(11*time.Second)), next)
+	})
+
+	t.Run("ModelNamesDoNotCollide", func(t *testing.T) {
+		s := open(t)
+		names := []string{"", "m", "probe:m", "rest:m", ":", "m:x", "模型", "a b", "{east@1}"}
+		var want []failover.Record
+		for i, m := range names {
+			r := rec("east@1", m, failover.RestThrottled, 0, time.Duration(i+1)*time.Minute)
+			if m == "" {
+				r.Kind = failover.RestUnreachable
+			}
+			save(t, s, r, now)
+			want = append(want, r)
+		}
+		assertRecords(t, load(t, s, []string{"east@1"}, now), want...)
+		for _, m := range names {
+			if ok, _ := claim(t, s, "east@1", []string{m}, "a", now.Add(time.Hour)); !ok {
+				t.Fatalf("claim of %q refused after every rest ended", m)
+			}
+		}
+	})
+
+	t.Run("OneProbe", func(t *testing.T) {
+		s := open(t)
+		if ok, _ := claim(t, s, "east@1", []string{"", "m"}, "a", now); !ok {
+			t.Fatal("first claim refused")
+		}
+		if ok, recs := claim(t, s, "east@1", []string{"m"}, "b", now); ok || len(recs) != 0 {
+			t.Fatalf("second owner's claim: %v %v; want refused with no records", ok, recs)
+		}
+		if ok, _ := claim(t, s, "east@1", []string{""}, "b", now); ok {
+			t.Fatal("second owner claimed the whole backend while the first probes it")
+		}
+		if ok, _ := claim(t, s, "east@1", []string{"other"}, "b", now); !ok {
+			t.Fatal("a probe of one model held another model's probe")
+		}
+		if ok, _ := claim(t, s, "west@2", []string{"m"}, "b", now); !ok {
+			t.Fatal("a probe of one backend held another backend's probe")
+		}
+		if ok, _ := claim(t, s, "east@1", []string{"m"}, "a", now); !ok {
+			t.Fatal("the owner's own claim again was refused")
+		}
+		release(t, s, "east@1", []string{"", "m"}, "b")
+		if ok, _ := claim(t, s, "east@1", []string{"m"}, "c", now); ok {
+			t.Fatal("a release by another owner ended the probe")
+		}
+		release(t, s, "east@1", []string{"", "m"}, "a")
+		if ok, _ := claim(t, s, "east@1", []string{"", "m"}, "c", now); !ok {
+			t.Fatal("claim refused after the owner released")
+		}
+	})
+
+	t.Run("ProbeLapses", func(t *testing.T) {
+		s := open(t)
+		if ok, _ := claimFor(t, s, "east@1", []string{"m"}, "a", 10*time.Second, now); !ok {
+			t.Fatal("first claim refused")
+		}
+		if ok, _ := claim(t, s, "east@1", []string{"m"}, "b", now.Add(9*time.Second)); ok {
+			t.Fatal("claimed before the first probe lapsed")
+		}
+		if ok, _ := claim(t, s, "east@1", []string{"m"}, "b", now.Add(10*time.Second)); !ok {
+			t.Fatal("claim refused after the first probe lapsed")
+		}
+	})
+
+	t.Run("ClaimMeetsRest", func(t *testing.T) {
+		s := open(t)
+		r := rec("east@1", "m", failover.RestFailing, 0, 5*time.Second)
+		save(t, s, r, now)
+		ok, recs := claim(t, s, "east@1", []string{"", "m"}, "a", now.Add(time.Second))
+		if ok {
+			t.Fatal("claimed a probe of a model that rests")
+		}
+		assertRecords(t, recs, r)
+		if ok, _ := claim(t, s, "east@1", []string{"m"}, "b", now.Add(5*time.Second)); !ok {
+			t.Fatal("refused claim after the rest ended; the refused claim must not have claimed")
+		}
+		// A failed probe: its rest is saved, then its probe released; the next claim meets the rest.
+		next := rec("east@1", "m", failover.RestFailing, 6*time.Second, 8*time.Second)
+		save(t, s, next, now.Add(6*time.Second))
+		release(t, s, "east@1", []string{"m"}, "b")
+		ok, recs = claim(t, s, "east@1", []string{"m"}, "c", now.Add(6*time.Second))
+		if ok {
+			t.Fatal("claimed while the failed probe's rest is in force")
+		}
+		assertRecords(t, recs, next)
+	})
+
+	t.Run("ConcurrentClaims", func(t *testing.T) {
+		s := open(t)
+		const n = 16
+		var wg sync.WaitGroup
+		wins := make(chan string, n)
+		for i := range n {
+			wg.Go(func() {
+				owner := fmt.Sprint("owner-", i)
+				ok, _, err := s.Claim(ctx, "east@1", []string{"", "m"}, owner, time.Minute, now)
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					wins <- owner
+				}
+			})
+		}
+		wg.Wait()
+		close(wins)
+		var won []string
+		for w := range wins {
+			won = append(won, w)
+		}
+		if len(won) != 1 {
+			t.Fatalf("%d concurrent claims won (%v); want exactly 1", len(won), won)
+		}
+	})
+}
+
+func load(t *testing.T, s failover.Store, backends []string, now time.Time) []failover.Record {
+	t.Helper()
+	recs, err := s.Load(context.Background(), backends, now)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return recs
+}
+
+func save(t *testing.T, s failover.Store, r failover.Record, now time.Time) {
+	t.Helper()
+	if err := s.Save(context.Background(), r, now); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+}
+
+func claim(t *testing.T, s failover.Store, backend string, models []string, owner string, now time.Time) (bool, []failover.Record) {
+	t.Helper()
+	return claimFor(t, s, backend, models, owner, time.Minute, now)
+}
+
+func claimFor(t *testing.T, s failover.Store, backend string, models []string, owner string, ttl time.Duration, now time.Time) (bool, []failover.Record) {
+	t.Helper()
+	ok, recs, err := s.Claim(context.Background(), backend, models, owner, ttl, now)
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	return ok, recs
+}
+
+func release(t *testing.T, s failover.Store, backend string, models []string, owner string) {
+	t.Helper()
+	if err := s.Release(context.Background(), backend, models, owner); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+}
+
+// assertRecords checks got holds want in any order.
+func assertRecords(t *testing.T, got []failover.Record, want ...failover.Record) {
+	t.Helper()
+	key := func(r failover.Record) string {
+		return fmt.Sprintf("%s|%s|%s|%d|%d|%d|%d", r.Backend, r.Model, r.Kind, r.Status, r.Failures,
+			r.Since.UnixNano(), r.Until.UnixNano())
+	}
+	count := map[string]int{}
+	for _, r := range want {
+		count[key(r)]++
+	}
+	for _, r := range got {
+		count[key(r)]--
+	}
+	for k, n := range count {
+		if n != 0 {
+			t.Fatalf("records differ at %s (%+d)\ngot:  %v\nwant: %v", k, n, got, want)
+		}
+	}
+}
