@@ -326,3 +326,6 @@ func (c *Client) Format(f fmt.State, verb rune) {
 	fmt.Fprintf(f, "failover.Client{regions: [%s], strategy: %s, model: %q, attemptTimeout: %s, maxWait: %s}",
 		strings.Join(c.Regions(), " "), c.engine.strategy, c.model, c.engine.attemptTimeout, c.engine.maxWait)
 }
+
+// Shared reports whether the client shares what it learns through a Store.
+func (c *Client) Shared() bool { return c.engine.share != nil }

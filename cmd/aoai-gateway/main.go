@@ -22,7 +22,9 @@ import (
 
 	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/gateway"
+	"github.com/aoai-failover/failover/redisstore"
 	"github.com/joho/godotenv"
+	"github.com/redis/go-redis/v9"
 )
 
 // EnvGatewayKeys holds the keys callers authenticate with, comma-separated.
@@ -34,6 +36,9 @@ func main() {
 	// After the first signal, a second one kills the process at once, as without the handler: an operator who
 	// cannot wait for the drain can still stop it.
 	context.AfterFunc(ctx, stop)
+	// go-redis would print every failed dial to stderr; the client logs once that the store is out, and again
+	// when it is back.
+	redis.SetLogger(quietRedis{})
 	err := run(ctx, os.Args[1:], os.Stderr, nil)
 	if errors.Is(err, flag.ErrHelp) {
 		return // -h: the usage was printed
@@ -110,11 +115,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	if len(keys) > 0 && o.insecureNoAuth {
 		return fmt.Errorf("-insecure-no-auth and %s both given: choose one", EnvGatewayKeys)
 	}
-	client, err := failover.NewFromEnv(failover.WithLogger(logger))
+	client, err := failover.NewFromEnv(failover.WithLogger(logger), failover.WithStoreOpener(redisstore.Opener))
 	if err != nil {
 		return err
 	}
-	defer client.CloseIdleConnections()
+	defer client.Close()
 	gw, err := gateway.New(client, gateway.Config{Keys: keys, AllowNoAuth: o.insecureNoAuth, MaxBodyBytes: o.maxBody,
 		RequestTimeout: o.requestTimeout, BodyReadTimeout: o.bodyTimeout, Logger: logger})
 	if err != nil {
@@ -151,7 +156,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		logger.Warn("aoai-gateway serves plain HTTP on a non-loopback address: gateway keys and prompts cross the network unencrypted; use -tls-cert and -tls-key, or terminate TLS in front")
 	}
 	logger.Info("aoai-gateway listening", "addr", ln.Addr().String(), "regions", strings.Join(client.Regions(), ","),
-		"auth", !o.insecureNoAuth, "tls", o.tlsCert != "")
+		"auth", !o.insecureNoAuth, "tls", o.tlsCert != "", "shared", client.Shared())
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
@@ -218,3 +223,8 @@ func gatewayKeys() ([]string, error) {
 	}
 	return keys, nil
 }
+
+// quietRedis drops go-redis's own messages.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -28,6 +29,7 @@ import (
 	"time"
 
 	"github.com/aoai-failover/failover/failovertest"
+	"github.com/aoai-failover/failover/internal/redistest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -41,7 +43,14 @@ func TestMain(m *testing.M) {
 		main() // exits 1 itself on an error
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	code := redistest.Main(m.Run)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // wait bounds every wait in these tests: nothing here needs more than a fraction of it.

@@ -123,16 +123,18 @@ var shared struct {
 	url    string
 	server *Server
 	err    error
+	skip   bool
 }
 
 // Main runs a package's tests with Redis at hand: EnvURL's, or a server of the package's own, stopped after. It
 // is the package's TestMain's body; run is m.Run.
 func Main(run func() int) int {
+	shared.skip = os.Getenv(EnvSkip) == "1"
 	if u := os.Getenv(EnvURL); u != "" {
 		shared.url = u
 		return run()
 	}
-	if os.Getenv(EnvSkip) != "1" {
+	if !shared.skip {
 		shared.server, shared.err = Start()
 		if shared.server != nil {
 			shared.url = shared.server.URL()
@@ -148,7 +150,7 @@ func URL(tb testing.TB) string {
 	switch {
 	case shared.url != "":
 		return shared.url
-	case os.Getenv(EnvSkip) == "1":
+	case shared.skip:
 		tb.Skip(EnvSkip + "=1: skipping a test that needs Redis")
 	case shared.err != nil:
 		tb.Fatal(shared.err)
