@@ -145,9 +145,6 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("failover: model %q is not a deployment name", model)
 	}
 	trace := ContextTrace(ctx)
-	if e.share != nil {
-		e.share.sync(ctx)
-	}
 
 	var attempts []Attempt
 	var buf [8]*backend
@@ -156,6 +153,9 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 		waitLimit = deadline
 	}
 	for pass := 1; ; pass++ {
+		if e.share != nil {
+			e.share.sync(ctx) // what other replicas learned, also while this request waited
+		}
 		var soonest time.Time // when the first resting backend comes back; zero if none will
 		for _, b := range e.order(buf[:0]) {
 			if ctx.Err() != nil {

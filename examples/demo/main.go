@@ -4,6 +4,7 @@
 //
 //	go run ./examples/demo                       # region 1 throttled, region 2 healthy
 //	go run ./examples/demo -scenario outage      # see -h for every scenario
+//	go run ./examples/demo -scenario replicas -redis redis://127.0.0.1:6379/0   # two replicas share through Redis
 //	go run ./examples/demo -env -model gpt-4o    # real regions from .env
 package main
 
@@ -23,6 +24,8 @@ import (
 
 	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/failovertest"
+	"github.com/aoai-failover/failover/redisstore"
+	"github.com/aoai-failover/failover/storetest"
 	openai "github.com/sashabaranov/go-openai"
 )
 
@@ -31,6 +34,7 @@ type scenario struct {
 	about    string
 	regions  []simulated
 	fallback simulated
+	replicas int // clients taking turns, sharing what they learn through a store; 0 is one client alone
 }
 
 type simulated struct {
@@ -75,6 +79,15 @@ var scenarios = map[string]scenario{
 		},
 		fallback: simulated{"openai", "answers 503 Service Unavailable, retry-after: 30s", unavailableFor(30 * time.Second)},
 	},
+	"replicas": {
+		about: "two replicas take turns and share what they learn: B never asks the region A found throttled",
+		regions: []simulated{
+			{"eastus", "answers 429 Too Many Requests, retry-after: 30s", failovertest.RateLimited(30 * time.Second)},
+			{"westeurope", "healthy", healthy},
+		},
+		fallback: simulated{"openai", "healthy", healthy},
+		replicas: 2,
+	},
 	"refused": {
 		about: "the first region's content filter refuses the prompt; no other region is asked",
 		regions: []simulated{
@@ -116,6 +129,7 @@ func run(ctx context.Context, out io.Writer, args []string) error {
 	useEnv := flags.Bool("env", false, "use the real regions configured in the environment and .env")
 	model := flags.String("model", "", "model to ask for (default: FAILOVER_MODEL with -env, else gpt-4o)")
 	requests := flags.Int("requests", len(prompts), "how many requests to send (1 to 100)")
+	redisURL := flags.String("redis", "", "with -scenario replicas: share through the Redis at this URL instead of in memory")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -123,17 +137,18 @@ func run(ctx context.Context, out io.Writer, args []string) error {
 		return fmt.Errorf("-requests is %d; expected 1 to 100", *requests)
 	}
 
-	var client *failover.Client
+	var clients []*failover.Client
 	var err error
 	if *useEnv {
 		var opts []failover.Option
 		if *model != "" {
 			opts = append(opts, failover.WithModel(*model))
 		}
-		client, err = failover.NewFromEnv(opts...)
+		client, err := failover.NewFromEnv(opts...)
 		if err != nil {
 			return err
 		}
+		clients = append(clients, client)
 		fmt.Fprintf(out, "failover demo: real regions from the environment, tried in this order:\n")
 		for i, name := range client.Regions() {
 			fmt.Fprintf(out, "  %d. %s\n", i+1, name)
@@ -143,21 +158,33 @@ func run(ctx context.Context, out io.Writer, args []string) error {
 		if !ok {
 			return fmt.Errorf("-scenario %q is not one of: %s", *which, strings.Join(names, ", "))
 		}
-		var cleanup func()
 		if *model == "" {
 			*model = "gpt-4o"
 		}
-		client, cleanup, err = simulate(out, *which, s, *model)
+		var servers []*failovertest.Server
+		var cleanup func()
+		clients, servers, cleanup, err = simulate(out, *which, s, *model, *redisURL)
 		if err != nil {
 			return err
 		}
 		defer cleanup()
+		defer func() {
+			counts := make([]string, len(servers))
+			for i, srv := range servers {
+				counts[i] = fmt.Sprintf("%s %d", srv.Name, srv.Requests())
+			}
+			fmt.Fprintf(out, "\nrequests each backend received: %s\n", strings.Join(counts, ", "))
+		}()
 	}
-	defer client.CloseIdleConnections()
 
 	for i := range *requests {
 		prompt := prompts[i%len(prompts)]
-		fmt.Fprintf(out, "\nrequest %d: %q\n", i+1, prompt)
+		client := clients[i%len(clients)]
+		if len(clients) > 1 {
+			fmt.Fprintf(out, "\nrequest %d, on replica %c: %q\n", i+1, 'A'+i%len(clients), prompt)
+		} else {
+			fmt.Fprintf(out, "\nrequest %d: %q\n", i+1, prompt)
+		}
 		printRests(out, client)
 		ctx := failover.WithTrace(ctx, &failover.Trace{AttemptDone: func(a failover.Attempt) {
 			mark := "failed "
@@ -208,13 +235,24 @@ func printRests(out io.Writer, client *failover.Client) {
 	}
 }
 
-// simulate starts the scenario's fake backends and a client over them.
-func simulate(out io.Writer, name string, s scenario, model string) (*failover.Client, func(), error) {
+// simulate starts the scenario's fake backends and the clients over them.
+func simulate(out io.Writer, name string, s scenario, model, redisURL string) ([]*failover.Client, []*failovertest.Server, func(), error) {
 	var servers []*failovertest.Server
+	var clients []*failover.Client
+	var store failover.Store
 	cleanup := func() {
+		for _, c := range clients {
+			c.CloseIdleConnections()
+		}
+		if c, ok := store.(io.Closer); ok {
+			c.Close()
+		}
 		for _, srv := range servers {
 			srv.Close()
 		}
+	}
+	if redisURL != "" && s.replicas == 0 {
+		return nil, nil, nil, errors.New("-redis is for -scenario replicas")
 	}
 	regions := make([]failover.Region, len(s.regions))
 	fmt.Fprintf(out, "failover demo, scenario %q: %s.\nSimulated on this machine, no credentials needed. Backends, in the order they are tried:\n", name, s.about)
@@ -230,13 +268,31 @@ func simulate(out io.Writer, name string, s scenario, model string) (*failover.C
 	servers = append(servers, oai)
 	fmt.Fprintf(out, "  %d. %-14s the public OpenAI API, %s\n", len(regions)+1, failover.OpenAIFallbackName, s.fallback.about)
 
-	client, err := failover.New(regions, failover.WithOpenAIFallback(oai.Key, oai.URL), failover.WithModel(model),
-		failover.WithAttemptTimeout(10*time.Second))
-	if err != nil {
-		cleanup()
-		return nil, nil, err
+	opts := []failover.Option{failover.WithOpenAIFallback(oai.Key, oai.URL), failover.WithModel(model),
+		failover.WithAttemptTimeout(10 * time.Second)}
+	if s.replicas > 0 {
+		store = new(storetest.Memory)
+		where := "a store in memory"
+		if redisURL != "" {
+			rs, err := redisstore.Open(redisURL, "failover-demo")
+			if err != nil {
+				cleanup()
+				return nil, nil, nil, err
+			}
+			store, where = rs, "Redis (keys under failover-demo:)"
+		}
+		opts = append(opts, failover.WithStore(store))
+		fmt.Fprintf(out, "%d replicas (clients) take turns, sharing through %s.\n", s.replicas, where)
 	}
-	return client, cleanup, nil
+	for range max(s.replicas, 1) {
+		client, err := failover.New(regions, opts...)
+		if err != nil {
+			cleanup()
+			return nil, nil, nil, err
+		}
+		clients = append(clients, client)
+	}
+	return clients, servers, cleanup, nil
 }
 
 func short(err error) string {

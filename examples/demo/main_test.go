@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aoai-failover/failover/internal/redistest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -23,6 +24,8 @@ func TestDemoScenarios(t *testing.T) {
 		"exhausted": {"failed  westeurope: 404", "error: failover: no region could serve the request for model \"gpt-4o\" (3 attempts",
 			"passed over westeurope for gpt-4o: missing for 1h0m0s more", "(0 attempts, 3 passed over, retry at"},
 		"refused": {"stopped eastus: 400 returned", "error: error, status code: 400"},
+		"replicas": {"sharing through a store in memory", "request 1, on replica A", "request 2, on replica B",
+			"requests each backend received: eastus 1, westeurope 2, openai 0"},
 	}
 	for scenario, wants := range cases {
 		t.Run(scenario, func(t *testing.T) {
@@ -40,6 +43,16 @@ func TestDemoScenarios(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDemoReplicasThroughRedis runs the replicas scenario on a redis-server of its own.
+func TestDemoReplicasThroughRedis(t *testing.T) {
+	srv := redistest.Own(t)
+	var out bytes.Buffer
+	require.NoError(t, run(t.Context(), &out, []string{"-scenario", "replicas", "-requests", "4", "-redis", srv.URL()}))
+	assert.Contains(t, out.String(), "sharing through Redis")
+	assert.Contains(t, out.String(), "requests each backend received: eastus 1, westeurope 4, openai 0")
+	assert.Contains(t, out.String(), "request 4, on replica B: \"Name one colour.\"\n  passed over eastus for gpt-4o: resting")
 }
 
 func TestDemoRejectsBadFlags(t *testing.T) {
