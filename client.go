@@ -327,5 +327,14 @@ func (c *Client) Format(f fmt.State, verb rune) {
 		strings.Join(c.Regions(), " "), c.engine.strategy, c.model, c.engine.attemptTimeout, c.engine.maxWait)
 }
 
-// Shared reports whether the client shares what it learns through a Store.
-func (c *Client) Shared() bool { return c.engine.share != nil }
+// Sharing reports whether the client shares what it learns through a Store, and if so whether the store is
+// reachable: false from a failed call until one works again, while the client goes on with its own state.
+func (c *Client) Sharing() (shared, reachable bool) {
+	s := c.engine.share
+	if s == nil {
+		return false, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return true, !s.down
+}

@@ -125,15 +125,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/status":
 		if allowMethod(w, r, http.MethodGet) && g.authorize(w, r) {
-			writeJSON(w, struct {
+			status := struct {
 				Regions []failover.RegionHealth `json:"regions"`
-			}{g.client.Health()})
+				Store   *storeStatus            `json:"store,omitempty"`
+			}{Regions: g.client.Health()}
+			if shared, reachable := g.client.Sharing(); shared {
+				status.Store = &storeStatus{Reachable: reachable}
+			}
+			writeJSON(w, status)
 		}
 		return
 	case "/metrics":
 		if allowMethod(w, r, http.MethodGet) && g.authorize(w, r) {
 			var text bytes.Buffer
-			g.metrics.write(&text, g.client.Health()) // under the metrics lock: never written to the caller from there
+			g.metrics.write(&text, g.client) // under the metrics lock: never written to the caller from there
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 			w.Header().Set("Content-Length", strconv.Itoa(text.Len()))
 			_, _ = w.Write(text.Bytes())
@@ -441,4 +446,9 @@ func passResponseHeader(k string) bool {
 		}
 	}
 	return false
+}
+
+// storeStatus is the /status view of the store the client shares through.
+type storeStatus struct {
+	Reachable bool `json:"reachable"`
 }

@@ -88,8 +88,9 @@ func (m *metrics) request(api, operation string, status int, d time.Duration, at
 	}
 }
 
-// write writes every metric in Prometheus's text exposition format, with the regions' state from health, to b.
-func (m *metrics) write(b *bytes.Buffer, health []failover.RegionHealth) {
+// write writes every metric in Prometheus's text exposition format, with the state of client's regions and store, to b.
+func (m *metrics) write(b *bytes.Buffer, client *failover.Client) {
+	health := client.Health()
 	m.mu.Lock()
 	family(b, "aoai_gateway_requests_total", "counter", "Requests answered, by API shape, operation and status.")
 	counters(b, "aoai_gateway_requests_total", []string{"api", "operation", "status"}, m.requests)
@@ -116,6 +117,10 @@ func (m *metrics) write(b *bytes.Buffer, health []failover.RegionHealth) {
 	family(b, "aoai_gateway_region_models_unavailable", "gauge", "Models resting, being probed or learned missing on the region.")
 	for _, r := range health {
 		fmt.Fprintf(b, "aoai_gateway_region_models_unavailable{region=%s} %d\n", label(r.Region), len(r.Models))
+	}
+	if shared, reachable := client.Sharing(); shared {
+		family(b, "aoai_gateway_store_reachable", "gauge", "1 while the store the gateway shares rests through (FAILOVER_REDIS_URL) answers, else 0.")
+		fmt.Fprintf(b, "aoai_gateway_store_reachable %d\n", boolInt(reachable))
 	}
 }
 

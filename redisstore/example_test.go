@@ -16,7 +16,7 @@ func ExampleOpener() {
 		log.Fatal(err)
 	}
 	defer client.Close()
-	fmt.Println(client.Shared())
+	fmt.Println(client.Sharing())
 }
 
 // A Store opened from Go values is the caller's to close.

@@ -156,7 +156,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		logger.Warn("aoai-gateway serves plain HTTP on a non-loopback address: gateway keys and prompts cross the network unencrypted; use -tls-cert and -tls-key, or terminate TLS in front")
 	}
 	logger.Info("aoai-gateway listening", "addr", ln.Addr().String(), "regions", strings.Join(client.Regions(), ","),
-		"auth", !o.insecureNoAuth, "tls", o.tlsCert != "", "shared", client.Shared())
+		"auth", !o.insecureNoAuth, "tls", o.tlsCert != "", "shared", shared(client))
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
@@ -228,3 +228,8 @@ func gatewayKeys() ([]string, error) {
 type quietRedis struct{}
 
 func (quietRedis) Printf(context.Context, string, ...any) {}
+
+func shared(c *failover.Client) bool {
+	s, _ := c.Sharing()
+	return s
+}
