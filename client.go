@@ -291,12 +291,12 @@ func (c *Client) CloseIdleConnections() {
 }
 
 // Close closes the idle connections of the client's HTTP client and the Store it opened from EnvRedisURL, if
-// any; a Store given with WithStore stays open. Requests made after Close go on without the Store they
-// would share through.
+// any; a Store given with WithStore stays open. Requests made after Close still work, on the client's own state:
+// it shares nothing more.
 func (c *Client) Close() error {
 	c.CloseIdleConnections()
-	if s := c.engine.share; s != nil && s.closer != nil {
-		return s.closer.Close()
+	if s := c.engine.share; s != nil {
+		return s.close()
 	}
 	return nil
 }
@@ -336,5 +336,5 @@ func (c *Client) Sharing() (shared, reachable bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return true, !s.down
+	return !s.closed, !s.closed && !s.down
 }

@@ -241,7 +241,8 @@ func (h *health) failed(model string, t ticket, status int, v verdict, p *restPo
 	return *r, logFault
 }
 
-// learn takes in a rest another client shared through the Store, unless what this client knows is as recent.
+// learn takes in a rest another client shared through the Store, when it is newer than what this client knows or
+// ends later (as in the Store, and in failed, the longer rest stands).
 func (h *health) learn(rec Record, now time.Time) {
 	kind, ok := restKindOf(rec.Kind)
 	if !ok || kind.wholeRegion() != (rec.Model == "") {
@@ -250,13 +251,14 @@ func (h *health) learn(rec Record, now time.Time) {
 	r := &rest{kind: kind, status: rec.Status, since: rec.Since, until: rec.Until, failures: rec.Failures}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	newer := func(cur *rest) bool { return cur == nil || r.since.After(cur.since) || r.until.After(cur.until) }
 	if rec.Model == "" {
-		if h.region == nil || r.since.After(h.region.since) {
+		if newer(h.region) {
 			h.region = r
 		}
 		return
 	}
-	if cur := h.models[rec.Model]; cur == nil || r.since.After(cur.since) {
+	if newer(h.models[rec.Model]) {
 		h.setModelLocked(rec.Model, r, now)
 	}
 }

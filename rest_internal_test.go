@@ -42,8 +42,8 @@ func TestConcurrentLongerRestStands(t *testing.T) {
 	p := &restPolicy{backoff: func(int) time.Duration { return time.Second }, fault: time.Minute, missing: time.Hour}
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	h.failed("gpt-4o", ticket{start: now}, 429, verdict{kind: restThrottled, wait: time.Minute}, p, now)
-	d, _ := h.failed("gpt-4o", ticket{start: now}, 500, verdict{kind: restFailing}, p, now)
-	assert.Equal(t, time.Minute, d, "the rest reported is the one that stands")
+	r, _ := h.failed("gpt-4o", ticket{start: now}, 500, verdict{kind: restFailing}, p, now)
+	assert.Equal(t, now.Add(time.Minute), r.until, "the rest reported is the one that stands")
 	_, back, _ := h.admit("gpt-4o", now)
 	assert.Equal(t, now.Add(time.Minute), back)
 }

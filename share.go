@@ -25,10 +25,11 @@ type sharing struct {
 	byID     map[string]*backend
 
 	mu        sync.Mutex
-	loadedAt  time.Time // when the last load started
+	loadedAt  time.Time // when the last load that worked started; zero after one that failed
 	loading   bool      // a load is in flight: other requests go on with the copy they have
 	down      bool      // the last call failed
 	downUntil time.Time // no call is made before then
+	closed    bool      // Client.Close was called: no call is made again
 }
 
 func newSharing(store Store, closer io.Closer, t StoreTiming, attemptTimeout time.Duration, logger *slog.Logger, backends []*backend) *sharing {
@@ -67,7 +68,19 @@ func (s *sharing) context(ctx context.Context) (context.Context, context.CancelF
 func (s *sharing) available(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !now.Before(s.downUntil)
+	return !s.closed && !now.Before(s.downUntil)
+}
+
+// close ends sharing, and closes the store if the client opened it; only the first call does.
+func (s *sharing) close() error {
+	s.mu.Lock()
+	closed := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if closed || s.closer == nil {
+		return nil
+	}
+	return s.closer.Close()
 }
 
 // settle records how a store call went and logs a change between working and not, outside the lock.
@@ -91,26 +104,31 @@ func (s *sharing) settle(ctx context.Context, err error) bool {
 }
 
 // sync loads the store's records into the backends' health when the copy is older than StoreTiming.Refresh.
-// Only one request at a time loads; the others go on with what the client knows.
+// Only one request at a time loads; the others go on with what the client knows. Unlike the other calls, the
+// load ends with the request: it is only of use to it.
 func (s *sharing) sync(ctx context.Context) {
 	now := time.Now()
 	s.mu.Lock()
 	fresh := s.timing.Refresh > 0 && !s.loadedAt.IsZero() && now.Sub(s.loadedAt) < s.timing.Refresh
-	if s.loading || fresh || now.Before(s.downUntil) {
+	if s.loading || fresh || s.closed || now.Before(s.downUntil) {
 		s.mu.Unlock()
 		return
 	}
-	s.loading, s.loadedAt = true, now
+	s.loading = true
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.loading = false
-		s.mu.Unlock()
-	}()
 
-	cctx, cancel := s.context(ctx)
+	cctx, cancel := context.WithTimeout(ctx, s.timing.Timeout)
 	records, err := s.store.Load(cctx, s.ids, now)
 	cancel()
+	s.mu.Lock()
+	s.loading = false
+	if err == nil {
+		s.loadedAt = now
+	}
+	s.mu.Unlock()
+	if err != nil && ctx.Err() != nil {
+		return // the caller left: no verdict on the store
+	}
 	if !s.settle(ctx, err) {
 		return
 	}

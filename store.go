@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -129,15 +130,39 @@ func (s *settings) openStore() (Store, io.Closer, error) {
 	}
 	store, err := s.storeOpener(s.storeURL, s.storePrefix)
 	if err != nil {
-		// The opener should not quote the URL, whose password is a secret; if it does, the password goes.
-		msg := err.Error()
-		if u, perr := url.Parse(s.storeURL); perr == nil {
-			if pw, ok := u.User.Password(); ok && pw != "" {
-				msg = strings.ReplaceAll(msg, pw, "[redacted]")
-			}
-		}
-		return nil, nil, &ConfigError{Field: EnvRedisURL, Problem: msg}
+		return nil, nil, &ConfigError{Field: EnvRedisURL, Problem: withoutUserinfo(err.Error(), s.storeURL)}
 	}
 	closer, _ := store.(io.Closer)
 	return store, closer, nil
+}
+
+// withoutUserinfo is msg, an opener's error, without the user and password of raw, its URL: the opener should not
+// quote the URL, and if it does, the password must not go further. The user info is found by hand, so that a URL
+// that does not parse is covered too, and is removed as written, decoded, and quoted with escapes (%q).
+func withoutUserinfo(msg, raw string) string {
+	_, rest, ok := strings.Cut(raw, "//")
+	if !ok {
+		rest = raw
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return msg
+	}
+	userinfo := rest[:at]
+	secrets := []string{userinfo}
+	if _, pw, ok := strings.Cut(userinfo, ":"); ok && pw != "" {
+		secrets = append(secrets, pw)
+		if decoded, err := url.PathUnescape(pw); err == nil && decoded != pw {
+			secrets = append(secrets, decoded)
+		}
+	}
+	for _, secret := range secrets {
+		quoted := strconv.Quote(secret)
+		for _, form := range []string{secret, quoted[1 : len(quoted)-1]} {
+			if form != "" {
+				msg = strings.ReplaceAll(msg, form, "[redacted]")
+			}
+		}
+	}
+	return msg
 }
