@@ -165,8 +165,8 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 				continue
 			}
 			t, back, ok := b.health.admit(model, time.Now())
-			if ok && e.share != nil && (t.regionProbe != nil || t.modelProbe != nil) {
-				ok, back = e.share.claim(ctx, b, model, &t)
+			if ok && e.share != nil && t.probes() {
+				t, back, ok = e.share.claim(ctx, b, model, t)
 			}
 			if !ok {
 				soonest = earliest(soonest, back)
@@ -313,7 +313,7 @@ func (e *engine) settle(ctx context.Context, b *backend, model string, t ticket,
 	case a.Outcome == OutcomeServed, a.Outcome == OutcomeReturned:
 		b.health.succeeded(model, t, a.Outcome == OutcomeServed, a.Duration, time.Now())
 		if e.share != nil {
-			e.share.release(ctx, b, model, t)
+			e.share.recovered(ctx, b, model, t)
 		}
 		return time.Time{}
 	}

@@ -244,6 +244,10 @@ func (h *health) failed(model string, t ticket, status int, v verdict, p *restPo
 // learn takes in a rest another client shared through the Store, when it is newer than what this client knows or
 // ends later (as in the Store, and in failed, the longer rest stands).
 func (h *health) learn(rec Record, now time.Time) {
+	if rec.Kind == RestRecovered {
+		h.recovered(rec)
+		return
+	}
 	kind, ok := restKindOf(rec.Kind)
 	if !ok || kind.wholeRegion() != (rec.Model == "") {
 		return // a kind this version does not know, or a record that does not fit its kind
@@ -260,6 +264,29 @@ func (h *health) learn(rec Record, now time.Time) {
 	}
 	if newer(h.models[rec.Model]) {
 		h.setModelLocked(rec.Model, r, now)
+	}
+}
+
+// recovered ends the shared rests of rec's scope that were set before another client's probe was served. Rests
+// that depend on this client's own credentials are not shared, and stay.
+func (h *health) recovered(rec Record) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	over := func(r *rest) bool {
+		if r == nil {
+			return false
+		}
+		_, shared := r.kind.shared()
+		return shared && r.kind != restMissing && r.since.Before(rec.Since)
+	}
+	if rec.Model == "" {
+		if over(h.region) {
+			h.region = nil
+		}
+		return
+	}
+	if over(h.models[rec.Model]) {
+		delete(h.models, rec.Model)
 	}
 }
 

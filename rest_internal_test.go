@@ -85,3 +85,33 @@ func TestReleaseOnlyEndsTheClaimedProbe(t *testing.T) {
 	assert.Equal(t, now.Add(5*time.Second+probePoll), back)
 	h.release(second)
 }
+
+// TestLearnRecovered: news that another client's probe was served ends the shared rests set before it, and
+// nothing else: not a newer rest, not a model found missing, not a rest for this client's own credentials.
+func TestLearnRecovered(t *testing.T) {
+	p := &restPolicy{backoff: func(int) time.Duration { return time.Second }, fault: time.Minute, missing: time.Hour}
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	news := func(model string, at time.Time) Record {
+		return Record{Model: model, Kind: RestRecovered, Since: at, Until: at.Add(2 * time.Second)}
+	}
+	var h health
+	h.failed("old", ticket{start: now}, 500, verdict{kind: restFailing}, p, now)
+	h.failed("newer", ticket{start: now}, 500, verdict{kind: restFailing}, p, now.Add(2*time.Second))
+	h.failed("gone", ticket{start: now}, 404, verdict{kind: restMissing}, p, now)
+	h.learn(news("old", now.Add(time.Second)), now.Add(time.Second))
+	h.learn(news("newer", now.Add(time.Second)), now.Add(time.Second))
+	h.learn(news("gone", now.Add(time.Second)), now.Add(time.Second))
+	assert.NotContains(t, h.models, "old")
+	assert.Contains(t, h.models, "newer", "a rest set after the probe was served stands")
+	assert.Contains(t, h.models, "gone", "a missing model is not probed back")
+
+	var fault health
+	fault.failed("gpt-4o", ticket{start: now}, 401, verdict{kind: restFault}, p, now)
+	fault.learn(news("", now.Add(time.Second)), now.Add(time.Second))
+	assert.NotNil(t, fault.region, "another client's key working says nothing of this client's")
+
+	var down health
+	down.failed("gpt-4o", ticket{start: now}, 0, verdict{kind: restUnreachable}, p, now)
+	down.learn(news("", now.Add(time.Second)), now.Add(time.Second))
+	assert.Nil(t, down.region, "the region answered another client: its network is back")
+}

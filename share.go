@@ -139,31 +139,70 @@ func (s *sharing) sync(ctx context.Context) {
 	}
 }
 
-// claim makes t, which admit made a probe, the probe of the whole fleet. When another client probes, or the
-// store holds a newer rest, t's probes are released and claim returns false with when to look again. When the
-// store cannot be asked, t stays a probe of this client alone.
-func (s *sharing) claim(ctx context.Context, b *backend, model string, t *ticket) (bool, time.Time) {
+// claim makes t, which admit made a probe, the probe of the whole fleet, and returns the ticket to go with. When
+// another client probes, or the store holds a newer rest, t's probes are released and claim returns false with
+// when to look again. When the store says another client's probe was served, the attempt goes as a plain one.
+// When the store cannot be asked, t stays a probe of this client alone.
+func (s *sharing) claim(ctx context.Context, b *backend, model string, t ticket) (ticket, time.Time, bool) {
 	now := time.Now()
 	if !s.available(now) {
-		return true, time.Time{}
+		return t, time.Time{}, true
 	}
 	cctx, cancel := s.context(ctx)
 	ok, records, err := s.store.Claim(cctx, b.id, t.scopes(model), s.owner, s.probeTTL, now)
 	cancel()
 	if !s.settle(ctx, err) {
-		return true, time.Time{}
+		return t, time.Time{}, true
 	}
 	if ok {
 		t.claimed = true
-		return true, time.Time{}
+		return t, time.Time{}, true
 	}
-	back := now.Add(probePoll)
+	back, recovered := now.Add(probePoll), false
 	for _, r := range records {
 		b.health.learn(r, now)
-		back = later(back, r.Until)
+		if r.Kind == RestRecovered {
+			recovered = true
+		} else {
+			back = later(back, r.Until)
+		}
 	}
-	b.health.heldElsewhere(*t, now.Add(probePoll))
-	return false, back
+	if recovered && len(records) == 1 {
+		b.health.release(t)
+		if plain, _, ok := b.health.admit(model, now); ok {
+			if !plain.probes() {
+				return plain, time.Time{}, true
+			}
+			b.health.release(plain) // half-open still, for the scope that did not recover
+		}
+		return ticket{}, now.Add(probePoll), false
+	}
+	b.health.heldElsewhere(t, back)
+	return ticket{}, back, false
+}
+
+// probes reports whether t is a probe.
+func (t ticket) probes() bool { return t.regionProbe != nil || t.modelProbe != nil }
+
+// recovered tells the other clients that t, a probe claimed in the store, was served, so that they go back to
+// the backend without probing it one after another; then it ends t's probes.
+func (s *sharing) recovered(ctx context.Context, b *backend, model string, t ticket) {
+	if !t.claimed {
+		return
+	}
+	now := time.Now()
+	// Long enough for every client to load it: each loads at least once a Refresh while requests come.
+	until := now.Add(2 * max(s.timing.Refresh, time.Second))
+	for _, scope := range t.scopes(model) {
+		if !s.available(now) {
+			break
+		}
+		cctx, cancel := s.context(ctx)
+		err := s.store.Save(cctx, Record{Backend: b.id, Model: scope, Kind: RestRecovered, Since: now, Until: until}, now)
+		cancel()
+		s.settle(ctx, err)
+	}
+	s.release(ctx, b, model, t)
 }
 
 // save shares a rest that an attempt set, then ends the attempt's probes. Rests that depend on the client's own

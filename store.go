@@ -24,12 +24,13 @@ import (
 type Store interface {
 	// Load returns the records in force at now (Until after now) of the given backends, in any order.
 	Load(ctx context.Context, backends []string, now time.Time) ([]Record, error)
-	// Save writes r in one round trip, unless a record in force for the same backend and model ends later, which
-	// stands.
+	// Save writes r in one round trip, unless the record in force for the same backend and model is a rest
+	// (any kind but RestRecovered) that ends later than r, or r is RestRecovered and the record in force is a
+	// rest: a rest stands against a shorter one and against news of a recovery.
 	Save(ctx context.Context, r Record, now time.Time) error
 	// Claim makes owner the probe of the given models ("" is the whole backend) of backend, for at most ttl, in
-	// one round trip. It claims none and reports false when one of them has a record in force (returned, so the
-	// caller learns it) or another owner's probe that has not lapsed.
+	// one round trip. It claims none and reports false when one of them has a record in force of any kind
+	// (returned, so the caller learns it) or another owner's probe that has not lapsed.
 	Claim(ctx context.Context, backend string, models []string, owner string, ttl time.Duration, now time.Time) (bool, []Record, error)
 	// Release ends the probes of the given models of backend that owner holds.
 	Release(ctx context.Context, backend string, models []string, owner string) error
@@ -41,8 +42,9 @@ type Record struct {
 	Backend string `json:"-"`
 	// Model is the model the record is about, or "" for the whole backend.
 	Model string `json:"-"`
-	// Kind is why the backend rests: RestThrottled, RestFailing, RestUnreachable or RestMissing. A Client
-	// ignores kinds it does not know, so that replicas of different versions can share a Store.
+	// Kind is why the backend rests: RestThrottled, RestFailing, RestUnreachable or RestMissing; or
+	// RestRecovered, news that a probe was served. A Client ignores kinds it does not know, so that replicas of
+	// different versions can share a Store.
 	Kind string `json:"kind"`
 	// Status is the HTTP status of the answer that caused the rest; 0 when there was none.
 	Status int `json:"status,omitempty"`
@@ -60,6 +62,9 @@ const (
 	RestFailing     = "failing"     // 5xx, timeouts, broken answers: the model rests, then one probe
 	RestUnreachable = "unreachable" // no answer at all: the whole region rests, then one probe
 	RestMissing     = "missing"     // 404: the region lacks the model
+	// RestRecovered: a probe was served at Since, so the shared rests set before it are over, and the other
+	// clients go back to the backend without a probe of their own. Until is a few Refresh periods later.
+	RestRecovered = "recovered"
 )
 
 // StoreTiming bounds how a Client uses its Store. The zero value is the defaults.

@@ -8,24 +8,25 @@ import "github.com/redis/go-redis/v9"
 // compares them as doubles, to within a microsecond), and expiry is relative, so the clocks of Redis and the
 // fleet need not agree.
 
-// saveScript writes a record unless one in force ends later, and forgets fields that have ended.
-// KEYS[1]: the hash. ARGV: field, record, until, now, the milliseconds from now to until.
+// saveScript writes a record unless a rest in force ends later or the record is news of a recovery (see
+// failover.Store.Save), and forgets fields that have ended.
+// KEYS[1]: the hash. ARGV: field, record, until, now, the milliseconds from now to until, the record's kind.
 var saveScript = redis.NewScript(`
 local key, field, record = KEYS[1], ARGV[1], ARGV[2]
-local untl, now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local untl, now, ttl, kind = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 if untl <= now or ttl <= 0 then return 0 end
 local fields = redis.call('HGETALL', key)
 for i = 1, #fields, 2 do
-  local f, v, ends = fields[i], fields[i + 1], nil
+  local f, v, ends, curKind = fields[i], fields[i + 1], nil, nil
   if string.sub(f, 1, 5) == 'rest:' then
     local ok, r = pcall(cjson.decode, v)
-    if ok and type(r) == 'table' then ends = tonumber(r['until']) end
+    if ok and type(r) == 'table' then ends, curKind = tonumber(r['until']), r['kind'] end
   else
     ends = tonumber(string.match(v, '^(%d+) '))
   end
   if ends == nil or ends <= now then
     redis.call('HDEL', key, f)
-  elseif f == field and ends > untl then
+  elseif f == field and curKind ~= 'recovered' and (kind == 'recovered' or ends > untl) then
     return 0
   end
 end

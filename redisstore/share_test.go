@@ -144,6 +144,25 @@ func TestOneProbeAmongTenReplicas(t *testing.T) {
 		}
 		assert.Equal(t, 2, f.east.Requests(), "exactly one probe reached the recovering region")
 		assert.Equal(t, map[string]int{"Hello from eastus.": 1, "Hello from westus.": 9}, count)
+
+		// The probe was served, and said so through Redis: a second later every replica is back on the region,
+		// at once, with no probe of its own.
+		time.Sleep(time.Second)
+		f.east.Script(failovertest.Slow(5*time.Second, failovertest.OK("Hello from eastus.")))
+		answers = make(chan string, len(f.replicas))
+		for _, r := range f.replicas {
+			wg.Go(func() { answers <- ask(t, r, "gpt-4o") })
+		}
+		wg.Wait()
+		close(answers)
+		count = map[string]int{}
+		for a := range answers {
+			count[a]++
+		}
+		assert.Equal(t, map[string]int{"Hello from eastus.": 10}, count, "no replica waited for a probe of its own")
+		for _, r := range f.replicas {
+			assert.Empty(t, health(r)[0].Models)
+		}
 	})
 }
 

@@ -189,7 +189,7 @@ func (s *Store) Save(ctx context.Context, r failover.Record, now time.Time) erro
 	}
 	ttl := r.Until.Sub(now).Milliseconds() + 1 // rounded up: the key must not go before the rest ends
 	err = saveScript.Run(ctx, s.client, []string{s.key(r.Backend)}, restField+r.Model, value,
-		r.Until.UnixNano(), now.UnixNano(), ttl).Err()
+		r.Until.UnixNano(), now.UnixNano(), ttl, r.Kind).Err()
 	if err != nil {
 		return fmt.Errorf("redisstore: save: %w", err)
 	}

@@ -92,8 +92,9 @@ func (m *Memory) Save(ctx context.Context, r failover.Record, now time.Time) err
 		}
 	}
 	k := scope{r.Backend, r.Model}
-	if cur, ok := m.records[k]; ok && cur.Until.After(r.Until) {
-		return nil // a longer rest stands
+	if cur, ok := m.records[k]; ok && cur.Kind != failover.RestRecovered &&
+		(r.Kind == failover.RestRecovered || cur.Until.After(r.Until)) {
+		return nil // a rest stands against a shorter one, and against news of a recovery
 	}
 	m.records[k] = r
 	return nil

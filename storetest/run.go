@@ -65,6 +65,28 @@ func Run(t *testing.T, open func(t *testing.T) failover.Store) {
 		assertRecords(t, load(t, s, []string{"east@1"}, now.Add(11*time.Second)), next)
 	})
 
+	t.Run("Recovered", func(t *testing.T) {
+		s := open(t)
+		rest := rec("east@1", "m", failover.RestFailing, 0, 10*time.Second)
+		save(t, s, rest, now)
+		early := rec("east@1", "m", failover.RestRecovered, time.Second, 3*time.Second)
+		save(t, s, early, now.Add(time.Second))
+		assertRecords(t, load(t, s, []string{"east@1"}, now.Add(time.Second)), rest)
+
+		recovered := rec("east@1", "m", failover.RestRecovered, 11*time.Second, 13*time.Second)
+		save(t, s, recovered, now.Add(11*time.Second))
+		assertRecords(t, load(t, s, []string{"east@1"}, now.Add(11*time.Second)), recovered)
+		ok, recs := claim(t, s, "east@1", []string{"m"}, "a", now.Add(11*time.Second))
+		if ok {
+			t.Fatal("claimed a probe of a backend whose recovery is news")
+		}
+		assertRecords(t, recs, recovered)
+
+		shorter := rec("east@1", "m", failover.RestFailing, 12*time.Second, 12*time.Second+500*time.Millisecond)
+		save(t, s, shorter, now.Add(12*time.Second))
+		assertRecords(t, load(t, s, []string{"east@1"}, now.Add(12*time.Second)), shorter)
+	})
+
 	t.Run("ModelNamesDoNotCollide", func(t *testing.T) {
 		s := open(t)
 		names := []string{"", "m", "probe:m", "rest:m", ":", "m:x", "模型", "a b", "{east@1}"}
