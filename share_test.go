@@ -1,7 +1,6 @@
 package failover_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -118,7 +117,7 @@ func TestShareNegativeRefreshLoadsOnEveryRequest(t *testing.T) {
 func TestStoreDownClientGoesOnAlone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := &storetest.Memory{}
-		var logs logBuffer
+		var logs lockedBuffer
 		logger := slog.New(slog.NewTextHandler(&logs, nil))
 		f := shareFleet(t, eastWest, 1, store, failover.WithLogger(logger), fixedBackoff(time.Second))
 		east, a := f.servers[0], f.clients[0]
@@ -137,8 +136,8 @@ func TestStoreDownClientGoesOnAlone(t *testing.T) {
 		assert.Equal(t, "Hello from eastus.", ask(t, a, "gpt-4o"), "A's own probe, unclaimed")
 		assert.Equal(t, 1, store.Calls(), "only the first load was tried")
 		assert.Equal(t, 1, logs.count(storeDownMsg))
-		assert.Contains(t, logs.String(), "level=WARN")
-		assert.Contains(t, logs.String(), "storetest: store is down", "the log says why")
+		assert.Contains(t, logs.bytes().String(), "level=WARN")
+		assert.Contains(t, logs.bytes().String(), "storetest: store is down", "the log says why")
 
 		sleepUntil(start.Add(retry - time.Nanosecond))
 		ask(t, a, "gpt-4o")
@@ -157,7 +156,7 @@ func TestStoreDownClientGoesOnAlone(t *testing.T) {
 		ask(t, a, "gpt-4o")
 		assert.Equal(t, 3, store.Calls())
 		assert.Equal(t, 1, logs.count(storeBackMsg), "the recovery is logged")
-		assert.Contains(t, logs.String(), `level=INFO msg="failover: store reachable again; sharing resumes"`)
+		assert.Contains(t, logs.bytes().String(), `level=INFO msg="failover: store reachable again; sharing resumes"`)
 		for range 3 {
 			time.Sleep(failover.DefaultStoreRefresh)
 			ask(t, a, "gpt-4o")
@@ -808,25 +807,8 @@ const (
 	storeBackMsg = "failover: store reachable again; sharing resumes"
 )
 
-// logBuffer collects log lines; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) count(s string) int { return strings.Count(l.String(), s) }
+// count is how many times s appears in what was written.
+func (b *lockedBuffer) count(s string) int { return strings.Count(b.bytes().String(), s) }
 
 // blockingStore is a store that never answers: every call waits until its context ends, and records how long
 // that took and why.
