@@ -165,7 +165,7 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 				continue
 			}
 			t, back, ok := b.health.admit(model, time.Now())
-			if ok && e.share != nil && t.probes() {
+			if ok && e.share != nil && len(t.scopes(model)) > 0 {
 				t, back, ok = e.share.claim(ctx, b, model, t)
 			}
 			if !ok {

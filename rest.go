@@ -29,12 +29,15 @@ type restPolicy struct {
 // health is one backend's memory: its rests, the models it lacks, its latency. One mutex guards it, and every
 // state is computed from timestamps when asked: there are no timers and no goroutines.
 type health struct {
-	mu          sync.Mutex
-	region      *rest            // the rest of the whole backend; nil when there is none
-	models      map[string]*rest // rests and missing marks, per model
-	latency     time.Duration    // moving average of served attempts; 0 before the first
-	measured    time.Time        // when latency was last updated
-	faultLogged bool             // the current fault rest has been logged; cleared when the backend serves
+	mu       sync.Mutex
+	region   *rest            // the rest of the whole backend; nil when there is none
+	models   map[string]*rest // rests and missing marks, per model
+	latency  time.Duration    // moving average of served attempts; 0 before the first
+	measured time.Time        // when latency was last updated
+	// answered is when the last attempt that the backend answered properly started: a shared rest of the whole
+	// backend (no answer at all) that is older is another client's network path, not this one's.
+	answered    time.Time
+	faultLogged bool // the current fault rest has been logged; cleared when the backend serves
 }
 
 // rest is one rest of a backend, or of one model on it.
@@ -47,6 +50,14 @@ type rest struct {
 	probing  bool // the rest is over and a probe is in flight
 	// heldUntil: another client sharing the Store probes; this one passes the backend over until then.
 	heldUntil time.Time
+}
+
+// shared returns the Record.Kind of the rest, and whether a Store shares it; false for no rest.
+func (r *rest) shared() (string, bool) {
+	if r == nil {
+		return "", false
+	}
+	return r.kind.shared()
 }
 
 // reason says in a few words why the backend rests.
@@ -179,6 +190,7 @@ func (h *health) succeeded(model string, t ticket, served bool, d time.Duration,
 	if m := h.models[model]; m != nil && m.kind != restMissing && m.since.Before(t.start) {
 		delete(h.models, model)
 	}
+	h.answered = later(h.answered, t.start)
 	if served {
 		if h.latency == 0 {
 			h.latency = d
@@ -241,8 +253,10 @@ func (h *health) failed(model string, t ticket, status int, v verdict, p *restPo
 	return *r, logFault
 }
 
-// learn takes in a rest another client shared through the Store, when it is newer than what this client knows or
-// ends later (as in the Store, and in failed, the longer rest stands).
+// learn takes in a rest another client shared through the Store when it ends later than this client's own (as
+// in the Store, and in failed, the longer rest stands). A rest of the whole backend is not taken in when the
+// backend answered this client after it was set: that one had no answer over its own network, and, as in
+// succeeded, an answer ends it. A rest of a model is: a 429's Retry-After holds for the deployment, whoever asks.
 func (h *health) learn(rec Record, now time.Time) {
 	if rec.Kind == RestRecovered {
 		h.recovered(rec)
@@ -255,14 +269,13 @@ func (h *health) learn(rec Record, now time.Time) {
 	r := &rest{kind: kind, status: rec.Status, since: rec.Since, until: rec.Until, failures: rec.Failures}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	newer := func(cur *rest) bool { return cur == nil || r.since.After(cur.since) || r.until.After(cur.until) }
 	if rec.Model == "" {
-		if newer(h.region) {
+		if rec.Since.After(h.answered) && (h.region == nil || r.until.After(h.region.until)) {
 			h.region = r
 		}
 		return
 	}
-	if newer(h.models[rec.Model]) {
+	if cur := h.models[rec.Model]; cur == nil || r.until.After(cur.until) {
 		h.setModelLocked(rec.Model, r, now)
 	}
 }

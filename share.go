@@ -58,10 +58,20 @@ func backendID(name, endpoint string) string {
 	return name + "@" + hex.EncodeToString(sum[:8])
 }
 
-// context bounds one store call. The request's cancellation does not reach it: what a failed attempt taught, and
-// the end of a probe, are worth recording after the caller has left.
-func (s *sharing) context(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), s.timing.Timeout)
+// context bounds one store call by Timeout and, when the request still has attempts to make, by half of what is
+// left of its deadline, so that a slow store never leaves a request no time for a region; cut reports that the
+// latter is shorter, and a call that fails then says nothing of the store. The request's cancellation does not
+// reach the call: what a failed attempt taught, and a probe's claim or end, are worth recording after the caller
+// has left.
+func (s *sharing) context(ctx context.Context, waiting bool) (_ context.Context, _ context.CancelFunc, cut bool) {
+	d := s.timing.Timeout
+	if deadline, ok := ctx.Deadline(); ok && waiting {
+		if left := time.Until(deadline) / 2; left < d {
+			d, cut = max(left, 0), true
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+	return cctx, cancel, cut
 }
 
 // available reports whether a store call may be made at now.
@@ -117,8 +127,10 @@ func (s *sharing) sync(ctx context.Context) {
 	s.loading = true
 	s.mu.Unlock()
 
-	cctx, cancel := context.WithTimeout(ctx, s.timing.Timeout)
+	cctx, cancel, cut := s.context(ctx, true)
+	stop := context.AfterFunc(ctx, cancel) // unlike the other calls, the load is of use to this request alone
 	records, err := s.store.Load(cctx, s.ids, now)
+	stop()
 	cancel()
 	s.mu.Lock()
 	s.loading = false
@@ -126,41 +138,56 @@ func (s *sharing) sync(ctx context.Context) {
 		s.loadedAt = now
 	}
 	s.mu.Unlock()
-	if err != nil && ctx.Err() != nil {
-		return // the caller left: no verdict on the store
+	if err != nil && (cut || ctx.Err() != nil) {
+		return // the request's own deadline or departure: no verdict on the store
 	}
 	if !s.settle(ctx, err) {
 		return
 	}
 	for _, r := range records {
 		if b := s.byID[r.Backend]; b != nil {
-			b.health.learn(r, now)
+			s.learn(b, r, now)
 		}
 	}
 }
 
-// claim makes t, which admit made a probe, the probe of the whole fleet, and returns the ticket to go with. When
-// another client probes, or the store holds a newer rest, t's probes are released and claim returns false with
-// when to look again. When the store says another client's probe was served, the attempt goes as a plain one.
-// When the store cannot be asked, t stays a probe of this client alone.
+// learn gives b's health a record, unless it is about a deployment other than the one this client sends the
+// model to: a model missing from, or throttled on, another replica's deployment says nothing of this one's.
+func (s *sharing) learn(b *backend, r Record, now time.Time) {
+	if r.Model != "" && r.Deployment != "" && r.Deployment != b.deployment(r.Model) {
+		return
+	}
+	b.health.learn(r, now)
+}
+
+// claim makes t, which admit made a probe of a shared rest, the probe of the whole fleet, and returns the ticket
+// to go with. When another client probes, or the store holds a newer rest, t's probes are released and claim
+// returns false with when to look again. When the store says another client's probe was served, the attempt
+// goes as a plain one. When the store cannot be asked, t stays a probe of this client alone.
 func (s *sharing) claim(ctx context.Context, b *backend, model string, t ticket) (ticket, time.Time, bool) {
 	now := time.Now()
 	if !s.available(now) {
 		return t, time.Time{}, true
 	}
-	cctx, cancel := s.context(ctx)
+	cctx, cancel, cut := s.context(ctx, true)
 	ok, records, err := s.store.Claim(cctx, b.id, t.scopes(model), s.owner, s.probeTTL, now)
 	cancel()
-	if !s.settle(ctx, err) {
+	if err != nil {
+		// The claim may have landed all the same, its answer lost: end it with the attempt, as if it had.
+		t.claimed = true
+		if !cut {
+			s.settle(ctx, err)
+		}
 		return t, time.Time{}, true
 	}
+	s.settle(ctx, nil)
 	if ok {
 		t.claimed = true
 		return t, time.Time{}, true
 	}
 	back, recovered := now.Add(probePoll), false
 	for _, r := range records {
-		b.health.learn(r, now)
+		s.learn(b, r, now)
 		if r.Kind == RestRecovered {
 			recovered = true
 		} else {
@@ -197,8 +224,12 @@ func (s *sharing) recovered(ctx context.Context, b *backend, model string, t tic
 		if !s.available(now) {
 			break
 		}
-		cctx, cancel := s.context(ctx)
-		err := s.store.Save(cctx, Record{Backend: b.id, Model: scope, Kind: RestRecovered, Since: now, Until: until}, now)
+		rec := Record{Backend: b.id, Model: scope, Kind: RestRecovered, Since: t.start, Until: until}
+		if scope != "" {
+			rec.Deployment = b.deployment(scope)
+		}
+		cctx, cancel, _ := s.context(ctx, false)
+		err := s.store.Save(cctx, rec, now)
 		cancel()
 		s.settle(ctx, err)
 	}
@@ -211,34 +242,41 @@ func (s *sharing) save(ctx context.Context, b *backend, model string, r rest, t 
 	if kind, ok := r.kind.shared(); ok && s.available(r.since) {
 		rec := Record{Backend: b.id, Kind: kind, Status: r.status, Failures: r.failures, Since: r.since, Until: r.until}
 		if !r.kind.wholeRegion() {
-			rec.Model = model
+			rec.Model, rec.Deployment = model, b.deployment(model)
 		}
-		cctx, cancel := s.context(ctx)
+		cctx, cancel, cut := s.context(ctx, true)
 		err := s.store.Save(cctx, rec, r.since)
 		cancel()
-		s.settle(ctx, err)
+		if err == nil || !cut {
+			s.settle(ctx, err)
+		}
 	}
 	s.release(ctx, b, model, t)
 }
 
-// release ends the probes t claimed in the store.
+// release ends the probes t claimed in the store. It is sent even while the client goes on alone after a failed
+// call: a claim left standing would keep every other client from probing until it lapses.
 func (s *sharing) release(ctx context.Context, b *backend, model string, t ticket) {
-	if !t.claimed || !s.available(time.Now()) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !t.claimed || closed {
 		return // unclaimed, or lapsing by themselves
 	}
-	cctx, cancel := s.context(ctx)
+	cctx, cancel, _ := s.context(ctx, false)
 	err := s.store.Release(cctx, b.id, t.scopes(model), s.owner)
 	cancel()
 	s.settle(ctx, err)
 }
 
-// scopes are the models whose probes t is: "" for the whole backend.
+// scopes are the models whose probes t is, of the rests a Store shares: "" for the whole backend. A probe after a
+// rest that is not shared (a refused key) is this client's alone, and claims nothing.
 func (t ticket) scopes(model string) []string {
 	var out []string
-	if t.regionProbe != nil {
+	if _, shared := t.regionProbe.shared(); shared {
 		out = append(out, "")
 	}
-	if t.modelProbe != nil {
+	if _, shared := t.modelProbe.shared(); shared {
 		out = append(out, model)
 	}
 	return out

@@ -228,16 +228,19 @@ func TestStoreSlowCostsOneTimeout(t *testing.T) {
 }
 
 // TestStoreCallIgnoresTheCallersDeadline: a store call is bounded by Timeout alone, not by the caller's context.
-// TestLoadEndsWithTheCaller: the load at a request's start is only of use to that request, so the caller's
-// deadline ends it; and a load the caller cut short says nothing about the store.
-func TestLoadEndsWithTheCaller(t *testing.T) {
+// TestLoadLeavesTheCallerTime: a store call before a request's attempts takes at most half of what is left of
+// the caller's deadline, so that a slow store leaves the request time for a region; and a load cut short so says
+// nothing about the store.
+func TestLoadLeavesTheCallerTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := &blockingStore{}
 		f := shareFleet(t, eastWest, 1, store)
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
 		defer cancel()
-		_, _ = askCtx(ctx, f.clients[0], "gpt-4o")
-		assert.Equal(t, []time.Duration{10 * time.Millisecond}, store.waits(), "the load ended with the caller's deadline")
+		content, err := askCtx(ctx, f.clients[0], "gpt-4o")
+		require.NoError(t, err, "the request had 5 ms left for the region")
+		assert.Equal(t, "Hello from eastus.", content)
+		assert.Equal(t, []time.Duration{5 * time.Millisecond}, store.waits(), "the load took half of the time left")
 		assert.Equal(t, []error{context.DeadlineExceeded}, store.errs())
 		shared, reachable := f.clients[0].Sharing()
 		assert.True(t, shared)

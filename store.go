@@ -42,6 +42,9 @@ type Record struct {
 	Backend string `json:"-"`
 	// Model is the model the record is about, or "" for the whole backend.
 	Model string `json:"-"`
+	// Deployment is the Azure deployment the client sends Model to, for a record about a model. A client that
+	// sends Model to another deployment (during a rollout, say) ignores the record.
+	Deployment string `json:"deployment,omitempty"`
 	// Kind is why the backend rests: RestThrottled, RestFailing, RestUnreachable or RestMissing; or
 	// RestRecovered, news that a probe was served. A Client ignores kinds it does not know, so that replicas of
 	// different versions can share a Store.
@@ -142,24 +145,26 @@ func (s *settings) openStore() (Store, io.Closer, error) {
 }
 
 // withoutUserinfo is msg, an opener's error, without the user and password of raw, its URL: the opener should not
-// quote the URL, and if it does, the password must not go further. The user info is found by hand, so that a URL
-// that does not parse is covered too, and is removed as written, decoded, and quoted with escapes (%q).
+// quote the URL, and if it does, the password must not go further. It is removed as written, decoded, and quoted
+// with escapes (%q). When raw has an "@" but does not parse with user info (a "/", "?" or "#" left unescaped in the
+// password, say), no one knows where the password ends, and msg could hold a piece of it: it is withheld.
 func withoutUserinfo(msg, raw string) string {
-	_, rest, ok := strings.Cut(raw, "//")
-	if !ok {
-		rest = raw
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
+	if !strings.Contains(raw, "@") {
 		return msg
 	}
-	userinfo := rest[:at]
-	secrets := []string{userinfo}
-	if _, pw, ok := strings.Cut(userinfo, ":"); ok && pw != "" {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return "cannot be read with its password (details withheld: they could quote part of it); percent-encode any / ? # % or @ in the password"
+	}
+	// The user info as written (escapes may be spelt otherwise than url.URL would), and the password decoded.
+	_, rest, _ := strings.Cut(raw, "//")
+	written := rest[:max(strings.LastIndex(rest, "@"), 0)]
+	secrets := []string{written, u.User.String()}
+	if _, pw, ok := strings.Cut(written, ":"); ok {
 		secrets = append(secrets, pw)
-		if decoded, err := url.PathUnescape(pw); err == nil && decoded != pw {
-			secrets = append(secrets, decoded)
-		}
+	}
+	if pw, ok := u.User.Password(); ok {
+		secrets = append(secrets, pw)
 	}
 	for _, secret := range secrets {
 		quoted := strconv.Quote(secret)

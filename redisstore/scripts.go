@@ -12,6 +12,7 @@ import "github.com/redis/go-redis/v9"
 // failover.Store.Save), and forgets fields that have ended.
 // KEYS[1]: the hash. ARGV: field, record, until, now, the milliseconds from now to until, the record's kind.
 var saveScript = redis.NewScript(`
+local maxFields = 1024
 local key, field, record = KEYS[1], ARGV[1], ARGV[2]
 local untl, now, ttl, kind = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 if untl <= now or ttl <= 0 then return 0 end
@@ -30,6 +31,9 @@ for i = 1, #fields, 2 do
     return 0
   end
 end
+-- A bound on a backend's fields: a caller asking for made-up models (each answered 404) must not grow the hash
+-- that every replica loads once a second. Past it, new models go unshared; each replica learns them itself.
+if redis.call('HEXISTS', key, field) == 0 and redis.call('HLEN', key) >= maxFields then return 0 end
 redis.call('HSET', key, field, record)
 if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 return 1

@@ -92,24 +92,24 @@ func Opener(rawURL, prefix string) (failover.Store, error) {
 	return s, nil
 }
 
-// withoutURL is err's text without the URL or its password.
+// withoutURL is err's text without the URL or its password. A URL with user info that does not parse (a "/",
+// "?" or "#" left unescaped in the password, say) has no known end to its password, and url.Parse's message may
+// quote a piece of it: then nothing of the message is kept.
 func withoutURL(err error, rawURL string) string {
+	if u, perr := url.Parse(rawURL); strings.Contains(rawURL, "@") && (perr != nil || u.User == nil) {
+		return "details withheld: they could quote part of the password; percent-encode any / ? # % or @ in it"
+	}
 	msg := err.Error()
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
 		msg = ue.Err.Error() // the rest quotes the URL
 	}
-	if u, perr := url.Parse(rawURL); perr == nil {
+	if u, perr := url.Parse(rawURL); perr == nil && u.User != nil {
+		msg = strings.ReplaceAll(msg, u.User.String(), "[redacted]")
 		if pw, ok := u.User.Password(); ok && pw != "" {
 			msg = strings.ReplaceAll(msg, pw, "[redacted]")
 		}
 	}
-	if rawURL != "" {
-		msg = strings.ReplaceAll(msg, rawURL, "[url]")
-	}
-	if strings.Contains(msg, "@") {
-		return "details withheld: they would quote the URL"
-	}
-	return msg
+	return strings.ReplaceAll(msg, rawURL, "[url]")
 }
 
 func checkPrefix(p string) (string, error) {
@@ -135,11 +135,12 @@ func (s *Store) key(backend string) string { return s.prefix + ":" + backend }
 
 // wire is a record as the hash holds it: the backend is the key, the model the field.
 type wire struct {
-	Kind     string `json:"kind"`
-	Status   int    `json:"status,omitempty"`
-	Failures int    `json:"failures,omitempty"`
-	Since    int64  `json:"since"` // Unix nanoseconds
-	Until    int64  `json:"until"`
+	Kind       string `json:"kind"`
+	Deployment string `json:"deployment,omitempty"`
+	Status     int    `json:"status,omitempty"`
+	Failures   int    `json:"failures,omitempty"`
+	Since      int64  `json:"since"` // Unix nanoseconds
+	Until      int64  `json:"until"`
 }
 
 const restField = "rest:"
@@ -176,13 +177,13 @@ func decode(backend, model, value string) (failover.Record, bool) {
 	if json.Unmarshal([]byte(value), &w) != nil {
 		return failover.Record{}, false
 	}
-	return failover.Record{Backend: backend, Model: model, Kind: w.Kind, Status: w.Status, Failures: w.Failures,
+	return failover.Record{Backend: backend, Model: model, Deployment: w.Deployment, Kind: w.Kind, Status: w.Status, Failures: w.Failures,
 		Since: time.Unix(0, w.Since), Until: time.Unix(0, w.Until)}, true
 }
 
 // Save implements failover.Store with one script.
 func (s *Store) Save(ctx context.Context, r failover.Record, now time.Time) error {
-	value, err := json.Marshal(wire{Kind: r.Kind, Status: r.Status, Failures: r.Failures,
+	value, err := json.Marshal(wire{Kind: r.Kind, Deployment: r.Deployment, Status: r.Status, Failures: r.Failures,
 		Since: r.Since.UnixNano(), Until: r.Until.UnixNano()})
 	if err != nil {
 		return fmt.Errorf("redisstore: save: %w", err)

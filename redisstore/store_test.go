@@ -200,3 +200,31 @@ func rawClient(t testing.TB, url string) *redis.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+func TestFieldsPerBackendAreBounded(t *testing.T) {
+	url := redisURL(t)
+	p := prefix(t)
+	s := open(t, url, p)
+	rdb := rawClient(t, url)
+	ctx := t.Context()
+	now := time.Now()
+	for i := range 1100 {
+		r := failover.Record{Backend: "eastus@1", Model: fmt.Sprint("made-up-", i), Kind: failover.RestMissing,
+			Since: now, Until: now.Add(time.Hour)}
+		require.NoError(t, s.Save(ctx, r, now))
+	}
+	n, err := rdb.HLen(ctx, p+":eastus@1").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1024), n, "made-up model names do not grow the hash without end")
+	// A model already there is still updated.
+	r := failover.Record{Backend: "eastus@1", Model: "made-up-0", Kind: failover.RestThrottled, Since: now, Until: now.Add(2 * time.Hour)}
+	require.NoError(t, s.Save(ctx, r, now))
+	got, err := s.Load(ctx, []string{"eastus@1"}, now)
+	require.NoError(t, err)
+	require.Len(t, got, 1024)
+	kinds := map[string]string{}
+	for _, g := range got {
+		kinds[g.Model] = g.Kind
+	}
+	assert.Equal(t, failover.RestThrottled, kinds["made-up-0"])
+}

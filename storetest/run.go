@@ -18,8 +18,12 @@ func Run(t *testing.T, open func(t *testing.T) failover.Store) {
 	// synctest bubble, or a fleet whose clocks differ from the store's, depend on it).
 	now := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	rec := func(backend, model, kind string, since, until time.Duration) failover.Record {
-		return failover.Record{Backend: backend, Model: model, Kind: kind, Status: 429, Failures: 2,
+		r := failover.Record{Backend: backend, Model: model, Kind: kind, Status: 429, Failures: 2,
 			Since: now.Add(since), Until: now.Add(until)}
+		if model != "" {
+			r.Deployment = "deployment-of-" + model
+		}
+		return r
 	}
 
 	t.Run("SaveThenLoad", func(t *testing.T) {
@@ -243,7 +247,7 @@ func release(t *testing.T, s failover.Store, backend string, models []string, ow
 func assertRecords(t *testing.T, got []failover.Record, want ...failover.Record) {
 	t.Helper()
 	key := func(r failover.Record) string {
-		return fmt.Sprintf("%s|%s|%s|%d|%d|%d|%d", r.Backend, r.Model, r.Kind, r.Status, r.Failures,
+		return fmt.Sprintf("%s|%s|%s|%s|%d|%d|%d|%d", r.Backend, r.Model, r.Deployment, r.Kind, r.Status, r.Failures,
 			r.Since.UnixNano(), r.Until.UnixNano())
 	}
 	count := map[string]int{}

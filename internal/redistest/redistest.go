@@ -55,6 +55,7 @@ func (s *Server) start(path string) error {
 	_, port, _ := net.SplitHostPort(s.Addr)
 	s.cmd = exec.Command(path, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
 		"--dir", s.dir, "--protected-mode", "yes")
+	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("redis-server: %w", err)
 	}
