@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ import (
 type fleet struct {
 	east, west *failovertest.Server
 	replicas   []*failover.Client
+	prefix     string // of the keys the replicas share
 }
 
 func newFleet(t *testing.T, url string, replicas int, opts ...failover.Option) *fleet {
@@ -246,6 +248,7 @@ func newFleetLogged(t *testing.T, url string, logs []*safeBuffer, opts ...failov
 	t.Cleanup(f.east.Close)
 	t.Cleanup(f.west.Close)
 	p := prefix(t)
+	f.prefix = p
 	for _, l := range logs {
 		regions := []failover.Region{
 			{Name: "eastus", Endpoint: f.east.URL, APIKey: f.east.Key},
@@ -279,3 +282,46 @@ func (b *safeBuffer) String() string {
 }
 
 var _ = context.Background
+
+// TestRedisHoldsNoSecret reads back everything a fleet wrote to Redis: no key, no endpoint, and every key under
+// the fleet's prefix.
+func TestRedisHoldsNoSecret(t *testing.T) {
+	url := redisURL(t)
+	var logA, logB safeBuffer
+	f := newFleetLogged(t, url, []*safeBuffer{&logA, &logB}, failover.WithStoreTiming(failover.StoreTiming{Refresh: -1}),
+		failover.WithBackoff(func(int) time.Duration { return time.Minute }))
+	f.east.Script(failovertest.RateLimited(30*time.Second), failovertest.DeploymentNotFound())
+	f.west.Script(failovertest.InternalError())
+	for _, r := range []struct {
+		replica int
+		model   string
+	}{{0, "gpt-4o"}, {1, "o3"}, {1, "gpt-4o-mini"}} {
+		// The first fails everywhere (429 and 500); the others are served. Only what Redis holds matters here.
+		_, _ = f.replicas[r.replica].CreateChatCompletion(t.Context(), openai.ChatCompletionRequest{Model: r.model,
+			Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Say hello."}}})
+	}
+
+	rdb := rawClient(t, url)
+	p := f.prefix
+	keys, err := rdb.Keys(t.Context(), p+":*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 2, "one hash per region that rests: %v", keys)
+	var written strings.Builder
+	for _, k := range keys {
+		assert.Regexp(t, `^`+regexp.QuoteMeta(p)+`:(eastus|westus)@[0-9a-f]{16}$`, k)
+		fields, err := rdb.HGetAll(t.Context(), k).Result()
+		require.NoError(t, err)
+		for field, value := range fields {
+			written.WriteString(k + " " + field + " " + value + "\n")
+		}
+	}
+	out := written.String()
+	assert.Contains(t, out, `"kind":"throttled"`)
+	assert.Contains(t, out, `"kind":"missing"`)
+	assert.Contains(t, out, `"kind":"failing"`)
+	for _, s := range []*failovertest.Server{f.east, f.west} {
+		host := strings.TrimPrefix(s.URL, "http://")
+		assert.NotContains(t, out, s.Key)
+		assert.NotContains(t, out, host)
+	}
+}
