@@ -24,12 +24,8 @@ func TestContract(t *testing.T) {
 }
 
 func TestKeysExpireWhenTheRestEnds(t *testing.T) {
-	url := redisURL(t)
-	p := prefix(t)
-	s := open(t, url, p)
-	rdb := rawClient(t, url)
-	ctx := t.Context()
-	now := time.Now()
+	s, rdb, p := storeAndReader(t)
+	ctx, now := t.Context(), time.Now()
 	rec := failover.Record{Backend: "eastus@0123456789abcdef", Model: "gpt-4o", Kind: failover.RestThrottled,
 		Status: 429, Failures: 1, Since: now, Until: now.Add(30 * time.Second)}
 	require.NoError(t, s.Save(ctx, rec, now))
@@ -64,12 +60,8 @@ func TestKeysExpireWhenTheRestEnds(t *testing.T) {
 }
 
 func TestEndedFieldsAreForgotten(t *testing.T) {
-	url := redisURL(t)
-	p := prefix(t)
-	s := open(t, url, p)
-	rdb := rawClient(t, url)
-	ctx := t.Context()
-	now := time.Now()
+	s, rdb, p := storeAndReader(t)
+	ctx, now := t.Context(), time.Now()
 	for i := range 50 {
 		r := failover.Record{Backend: "eastus@1", Model: fmt.Sprint("model-", i), Kind: failover.RestThrottled,
 			Since: now, Until: now.Add(time.Second)}
@@ -85,12 +77,8 @@ func TestEndedFieldsAreForgotten(t *testing.T) {
 
 // TestGarbageInRedisIsIgnored: a field someone else wrote, or an older version's, must not break loading.
 func TestGarbageInRedisIsIgnored(t *testing.T) {
-	url := redisURL(t)
-	p := prefix(t)
-	s := open(t, url, p)
-	rdb := rawClient(t, url)
-	ctx := t.Context()
-	now := time.Now()
+	s, rdb, p := storeAndReader(t)
+	ctx, now := t.Context(), time.Now()
 	require.NoError(t, rdb.HSet(ctx, p+":eastus@1", "rest:bad", "{not json", "rest:worse", "[]", "probe:x", "soon someone", "other", "1").Err())
 	good := failover.Record{Backend: "eastus@1", Model: "gpt-4o", Kind: failover.RestThrottled, Since: now, Until: now.Add(time.Minute)}
 	require.NoError(t, s.Save(ctx, good, now))
@@ -202,12 +190,8 @@ func rawClient(t testing.TB, url string) *redis.Client {
 }
 
 func TestFieldsPerBackendAreBounded(t *testing.T) {
-	url := redisURL(t)
-	p := prefix(t)
-	s := open(t, url, p)
-	rdb := rawClient(t, url)
-	ctx := t.Context()
-	now := time.Now()
+	s, rdb, p := storeAndReader(t)
+	ctx, now := t.Context(), time.Now()
 	for i := range 1100 {
 		r := failover.Record{Backend: "eastus@1", Model: fmt.Sprint("made-up-", i), Kind: failover.RestMissing,
 			Since: now, Until: now.Add(time.Hour)}
@@ -227,4 +211,13 @@ func TestFieldsPerBackendAreBounded(t *testing.T) {
 		kinds[g.Model] = g.Kind
 	}
 	assert.Equal(t, failover.RestThrottled, kinds["made-up-0"])
+}
+
+// storeAndReader opens a Store under a prefix of the test's own, and a plain client of the same Redis to read what
+// the store wrote.
+func storeAndReader(t *testing.T) (*redisstore.Store, *redis.Client, string) {
+	t.Helper()
+	url := redisURL(t)
+	p := prefix(t)
+	return open(t, url, p), rawClient(t, url), p
 }

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -32,7 +31,6 @@ import (
 	"github.com/aoai-failover/failover/internal/redistest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
 // childEnv makes the test binary run the command's main instead of the tests: TestSIGTERMDrains starts it so.
@@ -43,14 +41,7 @@ func TestMain(m *testing.M) {
 		main() // exits 1 itself on an error
 		os.Exit(0)
 	}
-	code := redistest.Main(m.Run)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(redistest.Main(m.Run)) // Redis for the tests, and a check for goroutines left behind
 }
 
 // wait bounds every wait in these tests: nothing here needs more than a fraction of it.

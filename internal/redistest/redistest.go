@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // EnvURL names a running Redis for the tests (.ci/run starts one); without it, a package's TestMain starts its
@@ -127,9 +129,21 @@ var shared struct {
 	skip   bool
 }
 
-// Main runs a package's tests with Redis at hand: EnvURL's, or a server of the package's own, stopped after. It
-// is the package's TestMain's body; run is m.Run.
+// Main runs a package's tests with Redis at hand: EnvURL's, or a server of the package's own, stopped after; then,
+// when they passed, it fails them if a goroutine outlived them. It is the package's TestMain's body, as in
+// os.Exit(redistest.Main(m.Run)).
 func Main(run func() int) int {
+	code := withRedis(run)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	return code
+}
+
+func withRedis(run func() int) int {
 	shared.skip = os.Getenv(EnvSkip) == "1"
 	if u := os.Getenv(EnvURL); u != "" {
 		shared.url = u
