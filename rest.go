@@ -214,8 +214,11 @@ func (h *health) failed(model string, t ticket, status int, v verdict, p *restPo
 		}
 		return *r, false
 	}
-	if !v.kind.wholeRegion() && h.region != nil && h.region.kind == restUnreachable && h.region.since.Before(t.start) {
-		h.region = nil // the backend answered: its network is back
+	if !v.kind.wholeRegion() {
+		h.answered = later(h.answered, t.start) // an answer, if not a good one: the network to the backend works
+		if h.region != nil && h.region.kind == restUnreachable && h.region.since.Before(t.start) {
+			h.region = nil // the backend answered: its network is back
+		}
 	}
 	prev := h.region
 	if !v.kind.wholeRegion() {

@@ -39,6 +39,7 @@ type Store interface {
 // Record is what one Client learned about one backend, or one model on it, as a Store keeps it. It holds no
 // secret: a backend is named by its region name and a digest of its endpoint.
 type Record struct {
+	// Backend names the backend: its region name and 16 hex digits of its endpoint's SHA-256.
 	Backend string `json:"-"`
 	// Model is the model the record is about, or "" for the whole backend.
 	Model string `json:"-"`

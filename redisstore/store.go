@@ -24,8 +24,8 @@ const DefaultPrefix = "failover"
 // FAILOVER_REDIS_URL and build clients with failover.NewFromEnv(failover.WithStoreOpener(redisstore.Opener)).
 //
 // Each backend is one hash under the prefix, named by the region's name and a digest of its endpoint (never a
-// key); it holds the backend's rests and probes, expires when the last of them ends, and is written by one Lua
-// script per change, in one round trip. Clients read it at most once a second each (failover.StoreTiming), so a
+// key); it holds the backend's rests and probes (at most 1,024 fields, so that made-up model names cannot grow
+// it), expires when the last of them ends, and is written by one Lua script per change, in one round trip. Clients read it at most once a second each (failover.StoreTiming), so a
 // request seldom waits on Redis, and never longer than the timeout there. Redis 6 or later; a Redis Cluster
 // works too.
 type Store struct {
