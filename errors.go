@@ -34,7 +34,7 @@ type ExhaustedError struct {
 	// lacked the model.
 	Attempts []Attempt
 	// Skipped lists the backends the request did not try, because they were resting, being probed or lacking the
-	// model, as they were when it gave up.
+	// model, as they were when its last pass over the backends passed them over.
 	Skipped []Skip
 	// RetryAt is the soonest time a resting backend comes back, when a retry can succeed; zero when none is
 	// known to (every candidate lacks the model, or is being probed).

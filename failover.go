@@ -152,10 +152,12 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 	if deadline, ok := ctx.Deadline(); ok && deadline.Before(waitLimit) {
 		waitLimit = deadline
 	}
+	var passedOver []Skip // the backends the last pass did not try, and why, as they were then
 	for pass := 1; ; pass++ {
 		if e.share != nil {
 			e.share.sync(ctx) // what other replicas learned, also while this request waited
 		}
+		passedOver = passedOver[:0]
 		var soonest time.Time // when the first resting backend comes back; zero if none will
 		for _, b := range e.order(buf[:0]) {
 			if ctx.Err() != nil {
@@ -164,12 +166,14 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 			if !b.serves(model) {
 				continue
 			}
-			t, back, ok := b.health.admit(model, time.Now())
+			now := time.Now()
+			t, back, ok := b.health.admit(model, now)
 			if ok && e.share != nil && len(t.scopes(model)) > 0 {
 				t, back, ok = e.share.claim(ctx, b, model, t)
 			}
 			if !ok {
 				soonest = earliest(soonest, back)
+				passedOver = append(passedOver, b.passedOver(model, now))
 				continue
 			}
 			sent := body
@@ -194,7 +198,7 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 			soonest = earliest(soonest, until)
 		}
 		if soonest.IsZero() || soonest.After(waitLimit) || !time.Now().Before(waitLimit) || pass == maxPasses {
-			return nil, e.exhausted(model, attempts, soonest)
+			return nil, e.exhausted(model, attempts, passedOver, soonest)
 		}
 		wait := time.Until(soonest)
 		if trace != nil && trace.Wait != nil {
@@ -234,9 +238,8 @@ func canceled(ctx context.Context, attempts []Attempt) error {
 }
 
 // exhausted builds the error for a request no backend served, with what each backend it did not try was doing.
-func (e *engine) exhausted(model string, attempts []Attempt, retryAt time.Time) error {
+func (e *engine) exhausted(model string, attempts []Attempt, passedOver []Skip, retryAt time.Time) error {
 	err := &ExhaustedError{Attempts: attempts, Model: model, RetryAt: retryAt}
-	now := time.Now()
 	for _, b := range e.backends {
 		if slices.ContainsFunc(attempts, func(a Attempt) bool { return a.Region == b.name }) {
 			continue
@@ -249,12 +252,24 @@ func (e *engine) exhausted(model string, attempts []Attempt, retryAt time.Time) 
 			err.Skipped = append(err.Skipped, Skip{Region: b.name, State: StateMissing, Reason: reason})
 			continue
 		}
-		if s, ok := b.health.skipped(model, now); ok {
-			s.Region = b.name
-			err.Skipped = append(err.Skipped, s)
+		if i := slices.IndexFunc(passedOver, func(s Skip) bool { return s.Region == b.name }); i >= 0 {
+			err.Skipped = append(err.Skipped, passedOver[i])
 		}
 	}
 	return err
+}
+
+// passedOver says why a request did not try b for model at now, as it was then: a short rest may have ended
+// by the time the request gives up, and the error must still say why the backend was not tried.
+func (b *backend) passedOver(model string, now time.Time) Skip {
+	s, ok := b.health.skipped(model, now)
+	if !ok {
+		// The store said another client probes it, or that another's probe was just served while a rest of
+		// this client's own still holds.
+		s = Skip{State: StateProbing, Reason: "another client sharing the store probes it"}
+	}
+	s.Region = b.name
+	return s
 }
 
 // attempt makes one attempt with ticket t and settles it. The ticket is released even if the attempt panics (in

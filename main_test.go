@@ -1,11 +1,14 @@
 package failover_test
 
 import (
+	"os"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/aoai-failover/failover/internal/redistest"
 )
 
+// TestMain gives the chaos soak a real Redis (FAILOVER_TEST_REDIS_URL's, or a redis-server of the package's own),
+// and fails the package if a goroutine outlives its tests.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	os.Exit(redistest.Main(m.Run))
 }

@@ -352,3 +352,25 @@ func TestPanickingProbeDoesNotLeaveTheRegionProbing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "Hello from eastus.", content)
 }
+
+// TestExhaustedSaysWhyEveryBackendWasPassedOver: a rest that ends while the request is still trying other
+// backends still explains, in the error, why that backend was not tried.
+func TestExhaustedSaysWhyEveryBackendWasPassedOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithMaxWait(0))
+		servers[0].Script(failovertest.RateLimited(time.Second))
+		servers[1].Script(failovertest.Reply{}, failovertest.Slow(2*time.Second, failovertest.InternalError()))
+		_, err := client.ChatCompletion(t.Context(), hello()) // eastus rests for a second; westus serves
+		require.NoError(t, err)
+		rested := time.Now()
+
+		_, err = client.ChatCompletion(t.Context(), hello()) // eastus passed over; westus fails after 2 s
+		var ex *failover.ExhaustedError
+		require.ErrorAs(t, err, &ex)
+		require.Len(t, ex.Attempts, 1)
+		assert.Equal(t, "westus", ex.Attempts[0].Region)
+		require.Len(t, ex.Skipped, 1, "eastus's rest ended before the request gave up, but it was why eastus was not tried")
+		assert.Equal(t, failover.Skip{Region: "eastus", State: failover.StateResting, Until: rested.Add(time.Second),
+			Reason: "429 rate limited"}, ex.Skipped[0])
+	})
+}

@@ -35,6 +35,8 @@ type Reply struct {
 	// fails mid-answer) in place of content chunk number StreamErrorAt, then ends the stream without [DONE]. 1
 	// sends it before any content. 0 sends none.
 	StreamErrorAt int
+	// EmptyBody answers with no body at all (Content-Length: 0), whatever the status, as a broken proxy might.
+	EmptyBody bool
 }
 
 // OK answers successfully with content as the assistant's text.
@@ -119,6 +121,9 @@ func Disconnect() Reply { return Reply{Disconnect: true} }
 
 // Malformed answers 200 with a body that is not JSON.
 func Malformed() Reply { return Reply{Body: `{"id":"chatcmpl-1","choices":[{"mess`} }
+
+// Empty answers 200 with no body at all.
+func Empty() Reply { return Reply{EmptyBody: true} }
 
 // Slow answers like r, after d.
 func Slow(d time.Duration, r Reply) Reply {

@@ -28,6 +28,7 @@ type Server struct {
 	openai      bool
 	deployments map[string]bool // nil: every deployment exists
 	onRequest   func(Call)
+	noCallLog   bool
 	network     *Network
 	echo        bool
 	identity    *Identity
@@ -35,7 +36,9 @@ type Server struct {
 	mu       sync.Mutex
 	script   []Reply
 	fallback Reply
+	replier  func(Call) Reply
 	calls    []Call
+	requests int
 
 	seq       atomic.Int64
 	closing   chan struct{}
@@ -147,11 +150,24 @@ func (s *Server) SetDefault(r Reply) {
 	s.fallback = r
 }
 
+// SetReplier makes f choose the reply to every request once the script is used up, in place of the default:
+// for faults chosen at random, or by what the request asks. f is called on the request's goroutine, outside the
+// server's lock; nil goes back to the default.
+func (s *Server) SetReplier(f func(Call) Reply) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replier = f
+}
+
+// WithoutCallLog makes the server count requests but keep no Call (Calls returns none), so that a long soak
+// does not hold every request it served.
+func WithoutCallLog() Option { return func(s *Server) { s.noCallLog = true } }
+
 // Requests is how many requests the server has received.
 func (s *Server) Requests() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.calls)
+	return s.requests
 }
 
 // Calls returns what the server saw of each request, in order of arrival.
@@ -215,11 +231,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.deployments != nil && !s.openai && !s.deployments[call.Deployment]:
 		reply = DeploymentNotFound()
 	default:
-		reply = s.next()
+		reply = s.next(call)
 	}
 	s.mu.Lock()
-	index := len(s.calls)
-	s.calls = append(s.calls, call)
+	s.requests++
+	index := -1
+	if !s.noCallLog {
+		index = len(s.calls)
+		s.calls = append(s.calls, call)
+	}
 	s.mu.Unlock()
 	if s.onRequest != nil {
 		s.onRequest(call)
@@ -236,24 +256,31 @@ type statusRecorder struct {
 }
 
 func (w *statusRecorder) WriteHeader(status int) {
-	w.server.mu.Lock()
-	w.server.calls[w.index].Status = status
-	w.server.mu.Unlock()
+	if w.index >= 0 {
+		w.server.mu.Lock()
+		w.server.calls[w.index].Status = status
+		w.server.mu.Unlock()
+	}
 	w.ResponseWriter.WriteHeader(status)
 }
 
 // Unwrap lets http.ResponseController reach the connection, to flush and hijack it.
 func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (s *Server) next() Reply {
+func (s *Server) next(call Call) Reply {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if len(s.script) > 0 {
 		r := s.script[0]
 		s.script = s.script[1:]
+		s.mu.Unlock()
 		return r
 	}
-	return s.fallback
+	replier, fallback := s.replier, s.fallback
+	s.mu.Unlock()
+	if replier != nil {
+		return replier(call)
+	}
+	return fallback
 }
 
 // azurePath splits /openai/deployments/{deployment}/{operation}.
@@ -307,6 +334,11 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, call Call, body r
 		h[http.CanonicalHeaderKey(k)] = v
 	}
 	status := max(reply.Status, http.StatusOK)
+	if reply.EmptyBody {
+		h.Set("Content-Length", "0")
+		w.WriteHeader(status)
+		return
+	}
 	if status == http.StatusOK && reply.Body == "" && call.Stream && call.Operation == "chat/completions" {
 		s.stream(w, r, call, body, reply)
 		return
