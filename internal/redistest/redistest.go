@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,15 +124,16 @@ func (s *Server) Stop() {
 }
 
 var shared struct {
+	once   sync.Once // the server starts with the first test that asks for it
 	url    string
 	server *Server
 	err    error
 	skip   bool
 }
 
-// Main runs a package's tests with Redis at hand: EnvURL's, or a server of the package's own, stopped after; then,
-// when they passed, it fails them if a goroutine outlived them. It is the package's TestMain's body, as in
-// os.Exit(redistest.Main(m.Run)).
+// Main runs a package's tests with Redis at hand: EnvURL's, or a server of the package's own, started for the
+// first test that asks (URL) and stopped after; then, when they passed, it fails them if a goroutine outlived
+// them. It is the package's TestMain's body, as in os.Exit(redistest.Main(m.Run)).
 func Main(run func() int) int {
 	code := withRedis(run)
 	if code == 0 {
@@ -145,23 +147,26 @@ func Main(run func() int) int {
 
 func withRedis(run func() int) int {
 	shared.skip = os.Getenv(EnvSkip) == "1"
-	if u := os.Getenv(EnvURL); u != "" {
-		shared.url = u
-		return run()
-	}
-	if !shared.skip {
-		shared.server, shared.err = Start()
+	shared.url = os.Getenv(EnvURL)
+	defer func() {
 		if shared.server != nil {
-			shared.url = shared.server.URL()
-			defer shared.server.Stop()
+			shared.server.Stop()
 		}
-	}
+	}()
 	return run()
 }
 
 // URL returns the tests' Redis, skipping the test when EnvSkip is set and failing it when there is none.
 func URL(tb testing.TB) string {
 	tb.Helper()
+	shared.once.Do(func() {
+		if shared.url != "" || shared.skip {
+			return
+		}
+		if shared.server, shared.err = Start(); shared.err == nil {
+			shared.url = shared.server.URL()
+		}
+	})
 	switch {
 	case shared.url != "":
 		return shared.url
