@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -40,10 +41,13 @@ func parseDelay(v string, unit time.Duration) (time.Duration, bool) {
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+	if ne := (*strconv.NumError)(nil); errors.As(err, &ne) && ne.Err == strconv.ErrRange {
+		err = nil // too many digits for a float64: a very long delay (or, as 1e-400, none), not garbage
+	}
+	if err != nil || math.IsNaN(f) {
 		return 0, false
 	}
-	if f*float64(unit) >= float64(maxRetryAfter) {
+	if math.IsInf(f, 1) || f*float64(unit) >= float64(maxRetryAfter) {
 		return maxRetryAfter, true
 	}
 	return time.Duration(f * float64(unit)), true

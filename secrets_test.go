@@ -19,6 +19,7 @@ import (
 
 	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/failovertest"
+	openai "github.com/sashabaranov/go-openai"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -292,4 +293,21 @@ type secretCredential struct{ secret string }
 
 func (secretCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	return azcore.AccessToken{}, errors.New("not used")
+}
+
+// TestEscapedKeyInErrorBodyIsHidden: a region that echoes the key with a JSON escape ("\u006b" for its "k") in an
+// error body must not have it shown: go-openai decodes the message, and the error would spell the key plainly.
+func TestEscapedKeyInErrorBodyIsHidden(t *testing.T) {
+	servers := startRegions(t, []string{"eastus"})
+	key := servers[0].Key
+	servers[0].SetDefault(failovertest.Reply{Status: http.StatusInternalServerError,
+		Body: `{"error":{"code":"500","message":"bad key \u00` + fmt.Sprintf("%x", key[0]) + key[1:] + `"}}`})
+	client := newClient(t, regionsOf(servers...))
+	_, err := client.ChatCompletion(t.Context(), hello())
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), key)
+	assert.Contains(t, err.Error(), "bad key [REDACTED]", "the message is kept, without the key")
+	var apiErr *openai.APIError
+	require.ErrorAs(t, err, &apiErr, "the caller still reaches the APIError")
+	assert.NotContains(t, apiErr.Message, key)
 }

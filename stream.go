@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -60,7 +61,11 @@ func openStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*streamB
 				content, err := hasContent(data)
 				if err != nil {
 					if scrubbed, changed := scrub(data); changed {
-						_, err = hasContent(scrubbed) // the same error, from the event without its secrets
+						// The same error, from the event without its secrets; if taking them out left no
+						// error to read, none of the event is shown.
+						if _, err = hasContent(scrubbed); err == nil {
+							err = errors.New("stream began with an error event (not shown: it held a secret)")
+						}
 					}
 					return nil, err
 				}
@@ -115,6 +120,19 @@ func hasContent(data []byte) (bool, error) {
 
 func present(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
 
+// isErrorEvent reports whether an event's data is an error, as go-openai reads one: a JSON object with an
+// "error" member, wherever it is in the object and however its name is spelt. Content chunks are passed over
+// with one search, unless they hold an escape.
+func isErrorEvent(data []byte) bool {
+	if !bytes.Contains(data, []byte(`"error"`)) && !bytes.Contains(data, []byte(`\u`)) {
+		return false
+	}
+	var event struct {
+		Error json.RawMessage `json:"error"`
+	}
+	return json.Unmarshal(data, &event) == nil && present(event.Error)
+}
+
 // eventData returns the data of a "data:" line, trimmed.
 func eventData(line []byte) ([]byte, bool) {
 	line = bytes.TrimSpace(line)
@@ -146,17 +164,22 @@ func (s *streamBody) Read(p []byte) (int, error) {
 		}
 		line, err := s.readLine()
 		s.pending = line
-		if data, ok := eventData(line); ok {
-			switch {
-			case string(data) == "[DONE]":
-				s.done = true
-			case bytes.HasPrefix(data, []byte(`{"error"`)):
-				// The stream is over: stop here rather than wait for a server that may hold the connection. The
-				// event goes on to the caller, without the secrets a misbehaving server might echo.
-				err = fmt.Errorf("%w: the server sent an error event", ErrStreamCut)
-				if scrubbed, changed := s.scrub(line); changed {
-					s.pending = scrubbed
-				}
+		data, isData := eventData(line)
+		switch {
+		case isData && string(data) == "[DONE]":
+			s.done = true
+		case isData && isErrorEvent(data):
+			// The stream is over: stop here rather than wait for a server that may hold the connection. The
+			// event goes on to the caller, without the secrets a misbehaving server might echo.
+			err = fmt.Errorf("%w: the server sent an error event", ErrStreamCut)
+			if scrubbed, changed := s.scrub(data); changed {
+				s.pending = slices.Concat([]byte("data: "), scrubbed, []byte("\n"))
+			}
+		case !isData && len(bytes.TrimSpace(line)) > 0:
+			// Not an event's data: a comment, a field, or text that go-openai gathers into the stream's error.
+			// Rare, so each is checked for secrets as an error body is.
+			if scrubbed, changed := s.scrub(line); changed {
+				s.pending = scrubbed
 			}
 		}
 		switch {
