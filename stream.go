@@ -133,6 +133,12 @@ func isErrorEvent(data []byte) bool {
 	return json.Unmarshal(data, &event) == nil && present(event.Error)
 }
 
+// lineEnd is line's ending: "\n", "\r\n", or nothing at the end of a stream.
+func lineEnd(line []byte) []byte {
+	text := bytes.TrimRight(line, "\r\n")
+	return line[len(text):]
+}
+
 // eventData returns the data of a "data:" line, trimmed.
 func eventData(line []byte) ([]byte, bool) {
 	line = bytes.TrimSpace(line)
@@ -173,13 +179,14 @@ func (s *streamBody) Read(p []byte) (int, error) {
 			// event goes on to the caller, without the secrets a misbehaving server might echo.
 			err = fmt.Errorf("%w: the server sent an error event", ErrStreamCut)
 			if scrubbed, changed := s.scrub(data); changed {
-				s.pending = slices.Concat([]byte("data: "), scrubbed, []byte("\n"))
+				s.pending = slices.Concat([]byte("data: "), scrubbed, lineEnd(line))
 			}
 		case !isData && len(bytes.TrimSpace(line)) > 0:
 			// Not an event's data: a comment, a field, or text that go-openai gathers into the stream's error.
 			// Rare, so each is checked for secrets as an error body is.
-			if scrubbed, changed := s.scrub(line); changed {
-				s.pending = scrubbed
+			text := line[:len(line)-len(lineEnd(line))]
+			if scrubbed, changed := s.scrub(text); changed {
+				s.pending = slices.Concat(scrubbed, lineEnd(line))
 			}
 		}
 		switch {
