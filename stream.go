@@ -51,7 +51,7 @@ func openStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*streamB
 	var head []byte
 	for len(head) <= maxStreamHead {
 		line, err := s.readLine()
-		if len(line) > 0 {
+		if len(line) > 0 && passedOn(line) {
 			head = append(head, line...)
 			data, ok := eventData(line)
 			if ok && string(data) == "[DONE]" {
@@ -120,17 +120,59 @@ func hasContent(data []byte) (bool, error) {
 
 func present(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
 
-// isErrorEvent reports whether an event's data is an error, as go-openai reads one: a JSON object with an
-// "error" member, wherever it is in the object and however its name is spelt. Content chunks are passed over
-// with one search, unless they hold an escape.
+// isErrorEvent reports whether an event's data is an error, as OpenAI's clients read one: a JSON object whose
+// "error" member (wherever it is, however its name is spelt or cased) holds something: not null, false, 0, "", {}
+// or []. A content chunk is passed over with a scan of its quotes, unless it holds an escape, which could spell
+// the member's name: then it is decoded (about 2.5 µs).
 func isErrorEvent(data []byte) bool {
-	if !bytes.Contains(data, []byte(`"error"`)) && !bytes.Contains(data, []byte(`\u`)) {
-		return false
+	_, ok := errorMember(data)
+	return ok
+}
+
+// errorMember returns the "error" member of an error event (see isErrorEvent).
+func errorMember(data []byte) (json.RawMessage, bool) {
+	if !bytes.Contains(data, []byte(`\u`)) && !hasErrorMember(data) {
+		return nil, false
 	}
 	var event struct {
 		Error json.RawMessage `json:"error"`
 	}
-	return json.Unmarshal(data, &event) == nil && present(event.Error)
+	if json.Unmarshal(data, &event) != nil {
+		return nil, false
+	}
+	switch string(bytes.TrimSpace(event.Error)) {
+	case "", "null", "false", "0", `""`, "{}", "[]":
+		return nil, false
+	}
+	return event.Error, true
+}
+
+// hasErrorMember reports whether data has a member named "error", in any case, as far as a scan without
+// decoding can tell: the name between quotes, then a colon.
+func hasErrorMember(data []byte) bool {
+	for i := 0; i < len(data); {
+		j := bytes.IndexByte(data[i:], '"')
+		if j < 0 {
+			return false
+		}
+		k := i + j // an opening quote, perhaps
+		if k+7 <= len(data) && data[k+6] == '"' && bytes.EqualFold(data[k+1:k+6], []byte("error")) {
+			if rest := bytes.TrimLeft(data[k+7:], " \t\r\n"); len(rest) > 0 && rest[0] == ':' {
+				return true
+			}
+		}
+		i = k + 1
+	}
+	return false
+}
+
+// passedOn reports whether a line of an event stream goes on to the caller: data lines and the blank lines that
+// end events. Comments, other fields and stray text do not: clients of chat completions ignore them, and
+// go-openai would gather them into the stream's error, where a key a server echoed, even split over lines, would
+// show.
+func passedOn(line []byte) bool {
+	_, isData := eventData(line)
+	return isData || len(bytes.TrimSpace(line)) == 0
 }
 
 // lineEnd is line's ending: "\n", "\r\n", or nothing at the end of a stream.
@@ -171,23 +213,22 @@ func (s *streamBody) Read(p []byte) (int, error) {
 		line, err := s.readLine()
 		s.pending = line
 		data, isData := eventData(line)
+		errValue, isError := errorMember(data)
 		switch {
 		case isData && string(data) == "[DONE]":
 			s.done = true
-		case isData && isErrorEvent(data):
+		case isData && isError:
 			// The stream is over: stop here rather than wait for a server that may hold the connection. The
-			// event goes on to the caller, without the secrets a misbehaving server might echo.
+			// event goes on to the caller with its error alone, first, where go-openai reads it as one, and
+			// without the secrets a misbehaving server might echo.
 			err = fmt.Errorf("%w: the server sent an error event", ErrStreamCut)
-			if scrubbed, changed := s.scrub(data); changed {
-				s.pending = slices.Concat([]byte("data: "), scrubbed, lineEnd(line))
+			event := slices.Concat([]byte(`{"error":`), errValue, []byte("}"))
+			if scrubbed, changed := s.scrub(event); changed {
+				event = scrubbed
 			}
-		case !isData && len(bytes.TrimSpace(line)) > 0:
-			// Not an event's data: a comment, a field, or text that go-openai gathers into the stream's error.
-			// Rare, so each is checked for secrets as an error body is.
-			text := line[:len(line)-len(lineEnd(line))]
-			if scrubbed, changed := s.scrub(text); changed {
-				s.pending = slices.Concat(scrubbed, lineEnd(line))
-			}
+			s.pending = slices.Concat([]byte("data: "), event, lineEnd(line))
+		case !passedOn(line):
+			s.pending = nil // a comment, another field or stray text: see passedOn
 		}
 		switch {
 		case err == io.EOF && s.done:
@@ -219,8 +260,8 @@ func (s *streamBody) Close() error {
 }
 
 // StreamCutError is the error of a ChatCompletionStream cut after its first content reached the caller. It
-// matches ErrStreamCut, and errors.As through it reaches the cause: an *openai.APIError from an error event, a
-// connection error, or the context's error.
+// matches ErrStreamCut, and errors.As through it reaches the cause: an *openai.APIError from an error event that
+// the server sent, a connection error, or the context's error.
 type StreamCutError struct {
 	// Region is the backend that served the stream.
 	Region string

@@ -287,6 +287,8 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	copyRequestHeader(req.Header, r.Header)
 	resp, err := g.client.Do(req)
 	if err != nil {
+		// How many regions were asked before giving up; 0 when every one rested.
+		w.Header().Set("X-Failover-Attempts", strconv.Itoa(len(ex.attempts)))
 		return writeAnswer(w, answerFor(ctx, err))
 	}
 	defer resp.Body.Close()

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/aoai-failover/failover"
+	"github.com/aoai-failover/failover/failovertest"
 	"github.com/aoai-failover/failover/gateway"
 	"github.com/aoai-failover/failover/storetest"
 )
@@ -66,4 +67,20 @@ func TestNoStoreNoStoreState(t *testing.T) {
 	req.Header.Set("api-key", gatewayKey)
 	_, body = do(t, req)
 	assert.NotContains(t, body, `"store"`)
+}
+
+// TestErrorAnswerCountsAttempts: an answer for a request no region served says how many were asked.
+func TestErrorAnswerCountsAttempts(t *testing.T) {
+	f := startFleet(t, []string{"eastus", "westus"}, gateway.Config{})
+	for _, r := range f.regions {
+		r.SetDefault(failovertest.InternalError())
+	}
+	body := `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`
+	auth := map[string]string{"Authorization": "Bearer " + gatewayKey}
+	resp, text := post(t, f.url, "/v1/chat/completions", body, auth)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "both failed and rest a second: %s", text)
+	assert.Equal(t, "2", resp.Header.Get("X-Failover-Attempts"))
+	resp, text = post(t, f.url, "/v1/chat/completions", body, auth)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "both rest now: %s", text)
+	assert.Equal(t, "0", resp.Header.Get("X-Failover-Attempts"), "every region rested: none was asked")
 }
