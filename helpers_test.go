@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,6 +57,13 @@ func (r *recorder) context(ctx context.Context) context.Context {
 		defer r.mu.Unlock()
 		r.attempts = append(r.attempts, a)
 	}})
+}
+
+// list returns the attempts so far.
+func (r *recorder) list() []failover.Attempt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.attempts)
 }
 
 func (r *recorder) regions() []string {

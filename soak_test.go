@@ -315,26 +315,6 @@ func (s *soak) run(t *testing.T, d time.Duration, check bool) {
 	wg.Wait()
 }
 
-// tracedAttempts collects one request's attempts.
-type tracedAttempts struct {
-	mu       sync.Mutex
-	attempts []failover.Attempt
-}
-
-func (a *tracedAttempts) context(ctx context.Context) context.Context {
-	return failover.WithTrace(ctx, &failover.Trace{AttemptDone: func(at failover.Attempt) {
-		a.mu.Lock()
-		a.attempts = append(a.attempts, at)
-		a.mu.Unlock()
-	}})
-}
-
-func (a *tracedAttempts) list() []failover.Attempt {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.attempts)
-}
-
 func (s *soak) steadyUp(start, end time.Time) bool {
 	return s.chaos[len(s.chaos)-1].upThrough(start.Add(-soakGrace), end)
 }
@@ -343,7 +323,7 @@ func (s *soak) steadyUp(start, end time.Time) bool {
 func (s *soak) clientRequest(t *testing.T, client *failover.Client, rng *rand.Rand, check bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var traced tracedAttempts
+	var traced recorder
 	ctx = traced.context(ctx)
 	model := soakModels[rng.IntN(len(soakModels))]
 	messages := []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Say hello."}}
