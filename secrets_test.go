@@ -302,7 +302,7 @@ func TestEscapedKeyInErrorBodyIsHidden(t *testing.T) {
 	key := servers[0].Key
 	servers[0].SetDefault(failovertest.Reply{Status: http.StatusInternalServerError,
 		Body: `{"error":{"code":"500","message":"bad key \u00` + fmt.Sprintf("%x", key[0]) + key[1:] + `"}}`})
-	client := newClient(t, regionsOf(servers...))
+	client := newClient(t, regionsOf(servers...), failover.WithMaxWait(0))
 	_, err := client.ChatCompletion(t.Context(), hello())
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), key)
