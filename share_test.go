@@ -227,7 +227,6 @@ func TestStoreSlowCostsOneTimeout(t *testing.T) {
 	}
 }
 
-// TestStoreCallIgnoresTheCallersDeadline: a store call is bounded by Timeout alone, not by the caller's context.
 // TestLoadLeavesTheCallerTime: a store call before a request's attempts takes at most half of what is left of
 // the caller's deadline, so that a slow store leaves the request time for a region; and a load cut short so says
 // nothing about the store.
@@ -240,6 +239,7 @@ func TestLoadLeavesTheCallerTime(t *testing.T) {
 		content, err := askCtx(ctx, f.clients[0], "gpt-4o")
 		require.NoError(t, err, "the request had 5 ms left for the region")
 		assert.Equal(t, "Hello from eastus.", content)
+		assert.Equal(t, 1, f.servers[0].Requests(), "the region, which answers at once, was tried")
 		assert.Equal(t, []time.Duration{5 * time.Millisecond}, store.waits(), "the load took half of the time left")
 		assert.Equal(t, []error{context.DeadlineExceeded}, store.errs())
 		shared, reachable := f.clients[0].Sharing()

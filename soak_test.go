@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -336,19 +335,8 @@ func (s *soak) clientRequest(t *testing.T, client *failover.Client, rng *rand.Ra
 		var resp openai.ChatCompletionResponse
 		resp, err = client.CreateChatCompletion(ctx, openai.ChatCompletionRequest{Model: model, Messages: messages})
 		answered = err != nil || len(resp.Choices) == 1 && whole(resp.Choices[0].Message.Content)
-	case "stream":
-		var stream *openai.ChatCompletionStream
-		stream, err = doerClient(client).CreateChatCompletionStream(ctx, openai.ChatCompletionRequest{Model: model, Messages: messages, Stream: true})
-		if err == nil {
-			var text string
-			text, err = readStream(stream)
-			stream.Close()
-			answered = err != nil || whole(text) // a stream cut short must not pass for a whole answer
-		}
-	case "embeddings":
-		var resp openai.EmbeddingResponse
-		resp, err = doerClient(client).CreateEmbeddings(ctx, openai.EmbeddingRequest{Model: openai.EmbeddingModel("text-embedding-3-small"), Input: []string{"hello"}})
-		answered = err != nil || len(resp.Data) == 1 && len(resp.Data[0].Embedding) > 0
+	case "stream", "embeddings":
+		answered, err = callAPI(ctx, doerClient(client), kind, model)
 	case "async":
 		result := <-client.ChatCompletionAsync(ctx, messages)
 		err = result.Err
@@ -454,45 +442,11 @@ func (s *soak) gatewayRequest(rng *rand.Rand, check bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	model := soakModels[rng.IntN(len(soakModels))]
-	messages := []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Say hello."}}
 	kind := []string{"chat", "stream", "embeddings"}[rng.IntN(3)]
 	start := time.Now()
-	var err error
 	var captured capturedHeader
 	ctx = context.WithValue(ctx, capturedKey{}, &captured)
-	answered := true
-	switch kind {
-	case "chat":
-		var resp openai.ChatCompletionResponse
-		resp, err = s.gwAPI.CreateChatCompletion(ctx, openai.ChatCompletionRequest{Model: model, Messages: messages})
-		answered = err != nil || len(resp.Choices) == 1 && whole(resp.Choices[0].Message.Content)
-	case "stream":
-		var stream *openai.ChatCompletionStream
-		stream, err = s.gwAPI.CreateChatCompletionStream(ctx, openai.ChatCompletionRequest{Model: model, Messages: messages, Stream: true})
-		if err == nil {
-			var text strings.Builder
-			for range 1000 {
-				var chunk openai.ChatCompletionStreamResponse
-				chunk, err = stream.Recv()
-				if errors.Is(err, io.EOF) {
-					err = nil
-					break
-				}
-				if err != nil {
-					break
-				}
-				if len(chunk.Choices) > 0 {
-					text.WriteString(chunk.Choices[0].Delta.Content)
-				}
-			}
-			stream.Close()
-			answered = err != nil || whole(text.String())
-		}
-	case "embeddings":
-		var resp openai.EmbeddingResponse
-		resp, err = s.gwAPI.CreateEmbeddings(ctx, openai.EmbeddingRequest{Model: openai.EmbeddingModel("text-embedding-3-small"), Input: []string{"hello"}})
-		answered = err != nil || len(resp.Data) == 1 && len(resp.Data[0].Embedding) > 0
-	}
+	answered, err := callAPI(ctx, s.gwAPI, kind, model)
 	end := time.Now()
 	header := captured.header // the gateway's answer, errors included
 	if !check {
@@ -543,6 +497,27 @@ func (s *soak) gatewayRequest(rng *rand.Rand, check bool) bool {
 		s.problem("gateway %s: unexpected error (status %d): %v", kind, status, err)
 	}
 	return err != nil
+}
+
+// callAPI sends one chat completion, stream or embeddings request through a go-openai client, and reports
+// whether a success was a whole answer (a stream cut short must not pass for one) with the error.
+func callAPI(ctx context.Context, api *openai.Client, kind, model string) (bool, error) {
+	messages := []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Say hello."}}
+	switch kind {
+	case "chat":
+		resp, err := api.CreateChatCompletion(ctx, openai.ChatCompletionRequest{Model: model, Messages: messages})
+		return err != nil || len(resp.Choices) == 1 && whole(resp.Choices[0].Message.Content), err
+	case "stream":
+		stream, err := api.CreateChatCompletionStream(ctx, openai.ChatCompletionRequest{Model: model, Messages: messages, Stream: true})
+		if err != nil {
+			return true, err
+		}
+		defer stream.Close()
+		text, err := readStream(stream)
+		return err != nil || whole(text), err
+	}
+	resp, err := api.CreateEmbeddings(ctx, openai.EmbeddingRequest{Model: openai.EmbeddingModel("text-embedding-3-small"), Input: []string{"hello"}})
+	return err != nil || len(resp.Data) == 1 && len(resp.Data[0].Embedding) > 0, err
 }
 
 // capturedHeader holds the header of the gateway's answer to one request, which go-openai does not show for
