@@ -24,10 +24,17 @@ type benchPair struct {
 	transp   *http.Transport
 }
 
-func newBenchPair(b *testing.B) *benchPair {
+func newBenchPair(b *testing.B, opts ...failover.Option) *benchPair {
+	b.Helper()
+	return newBenchPairOf(b, nil, opts...)
+}
+
+// newBenchPairOf is newBenchPair with more regions after the healthy one: with a spare region, the client steers
+// by quota (it needs two regions to choose between), though every call goes to the first.
+func newBenchPairOf(b *testing.B, spares []failover.Region, opts ...failover.Option) *benchPair {
 	b.Helper()
 	region := failovertest.NewRegion("bench")
-	c, err := failover.New([]failover.Region{{Endpoint: region.URL, APIKey: region.Key}})
+	c, err := failover.New(append([]failover.Region{{Endpoint: region.URL, APIKey: region.Key}}, spares...), opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -84,8 +91,19 @@ func BenchmarkChatCompletion(b *testing.B) {
 		}
 		b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 	})
-	b.Run("ratio", func(b *testing.B) {
-		p := newBenchPair(b)
+	b.Run("ratio", func(b *testing.B) { benchRatio(b, newBenchPair(b)) })
+	// With a spare region the client steers by quota: it estimates each request's tokens and keeps each answer's
+	// x-ratelimit-remaining-* headers.
+	b.Run("ratio-steering", func(b *testing.B) {
+		spare := failovertest.NewRegion("spare")
+		b.Cleanup(spare.Close)
+		benchRatio(b, newBenchPairOf(b, []failover.Region{{Name: "spare", Endpoint: spare.URL, APIKey: spare.Key}}))
+	})
+}
+
+// benchRatio alternates direct and failover calls of p and reports their time, CPU and allocation ratios.
+func benchRatio(b *testing.B, p *benchPair) {
+	{
 		// The two kinds of call alternate in blocks: fine enough that the machine's drift (large on a shared
 		// VM) hits both alike, coarse enough that garbage collection is charged mostly to the block whose
 		// allocations triggered it, and that the order within a pair does not matter.
@@ -117,7 +135,7 @@ func BenchmarkChatCompletion(b *testing.B) {
 		b.ReportMetric(allocsDirect, "allocs-direct")
 		b.ReportMetric(allocsFailover, "allocs-failover")
 		b.ReportMetric(0, "ns/op")
-	})
+	}
 }
 
 // BenchmarkThrottledPath measures what a 429 costs when the first k of 4 regions are rate-limited with

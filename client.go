@@ -113,6 +113,7 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 		errs = append(errs, configErr("WithTemperature", "is %v; expected a value from 0 to 2", s.temperature))
 	}
 	errs = append(errs, s.storeErrs()...)
+	errs = append(errs, s.hedgingErrs()...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -130,8 +131,9 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 	httpClient.CheckRedirect = refuseRedirect
 	e := &engine{client: httpClient, strategy: s.strategy, attemptTimeout: s.attemptTimeout, maxWait: s.maxWait,
 		rests:  restPolicy{backoff: s.backoff, fault: s.faultRest, missing: s.missingRest},
-		logger: s.logger, onAttempt: s.onAttempt}
+		logger: s.logger, onAttempt: s.onAttempt, hedger: newHedger(s.hedging)}
 	e.arrange(backends)
+	e.steering = !s.noSteering && len(regions) >= 2
 	for _, b := range e.backends {
 		b.id = backendID(b.name, b.endpoint)
 	}

@@ -16,22 +16,25 @@ import (
 // Environment variables read by NewFromEnv. N is a region number: 1, 2, …; regions are tried in ascending N and
 // numbers may have gaps. A variable with another suffix (AZURE_OPENAI_API_KEY_SECONDARY) is not read.
 const (
-	EnvEndpoint       = "AZURE_OPENAI_ENDPOINT"    // _N: region N's base URL; unsuffixed: region 1
-	EnvAPIKey         = "AZURE_OPENAI_API_KEY"     // _N: region N's key; unsuffixed: region 1
-	EnvRegionName     = "AZURE_OPENAI_REGION"      // _N: region N's display name; unsuffixed: region 1
-	EnvDeployments    = "AZURE_OPENAI_DEPLOYMENTS" // _N: the models region N has, model=deployment,…; unsuffixed: every region's
-	EnvAPIVersion     = "AZURE_OPENAI_API_VERSION" // unsuffixed: every region's; _N: region N's
-	EnvPriority       = "AZURE_OPENAI_PRIORITY"    // _N: region N's priority, 0 or more, lower first (Region.Priority)
-	EnvWeight         = "AZURE_OPENAI_WEIGHT"      // _N: region N's weight for StrategyWeighted (Region.Weight)
-	EnvAuth           = "AZURE_OPENAI_AUTH"        // _N: key or entra (Microsoft Entra ID); unsuffixed: every region's without a key
-	EnvOpenAIKey      = "OPENAI_API_KEY"           // the public OpenAI fallback's key
-	EnvOpenAIBaseURL  = "OPENAI_BASE_URL"          // the fallback's base URL (default DefaultOpenAIBaseURL)
-	EnvModel          = "FAILOVER_MODEL"           // the default model (WithModel)
-	EnvAttemptTimeout = "FAILOVER_ATTEMPT_TIMEOUT" // a Go duration such as 30s (WithAttemptTimeout)
-	EnvStrategy       = "FAILOVER_STRATEGY"        // ordered, round-robin, weighted or least-latency (WithStrategy)
-	EnvMaxWait        = "FAILOVER_MAX_WAIT"        // a Go duration; 0 never waits (WithMaxWait)
-	EnvRedisURL       = "FAILOVER_REDIS_URL"       // the Store to share state through, opened by WithStoreOpener
-	EnvRedisPrefix    = "FAILOVER_REDIS_PREFIX"    // the prefix of the Store's keys (default: the Store's own)
+	EnvEndpoint        = "AZURE_OPENAI_ENDPOINT"     // _N: region N's base URL; unsuffixed: region 1
+	EnvAPIKey          = "AZURE_OPENAI_API_KEY"      // _N: region N's key; unsuffixed: region 1
+	EnvRegionName      = "AZURE_OPENAI_REGION"       // _N: region N's display name; unsuffixed: region 1
+	EnvDeployments     = "AZURE_OPENAI_DEPLOYMENTS"  // _N: the models region N has, model=deployment,…; unsuffixed: every region's
+	EnvAPIVersion      = "AZURE_OPENAI_API_VERSION"  // unsuffixed: every region's; _N: region N's
+	EnvPriority        = "AZURE_OPENAI_PRIORITY"     // _N: region N's priority, 0 or more, lower first (Region.Priority)
+	EnvWeight          = "AZURE_OPENAI_WEIGHT"       // _N: region N's weight for StrategyWeighted (Region.Weight)
+	EnvAuth            = "AZURE_OPENAI_AUTH"         // _N: key or entra (Microsoft Entra ID); unsuffixed: every region's without a key
+	EnvOpenAIKey       = "OPENAI_API_KEY"            // the public OpenAI fallback's key
+	EnvOpenAIBaseURL   = "OPENAI_BASE_URL"           // the fallback's base URL (default DefaultOpenAIBaseURL)
+	EnvModel           = "FAILOVER_MODEL"            // the default model (WithModel)
+	EnvAttemptTimeout  = "FAILOVER_ATTEMPT_TIMEOUT"  // a Go duration such as 30s (WithAttemptTimeout)
+	EnvStrategy        = "FAILOVER_STRATEGY"         // ordered, round-robin, weighted or least-latency (WithStrategy)
+	EnvMaxWait         = "FAILOVER_MAX_WAIT"         // a Go duration; 0 never waits (WithMaxWait)
+	EnvQuotaSteering   = "FAILOVER_QUOTA_STEERING"   // true or false (WithQuotaSteering; default true)
+	EnvHedgeDelay      = "FAILOVER_HEDGE_DELAY"      // a Go duration: hedge requests unanswered that long (Hedging.Delay)
+	EnvHedgePercentile = "FAILOVER_HEDGE_PERCENTILE" // a fraction such as 0.95: learn the hedge delay (Hedging.Percentile)
+	EnvRedisURL        = "FAILOVER_REDIS_URL"        // the Store to share state through, opened by WithStoreOpener
+	EnvRedisPrefix     = "FAILOVER_REDIS_PREFIX"     // the prefix of the Store's keys (default: the Store's own)
 )
 
 // EnvFile is the file NewFromEnv reads, from the working directory, when it exists.
@@ -250,6 +253,19 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 			opts = append(opts, func(s *settings) { s.maxWait, s.maxWaitField = d, EnvMaxWait })
 		}
 	}
+	if raw := get(EnvQuotaSteering); raw != "" {
+		on, err := strconv.ParseBool(raw)
+		if err != nil {
+			errs = append(errs, configErr(EnvQuotaSteering, "is not a boolean; expected true or false"))
+		} else {
+			opts = append(opts, WithQuotaSteering(on))
+		}
+	}
+	if h, err := envHedging(get(EnvHedgeDelay), get(EnvHedgePercentile)); err != nil {
+		errs = append(errs, err...)
+	} else if h != nil {
+		opts = append(opts, WithHedging(*h))
+	}
 	if raw := get(EnvRedisURL); raw != "" {
 		prefix := get(EnvRedisPrefix)
 		opts = append(opts, func(s *settings) { s.storeURL, s.storePrefix = raw, prefix })
@@ -265,6 +281,30 @@ func configFromEnv(env map[string]string) ([]Region, []Option, error) {
 		return nil, nil, errors.Join(errs...)
 	}
 	return regions, opts, nil
+}
+
+// envHedging reads the hedging variables: nil when both are empty.
+func envHedging(delay, percentile string) (*Hedging, []error) {
+	if delay == "" && percentile == "" {
+		return nil, nil
+	}
+	var h Hedging
+	var errs []error
+	if delay != "" {
+		d, err := time.ParseDuration(delay)
+		if err != nil || d <= 0 {
+			errs = append(errs, configErr(EnvHedgeDelay, "is not a positive Go duration; expected one such as 500ms"))
+		}
+		h.Delay = d
+	}
+	if percentile != "" {
+		p, err := strconv.ParseFloat(percentile, 64)
+		if err != nil || !(p > 0 && p < 1) {
+			errs = append(errs, configErr(EnvHedgePercentile, "is not a fraction between 0 and 1; expected one such as 0.95"))
+		}
+		h.Percentile = p
+	}
+	return &h, errs
 }
 
 // parseAuth reads an authentication mode: key, or entra for Microsoft Entra ID. It reports whether it is entra.

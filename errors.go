@@ -139,8 +139,12 @@ const (
 	// OutcomeReturned: the backend refused the request itself (400 invalid request, content filter, context too
 	// long); every backend would refuse it too, so the answer went to the caller as it came.
 	OutcomeReturned
-	// OutcomeCanceled: the caller's context ended during the attempt.
+	// OutcomeCanceled: the caller's context ended during the attempt, or, with hedging, another attempt of the
+	// same request panicked (its Err says so).
 	OutcomeCanceled
+	// OutcomeLost: another attempt of the same request, sent while this one was unanswered (WithHedging),
+	// settled the request first; this one was canceled, or its answer closed unread.
+	OutcomeLost
 )
 
 func (o Outcome) String() string {
@@ -153,6 +157,8 @@ func (o Outcome) String() string {
 		return "returned"
 	case OutcomeCanceled:
 		return "canceled"
+	case OutcomeLost:
+		return "lost"
 	}
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }
@@ -181,6 +187,9 @@ type Attempt struct {
 	// streaming calls, whose errors go-openai returns without them; nil when no answer arrived. It is the
 	// response's own map: read it, do not change it.
 	Header http.Header
+	// Hedged reports that the attempt was a hedge: sent while an earlier attempt of the same request was still
+	// unanswered (WithHedging).
+	Hedged bool
 }
 
 // String describes the attempt in one line, e.g. "eastus: 429 failed over after 12ms: <cause>".
@@ -190,6 +199,9 @@ func (a Attempt) String() string {
 	b.WriteString(": ")
 	if a.Status != 0 {
 		fmt.Fprintf(&b, "%d ", a.Status)
+	}
+	if a.Hedged {
+		b.WriteString("hedge ")
 	}
 	fmt.Fprintf(&b, "%s after %s", a.Outcome, a.Duration.Round(time.Microsecond))
 	if a.Rest > 0 {

@@ -89,6 +89,8 @@ type engine struct {
 	logger         *slog.Logger
 	onAttempt      func(context.Context, Attempt)
 	share          *sharing // nil without a Store
+	steering       bool     // WithQuotaSteering, with two regions or more to steer between
+	hedger         *hedger  // nil without WithHedging
 }
 
 // operations are the calls the engine can route: each exists on every Azure deployment.
@@ -144,70 +146,74 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 		// It becomes a path segment of an Azure URL, where it would climb out of /openai/deployments/.
 		return nil, fmt.Errorf("failover: model %q is not a deployment name", model)
 	}
-	trace := ContextTrace(ctx)
-
-	var attempts []Attempt
+	c := call{e: e, ctx: ctx, req: req, op: op, model: model, body: body, pathModel: pathModel,
+		trace: ContextTrace(ctx)}
+	if e.steering || e.hedger != nil {
+		shape(&c)
+	}
+	if e.hedger != nil {
+		e.hedger.fund()
+	}
 	var buf [8]*backend
 	waitLimit := time.Now().Add(e.maxWait) // no wait may end later: the request has waited enough by then
 	if deadline, ok := ctx.Deadline(); ok && deadline.Before(waitLimit) {
 		waitLimit = deadline
 	}
-	var passedOver []Skip // the backends the last pass did not try, and why, as they were then
 	for pass := 1; ; pass++ {
 		if e.share != nil {
 			e.share.sync(ctx) // what other replicas learned, also while this request waited
 		}
-		passedOver = passedOver[:0]
-		var soonest time.Time // when the first resting backend comes back; zero if none will
-		for _, b := range e.order(buf[:0]) {
-			if ctx.Err() != nil {
-				return nil, canceled(ctx, attempts)
+		c.passedOver, c.soonest = c.passedOver[:0], time.Time{}
+		var roomIn time.Duration
+		c.order, roomIn = e.order(buf[:0], model, c.cost)
+		c.next = 0
+		if roomIn > 0 && pass < maxPasses && !e.fallbackServes(model) && !time.Now().Add(roomIn).After(waitLimit) {
+			// No region has room: a request sent now would pay for a 429. Wait for the first to have it, as for
+			// a rest; with an OpenAI fallback, the regions are tried as they are, and the fallback after them.
+			if c.trace != nil && c.trace.Wait != nil {
+				c.trace.Wait(roomIn)
 			}
-			if !b.serves(model) {
-				continue
+			if !sleep(ctx, roomIn) {
+				return nil, canceled(ctx, c.made)
 			}
-			now := time.Now()
-			t, back, ok := b.health.admit(model, now)
-			if ok && e.share != nil && len(t.scopes(model)) > 0 {
-				t, back, ok = e.share.claim(ctx, b, model, t)
+			continue
+		}
+		for {
+			b, t, ok, err := c.admitNext(false)
+			if err != nil {
+				return nil, err
 			}
 			if !ok {
-				soonest = earliest(soonest, back)
-				passedOver = append(passedOver, b.passedOver(model, now))
-				continue
+				break
 			}
-			sent := body
-			if !b.azure && pathModel {
-				if sent, err = withModel(body, model); err != nil {
-					e.release(ctx, b, model, t)
-					return nil, err
-				}
+			var resp *http.Response
+			var done bool
+			if c.mayHedge(b) {
+				resp, done, err = c.race(b, t)
+			} else {
+				resp, done, err = c.one(b, t)
 			}
-			resp, a, until := e.attempt(ctx, req, b, op, model, sent, t)
-			e.report(ctx, trace, a)
-			switch a.Outcome {
-			case OutcomeServed, OutcomeReturned:
-				if resp == nil { // the request could not be sent: the caller's own failure, not a backend's
-					return nil, fmt.Errorf("failover: %w", a.Err)
-				}
-				return resp, nil
-			case OutcomeCanceled:
-				return nil, canceled(ctx, append(attempts, a))
+			if done {
+				return resp, err
 			}
-			attempts = append(attempts, a)
-			soonest = earliest(soonest, until)
 		}
+		soonest := c.soonest
 		if soonest.IsZero() || soonest.After(waitLimit) || !time.Now().Before(waitLimit) || pass == maxPasses {
-			return nil, e.exhausted(model, attempts, passedOver, soonest)
+			return nil, e.exhausted(model, c.attempts, c.passedOver, soonest)
 		}
 		wait := time.Until(soonest)
-		if trace != nil && trace.Wait != nil {
-			trace.Wait(wait)
+		if c.trace != nil && c.trace.Wait != nil {
+			c.trace.Wait(wait)
 		}
 		if !sleep(ctx, wait) {
-			return nil, canceled(ctx, attempts)
+			return nil, canceled(ctx, c.made)
 		}
 	}
+}
+
+// fallbackServes reports whether the OpenAI fallback can take a request for model.
+func (e *engine) fallbackServes(model string) bool {
+	return e.fallback != nil && e.fallback.serves(model)
 }
 
 // earliest is the earlier of two times, where zero means never.
@@ -233,8 +239,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func canceled(ctx context.Context, attempts []Attempt) error {
-	return fmt.Errorf("failover: request ended by its context (attempts made: %d): %w", len(attempts), ctx.Err())
+func canceled(ctx context.Context, attempts int) error {
+	return fmt.Errorf("failover: request ended by its context (attempts made: %d): %w", attempts, ctx.Err())
 }
 
 // exhausted builds the error for a request no backend served, with what each backend it did not try was doing.
@@ -284,8 +290,12 @@ func (e *engine) attempt(ctx context.Context, req *http.Request, b *backend, op,
 	resp, a, v := e.try(ctx, req, b, op, model, body)
 	until := e.settle(ctx, b, model, t, &a, v)
 	settled = true
-	if s, ok := bodyOf(resp).(*streamBody); ok {
+	s, stream := bodyOf(resp).(*streamBody)
+	if stream {
 		s.onCut = func() { e.streamCut(ctx, b, model) }
+	}
+	if e.hedger != nil && a.Outcome == OutcomeServed {
+		b.health.sampleLatency(latencyKind{model: model, stream: stream}, a.Duration)
 	}
 	return resp, a, until
 }
@@ -321,6 +331,9 @@ func (e *engine) release(ctx context.Context, b *backend, model string, t ticket
 // settle records an attempt's verdict in the backend's health, sets the rest it caused on a, logs a fault, and
 // returns when the rest ends (zero when the backend does not rest).
 func (e *engine) settle(ctx context.Context, b *backend, model string, t ticket, a *Attempt, v verdict) time.Time {
+	if t.quota.cost > 0 && a.Header != nil {
+		b.health.heard(model, a.Status, a.Header, t.quota, v.wait, time.Now())
+	}
 	switch {
 	case a.Outcome == OutcomeCanceled, a.Outcome == OutcomeReturned && a.Status == 0:
 		e.release(ctx, b, model, t) // no verdict on the backend
@@ -510,6 +523,7 @@ func attemptRequest(ctx context.Context, orig *http.Request, b *backend, u *url.
 type requestBody struct {
 	get    func() (io.ReadCloser, error)
 	length int64
+	data   []byte // the bytes, when they are in memory; nil when only get has them
 }
 
 // replayable prepares req's body for replay and finds the model it names. A body that can already be replayed
@@ -553,7 +567,7 @@ func bytesBody(data []byte) requestBody {
 		// body in one write instead of two (go-openai's bodies are the same).
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}
-	return requestBody{get: get, length: int64(len(data))}
+	return requestBody{get: get, length: int64(len(data)), data: data}
 }
 
 // readBody reads the first n bytes of a fresh copy of a body (all of it when n is its length).

@@ -45,6 +45,8 @@ type settings struct {
 	storeOpener    StoreOpener
 	storeURL       string // EnvRedisURL, set by NewFromEnv
 	storePrefix    string // EnvRedisPrefix
+	noSteering     bool   // WithQuotaSteering(false)
+	hedging        *Hedging
 }
 
 type fallbackSettings struct {
@@ -156,4 +158,15 @@ func WithMissingModelRest(d time.Duration) Option {
 // attempts, use WithTrace instead. Default: none.
 func WithOnAttempt(f func(ctx context.Context, a Attempt)) Option {
 	return func(s *settings) { s.onAttempt = f }
+}
+
+// WithQuotaSteering sets whether requests steer away from regions that are about to answer 429. Azure OpenAI
+// says in its answers' x-ratelimit-remaining-requests and x-ratelimit-remaining-tokens headers how much of a
+// deployment's per-minute quota is left; the client remembers it per region and deployment, lets it recover over
+// the minute, takes off what it has sent since, and tries the regions with room for a request (its estimated
+// tokens: see the README) before those without, within a priority and then across priorities, before it sends
+// anything. Regions without room are still tried, after those with it, and the OpenAI fallback stays last.
+// Default: on. The environment's FAILOVER_QUOTA_STEERING (true or false) sets it too.
+func WithQuotaSteering(on bool) Option {
+	return func(s *settings) { s.noSteering = !on }
 }

@@ -37,7 +37,9 @@ type health struct {
 	// answered is when the last attempt that the backend answered properly started: a shared rest of the whole
 	// backend (no answer at all) that is older is another client's network path, not this one's.
 	answered    time.Time
-	faultLogged bool // the current fault rest has been logged; cleared when the backend serves
+	faultLogged bool                       // the current fault rest has been logged; cleared when the backend serves
+	quotas      map[string]*quota          // what answers said of each model's rate limit (see quota.go)
+	latencies   map[latencyKind]*latencies // recent latencies, for hedging (see hedge.go)
 }
 
 // rest is one rest of a backend, or of one model on it.
@@ -109,8 +111,9 @@ func (r *rest) state(now time.Time) State {
 // ticket is what an admitted attempt claimed: it must be settled with success, failure or release.
 type ticket struct {
 	start                   time.Time
-	regionProbe, modelProbe *rest // the rests whose probe this attempt is; nil when it is none
-	claimed                 bool  // the probes are claimed in the Store too
+	regionProbe, modelProbe *rest     // the rests whose probe this attempt is; nil when it is none
+	claimed                 bool      // the probes are claimed in the Store too
+	quota                   quotaMark // what the attempt was charged against the model's rate limit
 }
 
 // admit decides whether an attempt for model may go to the backend now. In half-open state the attempt becomes

@@ -357,7 +357,8 @@ func TestPanickingProbeDoesNotLeaveTheRegionProbing(t *testing.T) {
 // backends still explains, in the error, why that backend was not tried.
 func TestExhaustedSaysWhyEveryBackendWasPassedOver(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithMaxWait(0))
+		// Without steering: it would put resting eastus after westus, and try it once its rest is over.
+		servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithMaxWait(0), failover.WithQuotaSteering(false))
 		servers[0].Script(failovertest.RateLimited(time.Second))
 		servers[1].Script(failovertest.Reply{}, failovertest.Slow(2*time.Second, failovertest.InternalError()))
 		_, err := client.ChatCompletion(t.Context(), hello()) // eastus rests for a second; westus serves

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -52,8 +53,57 @@ type tier struct {
 	next     atomic.Uint64 // round-robin position
 }
 
-// order appends to buf the backends in the order this request should try them.
-func (e *engine) order(buf []*backend) []*backend {
+// order appends to buf the backends in the order a request for model, of cost tokens, should try them: as the
+// strategy says, then, when steering, the regions with room before those without (see steer). roomIn is how
+// soon the first region will have room when none has it now (0 otherwise, and without steering).
+func (e *engine) order(buf []*backend, model string, cost float64) (order []*backend, roomIn time.Duration) {
+	order = e.byStrategy(buf)
+	if e.steering {
+		// StrategyOrdered's order is e.backends itself: it must be copied before it is changed.
+		order, roomIn = steer(order, buf, e.strategy == StrategyOrdered, model, cost)
+	}
+	return order, roomIn
+}
+
+// steer puts the regions that, as far as their answers said, have room for a request of cost tokens before those
+// that have none, keeping the order of each group, so that the request goes to the next priority's region with
+// room before it pays for a 429 in this one's. The regions without room follow, soonest to have it first, and
+// the OpenAI fallback stays last: it is for when every region is out, not close to it. A region that rests
+// counts as without room until its rest ends. A shared order is copied to buf before it is changed. roomIn is how
+// soon the first region that serves the model has room, when none has it now; 0 otherwise.
+func steer(order, buf []*backend, shared bool, model string, cost float64) ([]*backend, time.Duration) {
+	now := time.Now()
+	var waits [8]time.Duration
+	wait := waits[:0]
+	short, roomy := false, false
+	roomIn := time.Duration(math.MaxInt64)
+	for _, b := range order {
+		var d time.Duration
+		switch {
+		case !b.azure:
+			d = math.MaxInt64
+		case b.serves(model):
+			d = b.health.roomFor(model, cost, now)
+			short, roomy = short || d > 0, roomy || d == 0
+			roomIn = min(roomIn, d)
+		}
+		wait = append(wait, d)
+	}
+	if !short {
+		return order, 0
+	}
+	if shared {
+		order = append(buf[:0], order...)
+	}
+	sortByLatency(order, wait)
+	if roomy {
+		roomIn = 0
+	}
+	return order, roomIn
+}
+
+// byStrategy appends to buf the backends in the order the strategy gives this request.
+func (e *engine) byStrategy(buf []*backend) []*backend {
 	if e.strategy == StrategyOrdered {
 		return e.backends // already sorted by priority, the fallback last
 	}
@@ -122,7 +172,7 @@ func (h *health) averageLatency(now time.Time) time.Duration {
 }
 
 // sortByLatency sorts group by latency (the same length), keeping the order of equals: an insertion sort, since
-// a priority holds a handful of regions.
+// a priority holds a handful of regions. Steering sorts by the wait for room the same way.
 func sortByLatency(group []*backend, latency []time.Duration) {
 	for i := 1; i < len(group); i++ {
 		for j := i; j > 0 && latency[j] < latency[j-1]; j-- {

@@ -92,7 +92,7 @@ func TestWeightedOrderKeepsTiersAndTheFallbackLast(t *testing.T) {
 	var buf [8]*backend
 	const n = 20000
 	for range n {
-		got := backendNames(e.order(buf[:0]))
+		got := backendNames(first(e.order(buf[:0], "m", 1)))
 		require.Len(t, got, 6)
 		assert.ElementsMatch(t, []string{"r0", "r2", "r4"}, got[:3], "priority 0 first")
 		assert.ElementsMatch(t, []string{"r1", "r3"}, got[3:5], "then priority 1")
@@ -118,7 +118,7 @@ func TestRoundRobinCoversEveryStartEqually(t *testing.T) {
 	lowStarts := map[string]int{}
 	var buf [8]*backend
 	for i := range 300 {
-		got := backendNames(e.order(buf[:0]))
+		got := backendNames(first(e.order(buf[:0], "m", 1)))
 		require.Len(t, got, 6)
 		require.True(t, isRotation(got[:3], []string{"r0", "r1", "r2"}), "pass %d: %v", i, got)
 		require.True(t, isRotation(got[3:5], []string{"r3", "r4"}), "pass %d: %v", i, got)
@@ -143,7 +143,7 @@ func TestRoundRobinConcurrentCallsStayEven(t *testing.T) {
 			var buf [8]*backend
 			local := map[string]int{}
 			for range 100 {
-				got := backendNames(e.order(buf[:0]))
+				got := backendNames(first(e.order(buf[:0], "m", 1)))
 				if !isRotation(got, []string{"r0", "r1", "r2", "r3"}) {
 					t.Errorf("not a rotation: %v", got)
 				}
@@ -164,7 +164,7 @@ func TestOrderedIsTheConfiguredPriorityOrder(t *testing.T) {
 	e := routedEngine(t, StrategyOrdered, true, []int{2, 0, 1, 0}, nil)
 	var buf [8]*backend
 	for range 3 {
-		assert.Equal(t, []string{"r1", "r3", "r2", "r0", OpenAIFallbackName}, backendNames(e.order(buf[:0])))
+		assert.Equal(t, []string{"r1", "r3", "r2", "r0", OpenAIFallbackName}, backendNames(first(e.order(buf[:0], "m", 1))))
 	}
 }
 
@@ -185,10 +185,10 @@ func TestLeastLatencyOrder(t *testing.T) {
 	set("r3", 5)
 	set("r4", 50)
 	var buf [8]*backend
-	assert.Equal(t, []string{"r1", "r2", "r0", "r3", "r4", OpenAIFallbackName}, backendNames(e.order(buf[:0])),
+	assert.Equal(t, []string{"r1", "r2", "r0", "r3", "r4", OpenAIFallbackName}, backendNames(first(e.order(buf[:0], "m", 1))),
 		"unmeasured first, then fastest, within each priority")
 	set("r1", 20)
-	assert.Equal(t, []string{"r2", "r1", "r0", "r3", "r4", OpenAIFallbackName}, backendNames(e.order(buf[:0])))
+	assert.Equal(t, []string{"r2", "r1", "r0", "r3", "r4", OpenAIFallbackName}, backendNames(first(e.order(buf[:0], "m", 1))))
 
 	// A measurement older than staleLatency no longer counts: that region is tried first, to measure it again.
 	for _, b := range e.backends {
@@ -196,7 +196,7 @@ func TestLeastLatencyOrder(t *testing.T) {
 			b.health.measured = time.Now().Add(-staleLatency - time.Second)
 		}
 	}
-	assert.Equal(t, []string{"r0", "r2", "r1", "r3", "r4", OpenAIFallbackName}, backendNames(e.order(buf[:0])))
+	assert.Equal(t, []string{"r0", "r2", "r1", "r3", "r4", OpenAIFallbackName}, backendNames(first(e.order(buf[:0], "m", 1))))
 }
 
 func TestParseStrategy(t *testing.T) {
@@ -217,3 +217,6 @@ func TestParseStrategy(t *testing.T) {
 		assert.Contains(t, err.Error(), "ordered, round-robin, weighted, least-latency")
 	}
 }
+
+// first is an order without its wait for room.
+func first(order []*backend, _ time.Duration) []*backend { return order }

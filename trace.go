@@ -8,11 +8,14 @@ import (
 // Trace holds callbacks for the attempts of one request. Like net/http/httptrace's ClientTrace it travels in the
 // request's context: attach it with WithTrace.
 type Trace struct {
-	// AttemptDone is called after every attempt, in order, on the goroutine that made the request, before the
-	// next attempt starts. It must not block for long.
+	// AttemptDone is called after every attempt, on the goroutine that made the request. It must not block for
+	// long. Without hedging, attempts are reported in order, each before the next starts. With WithHedging, a
+	// hedge starts while the attempt it hedges is unanswered; an attempt that fails is reported when it fails,
+	// the attempts that lost the race (OutcomeLost) once they have ended, and the attempt that settled the
+	// request always last.
 	AttemptDone func(Attempt)
-	// Wait is called before the request waits for a resting backend to come back (see WithMaxWait), with how
-	// long it will wait.
+	// Wait is called before the request waits for a resting backend to come back, or for one to have room in its
+	// quota (see WithMaxWait and WithQuotaSteering), with how long it will wait.
 	Wait func(time.Duration)
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -32,6 +33,7 @@ type Server struct {
 	network     *Network
 	echo        bool
 	identity    *Identity
+	quota       *quotaLimiter // nil: no quota
 
 	mu       sync.Mutex
 	script   []Reply
@@ -39,6 +41,7 @@ type Server struct {
 	replier  func(Call) Reply
 	calls    []Call
 	requests int
+	statuses map[int]int // answers sent, by status
 
 	seq       atomic.Int64
 	closing   chan struct{}
@@ -118,6 +121,7 @@ func (s *Server) start(opts []Option, path string) *Server {
 		opt(s)
 	}
 	s.closing = make(chan struct{})
+	s.statuses = make(map[int]int)
 	if s.network != nil {
 		s.URL, s.shutdown = s.network.serve(s)
 	} else {
@@ -159,8 +163,8 @@ func (s *Server) SetReplier(f func(Call) Reply) {
 	s.replier = f
 }
 
-// WithoutCallLog makes the server count requests but keep no Call (Calls returns none), so that a long soak
-// does not hold every request it served.
+// WithoutCallLog makes the server count requests and answers (Requests, Statuses) but keep no Call (Calls returns
+// none), so that a long soak does not hold every request it served.
 func WithoutCallLog() Option { return func(s *Server) { s.noCallLog = true } }
 
 // Requests is how many requests the server has received.
@@ -168,6 +172,14 @@ func (s *Server) Requests() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests
+}
+
+// Statuses counts the answers the server has sent, by HTTP status: a copy. Requests that hung or were
+// disconnected got no answer and are not counted. It counts with WithoutCallLog too.
+func (s *Server) Statuses() map[int]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.statuses)
 }
 
 // Calls returns what the server saw of each request, in order of arrival.
@@ -188,6 +200,11 @@ type requestBody struct {
 		Content any `json:"content"`
 	} `json:"messages"`
 	Prompt json.RawMessage `json:"prompt"`
+	// MaxTokens, MaxCompletionTokens and N make the completion budget of RequestTokens; read leniently, so that
+	// they never make a body a bad request.
+	MaxTokens           json.RawMessage `json:"max_tokens"`
+	MaxCompletionTokens json.RawMessage `json:"max_completion_tokens"`
+	N                   json.RawMessage `json:"n"`
 }
 
 // ServeHTTP answers one request the way the real service would.
@@ -214,6 +231,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	call.Model, call.Stream, call.Body = body.Model, body.Stream, raw
 
 	var reply Reply
+	var limits http.Header // the quota's headers; nil: none
 	switch {
 	case !ok:
 		reply = Reply{Status: http.StatusNotFound, Body: azureError("404", "Resource not found")}
@@ -231,7 +249,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.deployments != nil && !s.openai && !s.deployments[call.Deployment]:
 		reply = DeploymentNotFound()
 	default:
-		reply = s.next(call)
+		reply, limits = s.admit(call, body)
 	}
 	s.mu.Lock()
 	s.requests++
@@ -244,11 +262,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.onRequest != nil {
 		s.onRequest(call)
 	}
-	s.reply(&statusRecorder{ResponseWriter: w, server: s, index: index}, r, call, body, reply)
+	s.reply(&statusRecorder{ResponseWriter: w, server: s, index: index}, r, call, body, reply, limits)
 }
 
-// statusRecorder records the status in the request's Call just before it is sent, so that a client that has
-// seen the answer also sees the status in Calls.
+// statusRecorder records the status in the request's Call, and counts it in Statuses, just before it is sent, so
+// that a client that has seen the answer also sees the status in Calls and Statuses.
 type statusRecorder struct {
 	http.ResponseWriter
 	server *Server
@@ -256,11 +274,12 @@ type statusRecorder struct {
 }
 
 func (w *statusRecorder) WriteHeader(status int) {
+	w.server.mu.Lock()
+	w.server.statuses[status]++
 	if w.index >= 0 {
-		w.server.mu.Lock()
 		w.server.calls[w.index].Status = status
-		w.server.mu.Unlock()
 	}
+	w.server.mu.Unlock()
 	w.ResponseWriter.WriteHeader(status)
 }
 
@@ -310,7 +329,8 @@ func (s *Server) wait(r *http.Request, d time.Duration, hang bool) bool {
 	return false
 }
 
-func (s *Server) reply(w http.ResponseWriter, r *http.Request, call Call, body requestBody, reply Reply) {
+// reply sends reply. limits, the quota's headers, replace the fixed rate limit headers of a success; nil keeps them.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, call Call, body requestBody, reply Reply, limits http.Header) {
 	if (reply.Delay > 0 || reply.Hang) && !s.wait(r, reply.Delay, reply.Hang) {
 		return
 	}
@@ -326,7 +346,9 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, call Call, body r
 	if !s.openai {
 		h.Set("X-Ms-Region", s.Name)
 	}
-	if reply.Status == 0 || reply.Status == http.StatusOK {
+	if limits != nil {
+		maps.Copy(h, limits)
+	} else if reply.Status == 0 || reply.Status == http.StatusOK {
 		h.Set("X-Ratelimit-Remaining-Requests", "99")
 		h.Set("X-Ratelimit-Remaining-Tokens", "99000")
 	}

@@ -1,0 +1,205 @@
+package failover
+
+import (
+	"math"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// Hedging makes a request that its region is slow to answer go to the next region too, without waiting for the
+// first to fail: whichever answers first serves it, and the other attempt is canceled. It cuts the slow tail of
+// latency (a region that sometimes takes seconds for what it usually answers in milliseconds) for the price of
+// the extra calls, which count against the regions' quotas and are billed when they run to the end. A stream is
+// hedged on the time to its first content; the attempt that loses is canceled before any of its chunks reach the
+// caller. Every field's zero value has a use.
+type Hedging struct {
+	// Delay is how long an attempt may go unanswered before the request is hedged to the next region. Zero: no
+	// fixed delay, and Percentile must be set.
+	Delay time.Duration
+	// Percentile, above 0 and below 1 (0.95 for the 95th), learns the delay per region instead: that percentile
+	// of the region's recent latencies for the same model and kind of call (the whole answer, or a stream's first
+	// content), and not less than Delay. Until a region has answered minLatencySamples such calls, Delay alone
+	// applies, and the request is not hedged when it is zero. Zero: Delay alone.
+	Percentile float64
+	// MaxHedges is the most hedges one request sends. Zero: 1.
+	MaxHedges int
+	// MaxShare bounds the share of requests hedged, from 0 to 1: every request adds MaxShare to a budget that
+	// holds up to 10 hedges (and starts with 10), and every hedge takes one from it. Zero: 0.1.
+	MaxShare float64
+}
+
+// WithHedging hedges slow requests as h says: see Hedging. Default: no hedging. The environment's
+// FAILOVER_HEDGE_DELAY and FAILOVER_HEDGE_PERCENTILE set it too.
+func WithHedging(h Hedging) Option {
+	return func(s *settings) { s.hedging = &h }
+}
+
+const (
+	// maxHedgeBurst bounds the hedging budget, and is what a new client starts with: after a quiet spell,
+	// this many hedges are banked (plus the shares the requests of a burst add as they come).
+	maxHedgeBurst = 10
+	// minLatencySamples is how many latencies a region must have for a percentile of them to mean something.
+	minLatencySamples = 20
+	// latencySamples is how many recent latencies a region keeps per model and kind of call.
+	latencySamples = 64
+	// budgetUnit is one hedge in the budget's fixed-point count.
+	budgetUnit = 1 << 20
+)
+
+// hedger is the engine's hedging policy and its budget.
+type hedger struct {
+	delay      time.Duration
+	percentile float64
+	maxHedges  int
+	deposit    int64        // what each request adds to the budget, in budgetUnits
+	budget     atomic.Int64 // in budgetUnits
+}
+
+// hedgingErrs checks the settings of WithHedging.
+func (s *settings) hedgingErrs() []error {
+	h := s.hedging
+	if h == nil {
+		return nil
+	}
+	var errs []error
+	if h.Delay < 0 {
+		errs = append(errs, configErr("WithHedging(Delay)", "is %s; expected 0 or more", h.Delay))
+	}
+	if !(h.Percentile >= 0 && h.Percentile < 1) {
+		errs = append(errs, configErr("WithHedging(Percentile)", "is %v; expected 0 (no learning) or a fraction below 1, such as 0.95", h.Percentile))
+	}
+	if h.Delay == 0 && h.Percentile == 0 {
+		errs = append(errs, configErr("WithHedging", "has neither a Delay nor a Percentile; expected one of them or both"))
+	}
+	if h.MaxHedges < 0 {
+		errs = append(errs, configErr("WithHedging(MaxHedges)", "is %d; expected 0 (for 1) or more", h.MaxHedges))
+	}
+	if !(h.MaxShare >= 0 && h.MaxShare <= 1) {
+		errs = append(errs, configErr("WithHedging(MaxShare)", "is %v; expected a fraction from 0 (for 0.1) to 1", h.MaxShare))
+	}
+	return errs
+}
+
+func newHedger(h *Hedging) *hedger {
+	if h == nil {
+		return nil
+	}
+	out := &hedger{delay: h.Delay, percentile: h.Percentile, maxHedges: cmpOr(h.MaxHedges, 1)}
+	out.deposit = int64(math.Ceil(cmpOr(h.MaxShare, 0.1) * budgetUnit))
+	out.budget.Store(maxHedgeBurst * budgetUnit) // a new client may hedge its first slow requests
+	return out
+}
+
+func cmpOr[T comparable](v, fallback T) T {
+	var zero T
+	if v == zero {
+		return fallback
+	}
+	return v
+}
+
+// fund adds one request's share to the budget.
+func (h *hedger) fund() {
+	for {
+		b := h.budget.Load()
+		next := min(b+h.deposit, maxHedgeBurst*budgetUnit)
+		if next == b || h.budget.CompareAndSwap(b, next) {
+			return
+		}
+	}
+}
+
+// affordable reports whether the budget holds a hedge now.
+func (h *hedger) affordable() bool { return h.budget.Load() >= budgetUnit }
+
+// spend takes a hedge from the budget, if it holds one.
+func (h *hedger) spend() bool {
+	for {
+		b := h.budget.Load()
+		if b < budgetUnit {
+			return false
+		}
+		if h.budget.CompareAndSwap(b, b-budgetUnit) {
+			return true
+		}
+	}
+}
+
+// delayFor is how long an attempt at b for kind may go unanswered before it is hedged; false when it is not to
+// be hedged.
+func (h *hedger) delayFor(b *backend, kind latencyKind) (time.Duration, bool) {
+	d := h.delay
+	if h.percentile > 0 {
+		if p, ok := b.health.latencyPercentile(kind, h.percentile); ok {
+			d = max(d, p)
+		}
+	}
+	return d, d > 0
+}
+
+// latencyKind is what a region's latencies are kept by: calls of one model and kind take alike.
+type latencyKind struct {
+	model  string
+	stream bool // time to a stream's first content, rather than to a whole answer
+}
+
+// latencies are a region's recent latencies of one kind, with a percentile computed from them when asked, and
+// kept until the next few samples.
+type latencies struct {
+	samples [latencySamples]time.Duration
+	n       int // samples taken, ever
+	cached  time.Duration
+	cachedP float64
+	cachedN int
+}
+
+// add takes in a latency.
+func (l *latencies) add(d time.Duration) {
+	l.samples[l.n%latencySamples] = d
+	l.n++
+}
+
+// percentile is the p-th percentile of the samples, recomputed once for every 8 new ones.
+func (l *latencies) percentile(p float64) (time.Duration, bool) {
+	if l.n < minLatencySamples {
+		return 0, false
+	}
+	if l.cachedN == 0 || l.cachedP != p || l.n-l.cachedN >= 8 {
+		var buf [latencySamples]time.Duration
+		s := buf[:min(l.n, latencySamples)]
+		copy(s, l.samples[:len(s)])
+		slices.Sort(s)
+		l.cached, l.cachedP, l.cachedN = s[min(int(math.Ceil(p*float64(len(s))))-1, len(s)-1)], p, l.n
+	}
+	return l.cached, true
+}
+
+// sampleLatency records how long an attempt of kind took on the backend: the whole answer or a stream's first
+// content, or how long a canceled attempt had gone unanswered (the latency is at least that).
+func (h *health) sampleLatency(kind latencyKind, d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l := h.latencies[kind]
+	if l == nil {
+		if len(h.latencies) >= maxTrackedModels {
+			return
+		}
+		if h.latencies == nil {
+			h.latencies = make(map[latencyKind]*latencies)
+		}
+		l = &latencies{}
+		h.latencies[kind] = l
+	}
+	l.add(d)
+}
+
+// latencyPercentile is the p-th percentile of the backend's recent latencies of kind; false while it has too few.
+func (h *health) latencyPercentile(kind latencyKind, p float64) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l := h.latencies[kind]; l != nil {
+		return l.percentile(p)
+	}
+	return 0, false
+}
