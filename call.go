@@ -20,13 +20,12 @@ type call struct {
 	cost      float64 // the request's estimated tokens, when steering (see estimateTokens)
 	stream    bool    // the request asks for a stream, as far as its body says
 
-	order      []*backend // this pass's order
-	next       int        // the next backend of order to consider
-	attempts   []Attempt  // the attempts that failed over, in order
-	passedOver []Skip     // the backends this pass did not try, and why, as they were then
-	soonest    time.Time  // when the first resting backend comes back; zero if none will
-	hedges     int        // hedges sent
-	made       int        // attempts reported
+	next       int       // the next backend of this pass's order to consider
+	attempts   []Attempt // the attempts that failed over, in order
+	passedOver []Skip    // the backends this pass did not try, and why, as they were then
+	soonest    time.Time // when the first resting backend comes back; zero if none will
+	hedges     int       // hedges sent
+	made       int       // attempts reported
 }
 
 // report tells the trace, the hook and the logger about an attempt (see engine.report).
@@ -39,17 +38,18 @@ func (c *call) report(a Attempt) {
 // for a stream. A body that cannot be read is counted by its length; the attempts will fail on it anyway.
 func shape(c *call) {
 	if !readBodyBytes(c.body, func(data []byte) {
-		c.cost, c.stream = estimateTokens(data), jsonTrue(data, `"stream"`)
+		c.cost = estimateTokens(data)
+		c.stream = c.e.hedger != nil && jsonTrue(data, `"stream"`) // only hedging keeps latencies apart by it
 	}) {
 		c.cost = float64(c.body.length+3) / 4
 	}
 }
 
-// admitNext admits the next backend of the pass's order that serves the model and does not rest, recording why
+// admitNext admits the next backend of the pass's order (kept out of call, so that it can live on Do's stack) that serves the model and does not rest, recording why
 // it passed over the others. A hedge goes to a region only: the OpenAI fallback is for when every region failed.
-func (c *call) admitNext(hedge bool) (*backend, ticket, bool, error) {
-	for ; c.next < len(c.order); c.next++ {
-		b := c.order[c.next]
+func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, error) {
+	for ; c.next < len(order); c.next++ {
+		b := order[c.next]
 		if c.ctx.Err() != nil {
 			return nil, ticket{}, false, canceled(c.ctx, c.made)
 		}

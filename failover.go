@@ -164,8 +164,7 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 			e.share.sync(ctx) // what other replicas learned, also while this request waited
 		}
 		c.passedOver, c.soonest = c.passedOver[:0], time.Time{}
-		var roomIn time.Duration
-		c.order, roomIn = e.order(buf[:0], model, c.cost)
+		order, roomIn := e.order(buf[:0], model, c.cost)
 		c.next = 0
 		if roomIn > 0 && pass < maxPasses && !e.fallbackServes(model) && !time.Now().Add(roomIn).After(waitLimit) {
 			// No region has room: a request sent now would pay for a 429. Wait for the first to have it, as for
@@ -179,7 +178,7 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 			continue
 		}
 		for {
-			b, t, ok, err := c.admitNext(false)
+			b, t, ok, err := c.admitNext(order, false)
 			if err != nil {
 				return nil, err
 			}
@@ -188,8 +187,8 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 			}
 			var resp *http.Response
 			var done bool
-			if c.mayHedge(b) {
-				resp, done, err = c.race(b, t)
+			if c.mayHedge(order, b) {
+				resp, done, err = c.race(order, b, t)
 			} else {
 				resp, done, err = c.one(b, t)
 			}

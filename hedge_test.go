@@ -681,19 +681,8 @@ func TestHedgeStream(t *testing.T) {
 				return "", "", nil, err
 			}
 			defer stream.Close()
-			var text strings.Builder
-			for {
-				chunk, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
-					return text.String(), stream.Region(), stream.Attempts(), nil
-				}
-				if err != nil {
-					return text.String(), stream.Region(), stream.Attempts(), err
-				}
-				for _, c := range chunk.Choices {
-					text.WriteString(c.Delta.Content)
-				}
-			}
+			text, err := readStream(stream)
+			return text, stream.Region(), stream.Attempts(), err
 		},
 		"go-openai": func(r *rig, ctx context.Context) (string, string, []failover.Attempt, error) {
 			var rec recorder
@@ -755,20 +744,11 @@ func TestHedgeStreamsAnsweringTogether(t *testing.T) {
 			stream, err := r.client.CreateChatCompletionStream(t.Context(), chatRequest())
 			require.NoError(t, err)
 			assert.Equal(t, 100*time.Millisecond, time.Since(start))
-			var text strings.Builder
-			for {
-				chunk, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				require.NoError(t, err)
-				for _, c := range chunk.Choices {
-					text.WriteString(c.Delta.Content)
-				}
-			}
+			text, err := readStream(stream)
+			require.NoError(t, err)
 			require.NoError(t, stream.Close())
 			won[stream.Region()]++
-			assert.Equal(t, content[stream.Region()], text.String())
+			assert.Equal(t, content[stream.Region()], text)
 			attempts := stream.Attempts()
 			require.Len(t, attempts, 2)
 			assert.Equal(t, failover.OutcomeLost, attempts[0].Outcome)
@@ -793,18 +773,9 @@ func TestHedgeStreamFailingBeforeContent(t *testing.T) {
 		stream, err := r.client.CreateChatCompletionStream(t.Context(), chatRequest())
 		require.NoError(t, err)
 		defer stream.Close()
-		var text strings.Builder
-		for {
-			chunk, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			require.NoError(t, err)
-			for _, c := range chunk.Choices {
-				text.WriteString(c.Delta.Content)
-			}
-		}
-		assert.Equal(t, "east one two", text.String())
+		text, err := readStream(stream)
+		require.NoError(t, err)
+		assert.Equal(t, "east one two", text)
 		assert.Equal(t, []summary{
 			{"westus", failover.OutcomeFailedOver, true},
 			{"eastus", failover.OutcomeServed, false},

@@ -103,8 +103,13 @@ func chatRequest() openai.ChatCompletionRequest {
 	return openai.ChatCompletionRequest{Model: "gpt-4o", Messages: hello()}
 }
 
+// chunkReceiver is a stream of chat completion chunks: go-openai's, or the failover client's.
+type chunkReceiver interface {
+	Recv() (openai.ChatCompletionStreamResponse, error)
+}
+
 // readStream reads a stream to its end (at most 1000 chunks) and returns its text.
-func readStream(stream *openai.ChatCompletionStream) (string, error) {
+func readStream(stream chunkReceiver) (string, error) {
 	var text strings.Builder
 	for range 1000 {
 		chunk, err := stream.Recv()

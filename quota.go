@@ -172,16 +172,31 @@ func jsonTrue(body []byte, key string) bool {
 
 // memberValue finds the next member named key (quoted) in body, and returns its value and what follows.
 func memberValue(body []byte, key string) ([]byte, bool) {
+	// Quotes are few in a request's text, so stepping from one to the next is faster than bytes.Index, which
+	// falls back to comparing at every byte once a key's first bytes have matched a few times.
 	for rest := body; ; {
-		i := bytes.Index(rest, []byte(key))
+		i := bytes.IndexByte(rest, '"')
 		if i < 0 {
 			return nil, false
 		}
-		rest = bytes.TrimLeft(rest[i+len(key):], " \t\r\n")
+		rest = rest[i:]
+		if !bytes.HasPrefix(rest, []byte(key)) {
+			rest = rest[1:]
+			continue
+		}
+		rest = skipSpace(rest[len(key):])
 		if len(rest) > 0 && rest[0] == ':' {
-			return bytes.TrimLeft(rest[1:], " \t\r\n"), true
+			return skipSpace(rest[1:]), true
 		}
 	}
+}
+
+// skipSpace is data after its leading JSON whitespace.
+func skipSpace(data []byte) []byte {
+	for len(data) > 0 && (data[0] == ' ' || data[0] == '\t' || data[0] == '\r' || data[0] == '\n') {
+		data = data[1:]
+	}
+	return data
 }
 
 // maxJSONInt caps the numbers jsonInt reads.

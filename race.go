@@ -11,7 +11,7 @@ import (
 
 // mayHedge reports whether an attempt at b could be hedged: hedging is on, the request has a hedge and the budget
 // one left, b has a hedge delay, and a region follows b in the pass's order.
-func (c *call) mayHedge(b *backend) bool {
+func (c *call) mayHedge(order []*backend, b *backend) bool {
 	h := c.e.hedger
 	if h == nil || !b.azure || c.hedges >= h.maxHedges || !h.affordable() {
 		return false
@@ -19,7 +19,7 @@ func (c *call) mayHedge(b *backend) bool {
 	if _, ok := h.delayFor(b, c.latencyKind()); !ok {
 		return false
 	}
-	return slices.ContainsFunc(c.order[c.next:], func(b *backend) bool { return b.azure && b.serves(c.model) })
+	return slices.ContainsFunc(order[c.next:], func(b *backend) bool { return b.azure && b.serves(c.model) })
 }
 
 // flight is one attempt of a race, in flight on a goroutine of its own.
@@ -42,7 +42,7 @@ type finished struct {
 // request wins; the other attempts are canceled (or their answers closed), waited for and reported first, so
 // that the winner is the last attempt reported. Attempts that fail are reported as they fail; when all have
 // failed, done is false and the pass goes on.
-func (c *call) race(b *backend, t ticket) (resp *http.Response, done bool, err error) {
+func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response, done bool, err error) {
 	results := make(chan finished, 1+c.e.hedger.maxHedges-c.hedges)
 	var inFlight []*flight
 	launch := func(b *backend, t ticket, hedged bool) bool {
@@ -96,7 +96,7 @@ func (c *call) race(b *backend, t ticket) (resp *http.Response, done bool, err e
 			if c.hedges >= c.e.hedger.maxHedges || !c.e.hedger.affordable() {
 				continue
 			}
-			next, nt, ok, err := c.admitNext(true)
+			next, nt, ok, err := c.admitNext(order, true)
 			if err != nil || !ok {
 				continue // the context's end is seen below; no region is free to hedge to
 			}
