@@ -38,15 +38,16 @@ func (c *call) report(a Attempt) {
 // for a stream. A body that cannot be read is counted by its length; the attempts will fail on it anyway.
 func shape(c *call) {
 	if !readBodyBytes(c.body, func(data []byte) {
-		c.cost = estimateTokens(data)
+		c.cost = estimateOf(data, c.body.length)
 		c.stream = c.e.hedger != nil && jsonTrue(data, `"stream"`) // only hedging keeps latencies apart by it
 	}) {
 		c.cost = float64(c.body.length+3) / 4
 	}
 }
 
-// admitNext admits the next backend of the pass's order (kept out of call, so that it can live on Do's stack) that serves the model and does not rest, recording why
-// it passed over the others. A hedge goes to a region only: the OpenAI fallback is for when every region failed.
+// admitNext admits the next backend of the pass's order that serves the model and does not rest, recording why
+// it passed over the others. The order is not kept in call, so that it can stay on Do's stack. A hedge goes only to
+// a region with room: the OpenAI fallback is for when every region failed, and a hedge is not worth a 429.
 func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, error) {
 	for ; c.next < len(order); c.next++ {
 		b := order[c.next]
@@ -60,6 +61,10 @@ func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, 
 			continue
 		}
 		now := time.Now()
+		if hedge && c.e.steering && b.health.roomFor(c.model, c.cost, now) > 0 {
+			// A hedge is optional: it is not worth a 429. The regions after this one have no room either.
+			return nil, ticket{}, false, nil
+		}
 		t, back, ok := b.health.admit(c.model, now)
 		if ok && c.e.share != nil && len(t.scopes(c.model)) > 0 {
 			t, back, ok = c.e.share.claim(c.ctx, b, c.model, t)
@@ -93,6 +98,7 @@ func (c *call) one(b *backend, t ticket) (resp *http.Response, done bool, err er
 	sent, err := c.bodyFor(b)
 	if err != nil {
 		c.e.release(c.ctx, b, c.model, t)
+		b.health.uncount(c.model, t.quota)
 		return nil, true, err
 	}
 	resp, a, until := c.e.attempt(c.ctx, c.req, b, c.op, c.model, sent, t)

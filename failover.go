@@ -674,8 +674,8 @@ func (e *engine) report(ctx context.Context, trace *Trace, a Attempt) {
 	switch a.Outcome {
 	case OutcomeServed:
 		level = slog.LevelDebug
-	case OutcomeReturned, OutcomeCanceled:
-		level = slog.LevelInfo // the request's or the caller's doing, not a backend's
+	case OutcomeReturned, OutcomeCanceled, OutcomeLost:
+		level = slog.LevelInfo // the request's, the caller's or hedging's doing, not a backend's
 	}
 	if !e.logger.Enabled(ctx, level) {
 		return

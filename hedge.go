@@ -19,8 +19,9 @@ type Hedging struct {
 	Delay time.Duration
 	// Percentile, above 0 and below 1 (0.95 for the 95th), learns the delay per region instead: that percentile
 	// of the region's recent latencies for the same model and kind of call (the whole answer, or a stream's first
-	// content), and not less than Delay. Until a region has answered minLatencySamples such calls, Delay alone
-	// applies, and the request is not hedged when it is zero. Zero: Delay alone.
+	// content), and not less than Delay. Until a region has 20 latencies of that kind (its answers, and the time
+	// attempts canceled unanswered had taken), Delay alone applies, and the request is not hedged when it is zero.
+	// Zero: Delay alone.
 	Percentile float64
 	// MaxHedges is the most hedges one request sends. Zero: 1.
 	MaxHedges int

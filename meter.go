@@ -34,6 +34,16 @@ type meter struct {
 	// sent after promisedMark.
 	promised, promisedMark float64
 	promisedAt             time.Time
+	// uncounted are sends the deployment never counted (refused with a 429, or never sent), by when they were
+	// sent: they neither stand against what was left nor come back when they leave the minute.
+	uncounted      []uncounted
+	uncountedFloor float64 // what the uncounted sends forgotten with the log's older part took
+}
+
+// uncounted is a send the deployment never counted: when it was sent, its mark and its cost.
+type uncounted struct {
+	at         time.Time
+	mark, cost float64
 }
 
 // sendMark is one send: when, and the meter's mark after it.
@@ -73,6 +83,37 @@ func (m *meter) promise(cost float64, at time.Time) {
 	m.promised, m.promisedMark, m.promisedAt = cost, m.sent, at
 }
 
+// uncount takes back the charge of cost made at at up to mark: the deployment never counted it.
+func (m *meter) uncount(cost, mark float64, at time.Time) {
+	if len(m.uncounted) == maxSendLog {
+		m.uncountedFloor += m.uncounted[0].cost
+		m.uncounted = m.uncounted[1:]
+	}
+	m.uncounted = append(m.uncounted, uncounted{at: at, mark: mark, cost: cost})
+}
+
+// countedAt is what the deployment counted of this client's sends made by t (as far as the log remembers).
+func (m *meter) countedAt(t time.Time) float64 {
+	counted := m.markAt(t) - m.uncountedFloor
+	for _, u := range m.uncounted {
+		if !u.at.After(t) {
+			counted -= u.cost
+		}
+	}
+	return counted
+}
+
+// countedSince is what the deployment counted of this client's sends after mark, up to upTo.
+func (m *meter) countedSince(mark, upTo float64) float64 {
+	counted := upTo - mark
+	for _, u := range m.uncounted {
+		if u.mark > mark && u.mark <= upTo {
+			counted -= u.cost
+		}
+	}
+	return counted
+}
+
 // markAt is the meter's mark as of t: what this client had sent by then (as far as the log remembers).
 func (m *meter) markAt(t time.Time) float64 {
 	i := sort.Search(len(m.log), func(i int) bool { return m.log[i].at.After(t) })
@@ -92,7 +133,7 @@ func (m *meter) heard(left, limit, cost, mark float64, sentAt time.Time) {
 	} else {
 		m.limit = max(m.limit, left+cost)
 	}
-	if m.known && sentAt.Before(m.sentAt) {
+	if m.known && (sentAt.Before(m.sentAt) || sentAt.Equal(m.sentAt) && mark < m.mark) {
 		return
 	}
 	if m.known {
@@ -101,11 +142,21 @@ func (m *meter) heard(left, limit, cost, mark float64, sentAt time.Time) {
 	}
 	m.left, m.mark, m.sentAt, m.known = min(left, m.limit), mark, sentAt, m.limit > 0
 	// Sends that had left the minute before this request arrived are in no count any more.
-	cut := sort.Search(len(m.log), func(i int) bool { return m.log[i].at.After(sentAt.Add(-quotaWindow)) })
+	gone := sentAt.Add(-quotaWindow)
+	cut := sort.Search(len(m.log), func(i int) bool { return m.log[i].at.After(gone) })
 	if cut > 0 {
 		m.floor = m.log[cut-1].mark
 		m.log = append(m.log[:0], m.log[cut:]...)
 	}
+	kept := m.uncounted[:0]
+	for _, u := range m.uncounted {
+		if u.at.After(gone) {
+			kept = append(kept, u)
+		} else {
+			m.uncountedFloor += u.cost
+		}
+	}
+	m.uncounted = kept
 }
 
 // room is what the deployment has left at now, as far as the meter knows, less what other clients may have
@@ -120,8 +171,8 @@ func (m *meter) room(now time.Time) float64 {
 
 // roomAt is what the last news says the deployment has left at t once this client has sent up to mark.
 func (m *meter) roomAt(t time.Time, mark float64) float64 {
-	since := mark - m.mark                                                       // sent after the answered request
-	back := m.markAt(t.Add(-quotaWindow)) - m.markAt(m.sentAt.Add(-quotaWindow)) // left the minute since
+	since := m.countedSince(m.mark, mark)                                              // sent after the answered request
+	back := m.countedAt(t.Add(-quotaWindow)) - m.countedAt(m.sentAt.Add(-quotaWindow)) // left the minute since
 	return min(m.limit, m.left-since+max(back, 0))
 }
 

@@ -128,7 +128,9 @@ func WithStrategy(st Strategy) Option {
 // WithMaxWait bounds waiting for resting backends. When every candidate rests (or has just failed), a request
 // waits for the soonest to come back if that is within d of the request's start and before its context's
 // deadline, then tries again; otherwise it returns at once with an *ExhaustedError whose RetryAt says when to
-// come back. 0 never waits. Default: DefaultMaxWait. The environment's FAILOVER_MAX_WAIT sets it too.
+// come back. With steering (WithQuotaSteering), a request for which no region has room in its quota, and no
+// OpenAI fallback could serve, waits the same way for the first region to have room, and otherwise goes to the
+// regions as they are. 0 never waits. Default: DefaultMaxWait. The environment's FAILOVER_MAX_WAIT sets it too.
 func WithMaxWait(d time.Duration) Option {
 	return func(s *settings) { s.maxWait, s.maxWaitField = d, "WithMaxWait" }
 }
@@ -165,7 +167,9 @@ func WithOnAttempt(f func(ctx context.Context, a Attempt)) Option {
 // deployment's per-minute quota is left; the client remembers it per region and deployment, lets it recover over
 // the minute, takes off what it has sent since, and tries the regions with room for a request (its estimated
 // tokens: see the README) before those without, within a priority and then across priorities, before it sends
-// anything. Regions without room are still tried, after those with it, and the OpenAI fallback stays last.
+// anything. Regions without room are still tried, after those with it, and the OpenAI fallback stays last;
+// without a fallback, a request for which no region has room first waits, within WithMaxWait, for the first to
+// have it.
 // Default: on. The environment's FAILOVER_QUOTA_STEERING (true or false) sets it too.
 func WithQuotaSteering(on bool) Option {
 	return func(s *settings) { s.noSteering = !on }

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -93,6 +94,10 @@ func (h *health) heard(model string, status int, header http.Header, mark quotaM
 	if q == nil {
 		return
 	}
+	if refused { // first: the answer's count is without it
+		q.requests.uncount(1, mark.requests, mark.at)
+		q.tokens.uncount(mark.cost, mark.tokens, mark.at)
+	}
 	if okRequests {
 		q.requests.heard(leftRequests, limitRequests, requests, mark.requests, mark.at)
 	}
@@ -103,6 +108,19 @@ func (h *health) heard(model string, status int, header http.Header, mark quotaM
 		// The deployment's own word on when the request fits stands against the meters' guess.
 		q.requests.promise(1, now.Add(retry))
 		q.tokens.promise(mark.cost, now.Add(retry))
+	}
+}
+
+// uncount takes back a request's charge: it was never sent.
+func (h *health) uncount(model string, mark quotaMark) {
+	if mark.cost == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if q := h.quotas[model]; q != nil {
+		q.requests.uncount(1, mark.requests, mark.at)
+		q.tokens.uncount(mark.cost, mark.tokens, mark.at)
 	}
 }
 
@@ -144,8 +162,12 @@ func (h *health) roomFor(model string, cost float64, now time.Time) time.Duratio
 // bytes over 4 (about 4 bytes a token for English; the JSON around the text makes it an overestimate), and the
 // most it may generate as max_tokens, else max_completion_tokens, times n. A request that sets neither counts
 // its prompt alone, as the fake regions of failovertest count it.
-func estimateTokens(body []byte) float64 {
-	prompt := (len(body) + 3) / 4
+func estimateTokens(body []byte) float64 { return estimateOf(body, int64(len(body))) }
+
+// estimateOf is estimateTokens of a body of length bytes of which data is all, or the end.
+func estimateOf(data []byte, length int64) float64 {
+	prompt := (length + 3) / 4
+	body := data
 	completion := jsonInt(body, `"max_tokens"`)
 	if completion == 0 {
 		completion = jsonInt(body, `"max_completion_tokens"`)
@@ -153,7 +175,7 @@ func estimateTokens(body []byte) float64 {
 	if n := jsonInt(body, `"n"`); n > 1 {
 		completion *= n
 	}
-	return float64(prompt + completion)
+	return float64(prompt + int64(completion))
 }
 
 // jsonTrue reports whether a JSON body has a member named key (quoted) whose value is true; see jsonInt.
@@ -222,10 +244,12 @@ func jsonInt(body []byte, key string) int {
 }
 
 // scanBuffers recycles the copies of request bodies read to estimate their tokens.
-var scanBuffers = sync.Pool{New: func() any { return new([]byte) }}
+var scanBuffers = sync.Pool{New: func() any { return new(tail) }}
 
 // readBodyBytes calls f with the bytes of a request body: in place when they are in memory, else read through
-// its GetBody into a pooled buffer, which f must not keep. It reports false when the body could not be read.
+// its GetBody into a pooled buffer, which f must not keep. Of a body that is only known by its GetBody and is
+// larger than maxScanned, f gets the last maxScanned bytes, where go-openai writes max_tokens (after the messages),
+// and the body is not held whole a second time. It reports false when the body could not be read.
 func readBodyBytes(body requestBody, f func(data []byte)) bool {
 	if body.data != nil {
 		f(body.data)
@@ -236,15 +260,30 @@ func readBodyBytes(body requestBody, f func(data []byte)) bool {
 		return false
 	}
 	defer rc.Close()
-	buf := scanBuffers.Get().(*[]byte)
-	defer scanBuffers.Put(buf)
-	data, err := readAll(*buf, rc, body.length, maxBody)
-	if err != nil {
+	t := scanBuffers.Get().(*tail)
+	defer scanBuffers.Put(t)
+	t.data = t.data[:0]
+	if _, err := io.Copy(t, rc); err != nil { // a bytes.Reader (go-openai's) writes itself in one piece
 		return false
 	}
-	if cap(data) <= maxPooledAnswer {
-		*buf = data[:0]
-	}
-	f(data)
+	f(t.data)
 	return true
+}
+
+// maxScanned is the most of a request body that is read to estimate its tokens (see readBodyBytes).
+const maxScanned = 64 << 10
+
+// tail keeps the last maxScanned bytes written to it.
+type tail struct{ data []byte }
+
+func (t *tail) Write(p []byte) (int, error) {
+	if len(p) >= maxScanned {
+		t.data = append(t.data[:0], p[len(p)-maxScanned:]...)
+		return len(p), nil
+	}
+	if over := len(t.data) + len(p) - maxScanned; over > 0 {
+		t.data = t.data[:copy(t.data, t.data[over:])]
+	}
+	t.data = append(t.data, p...)
+	return len(p), nil
 }

@@ -1,7 +1,9 @@
 package failover
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -719,4 +721,43 @@ func TestQuotaStaleMeterForgottenWithNewerNewsOfTheOther(t *testing.T) {
 	h.heard("gpt-4o", http.StatusOK, quotaHeader("900", "", "1000", ""), h.charge("gpt-4o", 1000, later), 0, later)
 	at := now.Add(70 * time.Second)
 	assert.Equal(t, time.Duration(0), h.roomFor("gpt-4o", 1000, at), "each meter forgets its own news a minute on")
+}
+
+// TestQuotaLargeBodyReadsItsEnd: a body known only by its GetBody and larger than maxScanned is estimated from its
+// length and its last maxScanned bytes, where go-openai writes max_tokens, whether the body comes in one piece (a
+// bytes.Reader writes itself whole) or in many.
+func TestQuotaLargeBodyReadsItsEnd(t *testing.T) {
+	data := []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"` + strings.Repeat("a", 3*maxScanned) +
+		`"}],"max_tokens":250,"n":2}`)
+	want := float64((len(data)+3)/4 + 500)
+	whole := requestBody{get: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		length: int64(len(data))}
+	pieces := requestBody{get: func() (io.ReadCloser, error) {
+		return io.NopCloser(&chunkedReader{data: data, piece: 10_000}), nil
+	}, length: int64(len(data))}
+	for name, body := range map[string]requestBody{"one piece": whole, "pieces": pieces} {
+		t.Run(name, func(t *testing.T) {
+			var seen []byte
+			require.True(t, readBodyBytes(body, func(d []byte) { seen = bytes.Clone(d) }))
+			assert.Equal(t, data[len(data)-maxScanned:], seen, "the body's last maxScanned bytes")
+			c := call{e: &engine{}, body: body}
+			shape(&c)
+			assert.Equal(t, want, c.cost)
+		})
+	}
+}
+
+// chunkedReader reads data piece bytes at a time, and has no WriteTo.
+type chunkedReader struct {
+	data  []byte
+	piece int
+}
+
+func (r *chunkedReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.piece)], r.data)
+	r.data = r.data[n:]
+	return n, nil
 }

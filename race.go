@@ -43,7 +43,8 @@ type finished struct {
 // that the winner is the last attempt reported. Attempts that fail are reported as they fail; when all have
 // failed, done is false and the pass goes on.
 func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response, done bool, err error) {
-	results := make(chan finished, 1+c.e.hedger.maxHedges-c.hedges)
+	// One attempt, and a hedge for each hedge left, each at a backend still to come in the order.
+	results := make(chan finished, 1+min(c.e.hedger.maxHedges-c.hedges, len(order)-c.next))
 	var inFlight []*flight
 	launch := func(b *backend, t ticket, hedged bool) bool {
 		sent, err := c.bodyFor(b)
@@ -102,6 +103,7 @@ func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response
 			}
 			if !c.e.hedger.spend() { // another request took the last of the budget meanwhile
 				c.e.release(c.ctx, next, c.model, nt)
+				next.health.uncount(c.model, nt.quota)
 				c.next-- // not tried: this request may still fail over to it
 				continue
 			}
@@ -150,6 +152,7 @@ func (c *call) end(inFlight []*flight, results <-chan finished, cause error, fir
 		case cause == errRaceLost && r.a.Outcome == OutcomeCanceled:
 			// Unanswered when canceled: the region's latency is at least what it had taken.
 			r.f.b.health.sampleLatency(c.latencyKind(), r.a.Duration)
+			r.f.b.health.measure(r.a.Duration, time.Now())
 			r.a.Outcome, r.a.Err = OutcomeLost, errRaceLost
 		case cause == errRacePanicked && r.a.Outcome == OutcomeCanceled:
 			r.a.Err = errRacePanicked

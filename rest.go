@@ -195,13 +195,25 @@ func (h *health) succeeded(model string, t ticket, served bool, d time.Duration,
 	}
 	h.answered = later(h.answered, t.start)
 	if served {
-		if h.latency == 0 {
-			h.latency = d
-		} else {
-			h.latency += (d - h.latency) / 5 // an exponential moving average over about the last five
-		}
-		h.measured = now
+		h.measureLocked(d, now)
 	}
+}
+
+// measure adds d to the latency average: an answer's latency, or the time an attempt canceled unanswered
+// had taken, which the latency is at least.
+func (h *health) measure(d time.Duration, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.measureLocked(d, now)
+}
+
+func (h *health) measureLocked(d time.Duration, now time.Time) {
+	if h.latency == 0 {
+		h.latency = d
+	} else {
+		h.latency += (d - h.latency) / 5 // an exponential moving average over about the last five
+	}
+	h.measured = now
 }
 
 // failed records a failed attempt with verdict v and returns the rest of the backend (or of the model on it) that

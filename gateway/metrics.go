@@ -76,15 +76,17 @@ func (m *metrics) request(api, operation string, status int, d time.Duration, at
 	defer m.mu.Unlock()
 	m.requests[[3]string{api, operation, statusText}]++
 	observe(m.requestDur, operation, d)
-	for i, a := range attempts {
+	failedOver := false // an earlier attempt failed: a hedge that won over a slow one is no failover
+	for _, a := range attempts {
 		m.attempts[[3]string{a.Region, a.Outcome.String(), strconv.Itoa(a.Status)}]++
 		observe(m.attemptDur, a.Region, a.Duration)
 		if a.Rest > 0 {
 			m.rests[[3]string{a.Region, strconv.Itoa(a.Status)}]++
 		}
-		if i > 0 && a.Outcome == failover.OutcomeServed {
+		if failedOver && a.Outcome == failover.OutcomeServed {
 			m.failovers[[3]string{a.Region}]++
 		}
+		failedOver = failedOver || a.Outcome == failover.OutcomeFailedOver
 	}
 }
 
