@@ -5,6 +5,8 @@
 //	go run ./examples/demo                       # region 1 throttled, region 2 healthy
 //	go run ./examples/demo -scenario outage      # see -h for every scenario
 //	go run ./examples/demo -scenario replicas -redis redis://127.0.0.1:6379/0   # two replicas share through Redis
+//	go run ./examples/demo -scenario steering    # steer away from a region before it answers 429
+//	go run ./examples/demo -scenario hedging     # a slow region's requests raced against the next
 //	go run ./examples/demo -env -model gpt-4o    # real regions from .env
 package main
 
@@ -35,12 +37,15 @@ type scenario struct {
 	regions  []simulated
 	fallback simulated
 	replicas int // clients taking turns, sharing what they learn through a store; 0 is one client alone
+	options  []failover.Option
+	quota    bool // show what each answer says is left of its region's quota
 }
 
 type simulated struct {
-	name  string
-	about string
-	reply failovertest.Reply
+	name    string
+	about   string
+	reply   failovertest.Reply
+	options []failovertest.Option
 }
 
 var healthy = failovertest.Reply{}
@@ -49,52 +54,71 @@ var scenarios = map[string]scenario{
 	"throttled": {
 		about: "the first region is out of quota (429 with retry-after); the second serves",
 		regions: []simulated{
-			{"eastus", "answers 429 Too Many Requests, retry-after: 30s", failovertest.RateLimited(30 * time.Second)},
-			{"westeurope", "healthy", healthy},
+			{"eastus", "answers 429 Too Many Requests, retry-after: 30s", failovertest.RateLimited(30 * time.Second), nil},
+			{"westeurope", "healthy", healthy, nil},
 		},
-		fallback: simulated{"openai", "healthy", healthy},
+		fallback: simulated{"openai", "healthy", healthy, nil},
 	},
 	"outage": {
 		about: "the first region resets connections, the second answers 503; the third serves",
 		regions: []simulated{
-			{"eastus", "drops every connection", failovertest.Disconnect()},
-			{"westeurope", "answers 503 Service Unavailable", failovertest.Unavailable()},
-			{"swedencentral", "healthy", healthy},
+			{"eastus", "drops every connection", failovertest.Disconnect(), nil},
+			{"westeurope", "answers 503 Service Unavailable", failovertest.Unavailable(), nil},
+			{"swedencentral", "healthy", healthy, nil},
 		},
-		fallback: simulated{"openai", "healthy", healthy},
+		fallback: simulated{"openai", "healthy", healthy, nil},
 	},
 	"fallback": {
 		about: "every region is out; the public OpenAI API serves",
 		regions: []simulated{
-			{"eastus", "answers 429 Too Many Requests, retry-after: 60s", failovertest.RateLimited(time.Minute)},
-			{"westeurope", "answers 500 Internal Server Error", failovertest.InternalError()},
+			{"eastus", "answers 429 Too Many Requests, retry-after: 60s", failovertest.RateLimited(time.Minute), nil},
+			{"westeurope", "answers 500 Internal Server Error", failovertest.InternalError(), nil},
 		},
-		fallback: simulated{"openai", "healthy", healthy},
+		fallback: simulated{"openai", "healthy", healthy, nil},
 	},
 	"exhausted": {
 		about: "everything is out; the error lists every attempt, then says when to come back",
 		regions: []simulated{
-			{"eastus", "answers 429 Too Many Requests, retry-after: 60s", failovertest.RateLimited(time.Minute)},
-			{"westeurope", "answers 404 DeploymentNotFound", failovertest.DeploymentNotFound()},
+			{"eastus", "answers 429 Too Many Requests, retry-after: 60s", failovertest.RateLimited(time.Minute), nil},
+			{"westeurope", "answers 404 DeploymentNotFound", failovertest.DeploymentNotFound(), nil},
 		},
-		fallback: simulated{"openai", "answers 503 Service Unavailable, retry-after: 30s", unavailableFor(30 * time.Second)},
+		fallback: simulated{"openai", "answers 503 Service Unavailable, retry-after: 30s", unavailableFor(30 * time.Second), nil},
 	},
 	"replicas": {
 		about: "two replicas take turns and share what they learn: B never asks the region A found throttled",
 		regions: []simulated{
-			{"eastus", "answers 429 Too Many Requests, retry-after: 30s", failovertest.RateLimited(30 * time.Second)},
-			{"westeurope", "healthy", healthy},
+			{"eastus", "answers 429 Too Many Requests, retry-after: 30s", failovertest.RateLimited(30 * time.Second), nil},
+			{"westeurope", "healthy", healthy, nil},
 		},
-		fallback: simulated{"openai", "healthy", healthy},
+		fallback: simulated{"openai", "healthy", healthy, nil},
 		replicas: 2,
+	},
+	"steering": {
+		about: "the first region's quota is nearly spent, and its answers say so: the next requests go to the second before a 429",
+		regions: []simulated{
+			{"eastus", "healthy, with 20 tokens a minute, and says in every answer what is left", healthy,
+				[]failovertest.Option{failovertest.WithQuota(failovertest.Quota{TokensPerMinute: 20})}},
+			{"westeurope", "healthy", healthy, nil},
+		},
+		fallback: simulated{"openai", "healthy", healthy, nil},
+		quota:    true,
+	},
+	"hedging": {
+		about: "the first region is slow today (3 s); after 200 ms each request goes to the second too, and the first answer wins",
+		regions: []simulated{
+			{"eastus", "answers after 3 s", failovertest.Reply{Delay: 3 * time.Second}, nil},
+			{"westeurope", "healthy", healthy, nil},
+		},
+		fallback: simulated{"openai", "healthy", healthy, nil},
+		options:  []failover.Option{failover.WithHedging(failover.Hedging{Delay: 200 * time.Millisecond})},
 	},
 	"refused": {
 		about: "the first region's content filter refuses the prompt; no other region is asked",
 		regions: []simulated{
-			{"eastus", "refuses the prompt (400 content_filter)", failovertest.ContentFilter()},
-			{"westeurope", "healthy", healthy},
+			{"eastus", "refuses the prompt (400 content_filter)", failovertest.ContentFilter(), nil},
+			{"westeurope", "healthy", healthy, nil},
 		},
-		fallback: simulated{"openai", "healthy", healthy},
+		fallback: simulated{"openai", "healthy", healthy, nil},
 	},
 }
 
@@ -139,6 +163,7 @@ func run(ctx context.Context, out io.Writer, args []string) error {
 
 	var clients []*failover.Client
 	var err error
+	showQuota := false
 	if *useEnv {
 		var opts []failover.Option
 		if *model != "" {
@@ -163,6 +188,7 @@ func run(ctx context.Context, out io.Writer, args []string) error {
 		}
 		var servers []*failovertest.Server
 		var cleanup func()
+		showQuota = s.quota
 		clients, servers, cleanup, err = simulate(out, *which, s, *model, *redisURL)
 		if err != nil {
 			return err
@@ -193,10 +219,15 @@ func run(ctx context.Context, out io.Writer, args []string) error {
 				mark = "served "
 			case failover.OutcomeReturned, failover.OutcomeCanceled:
 				mark = "stopped"
+			case failover.OutcomeLost:
+				mark = "lost   "
 			}
 			line := a.String()
 			if len(line) > 150 {
 				line = line[:150] + "…"
+			}
+			if left := a.Header.Get("X-Ratelimit-Remaining-Tokens"); showQuota && left != "" {
+				line += fmt.Sprintf(" (%s tokens left this minute)", left)
 			}
 			fmt.Fprintf(out, "  %s %s\n", mark, line)
 		}})
@@ -257,7 +288,7 @@ func simulate(out io.Writer, name string, s scenario, model, redisURL string) ([
 	regions := make([]failover.Region, len(s.regions))
 	fmt.Fprintf(out, "failover demo, scenario %q: %s.\nSimulated on this machine, no credentials needed. Backends, in the order they are tried:\n", name, s.about)
 	for i, r := range s.regions {
-		srv := failovertest.NewRegion(r.name)
+		srv := failovertest.NewRegion(r.name, r.options...)
 		srv.SetDefault(r.reply)
 		servers = append(servers, srv)
 		regions[i] = failover.Region{Name: r.name, Endpoint: srv.URL, APIKey: srv.Key}
@@ -268,8 +299,8 @@ func simulate(out io.Writer, name string, s scenario, model, redisURL string) ([
 	servers = append(servers, oai)
 	fmt.Fprintf(out, "  %d. %-14s the public OpenAI API, %s\n", len(regions)+1, failover.OpenAIFallbackName, s.fallback.about)
 
-	opts := []failover.Option{failover.WithOpenAIFallback(oai.Key, oai.URL), failover.WithModel(model),
-		failover.WithAttemptTimeout(10 * time.Second)}
+	opts := append([]failover.Option{failover.WithOpenAIFallback(oai.Key, oai.URL), failover.WithModel(model),
+		failover.WithAttemptTimeout(10 * time.Second)}, s.options...)
 	if s.replicas > 0 {
 		store = new(storetest.Memory)
 		where := "a store in memory"

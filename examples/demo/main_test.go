@@ -27,6 +27,25 @@ func TestDemoScenarios(t *testing.T) {
 		"replicas": {"sharing through a store in memory", "request 1, on replica A", "request 2, on replica B",
 			"requests each backend received: eastus 1, westeurope 2, openai 0"},
 	}
+	// Steering and hedging fail no attempt: the second request goes to westeurope before eastus answers 429,
+	// or is raced against it.
+	quiet := map[string][]string{
+		"steering": {"served  eastus: 200 served", "(12 tokens left this minute)", "served  westeurope: 200 served",
+			"requests each backend received: eastus 1, westeurope 1, openai 0"},
+		"hedging": {"lost    eastus: lost after", "served  westeurope: 200 hedge served",
+			"requests each backend received: eastus 2, westeurope 2, openai 0"},
+	}
+	for scenario, wants := range quiet {
+		t.Run(scenario, func(t *testing.T) {
+			var out bytes.Buffer
+			require.NoError(t, run(t.Context(), &out, []string{"-scenario", scenario, "-requests", "2"}))
+			for _, want := range wants {
+				assert.Contains(t, out.String(), want)
+			}
+			assert.NotContains(t, out.String(), "failed ")
+			assert.NotContains(t, out.String(), " 429 ")
+		})
+	}
 	for scenario, wants := range cases {
 		t.Run(scenario, func(t *testing.T) {
 			var out bytes.Buffer
