@@ -269,3 +269,66 @@ func ExampleRegion_entra() {
 	// {Name:eastus Endpoint:https://my-eastus.openai.azure.com APIKey: Credential:*azidentity.DefaultAzureCredential APIVersion: Deployments:[] Priority:0 Weight:0}
 	// {Name:westus Endpoint:https://my-westus.openai.azure.com APIKey:[REDACTED] Credential: APIVersion: Deployments:[] Priority:0 Weight:0}
 }
+
+// Steering is on with two regions or more: once eastus's answers say it has less quota left than a request
+// needs, the next request goes to westus without paying for a 429 first.
+func ExampleWithQuotaSteering() {
+	eastus := failovertest.NewRegion("eastus", failovertest.WithQuota(failovertest.Quota{TokensPerMinute: 40}))
+	defer eastus.Close()
+	westus := failovertest.NewRegion("westus")
+	defer westus.Close()
+	client, err := failover.New([]failover.Region{
+		{Name: "eastus", Endpoint: eastus.URL, APIKey: eastus.Key},
+		{Name: "westus", Endpoint: westus.URL, APIKey: westus.Key},
+	}, failover.WithModel("gpt-4o"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+
+	for range 3 {
+		reply, err := client.ChatCompletion(context.Background(), []openai.ChatCompletionMessage{
+			{Role: openai.ChatMessageRoleUser, Content: "Tell me about the weather in Seattle today."},
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(reply)
+	}
+	fmt.Println("429s from eastus:", eastus.Statuses()[429])
+	// Output:
+	// Hello from eastus.
+	// Hello from westus.
+	// Hello from westus.
+	// 429s from eastus: 0
+}
+
+// With hedging, a request eastus has not answered within 100 ms goes to westus too, and the first answer wins.
+func ExampleWithHedging() {
+	eastus := failovertest.NewRegion("eastus")
+	defer eastus.Close()
+	eastus.SetDefault(failovertest.Reply{Delay: 5 * time.Second}) // slow today
+	westus := failovertest.NewRegion("westus")
+	defer westus.Close()
+	client, err := failover.New([]failover.Region{
+		{Name: "eastus", Endpoint: eastus.URL, APIKey: eastus.Key},
+		{Name: "westus", Endpoint: westus.URL, APIKey: westus.Key},
+	}, failover.WithModel("gpt-4o"), failover.WithHedging(failover.Hedging{Delay: 100 * time.Millisecond}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+
+	ctx := failover.WithTrace(context.Background(), &failover.Trace{AttemptDone: func(a failover.Attempt) {
+		fmt.Println(a.Region, a.Outcome, "hedge:", a.Hedged)
+	}})
+	reply, err := client.ChatCompletion(ctx, []openai.ChatCompletionMessage{{Role: "user", Content: "Hi"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reply)
+	// Output:
+	// eastus lost hedge: false
+	// westus served hedge: true
+	// Hello from westus.
+}

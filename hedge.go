@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sync/atomic"
@@ -86,18 +87,10 @@ func newHedger(h *Hedging) *hedger {
 	if h == nil {
 		return nil
 	}
-	out := &hedger{delay: h.Delay, percentile: h.Percentile, maxHedges: cmpOr(h.MaxHedges, 1)}
-	out.deposit = int64(math.Ceil(cmpOr(h.MaxShare, 0.1) * budgetUnit))
+	out := &hedger{delay: h.Delay, percentile: h.Percentile, maxHedges: cmp.Or(h.MaxHedges, 1)}
+	out.deposit = int64(math.Ceil(cmp.Or(h.MaxShare, 0.1) * budgetUnit))
 	out.budget.Store(maxHedgeBurst * budgetUnit) // a new client may hedge its first slow requests
 	return out
-}
-
-func cmpOr[T comparable](v, fallback T) T {
-	var zero T
-	if v == zero {
-		return fallback
-	}
-	return v
 }
 
 // fund adds one request's share to the budget.
