@@ -116,6 +116,18 @@ func (c *call) one(b *backend, t ticket) (resp *http.Response, done bool, err er
 	return nil, false, nil
 }
 
+// wait tells the trace, then waits d for a backend to come back or have room; the error is the context's, when
+// it ends first.
+func (c *call) wait(d time.Duration) error {
+	if c.trace != nil && c.trace.Wait != nil {
+		c.trace.Wait(d)
+	}
+	if !sleep(c.ctx, d) {
+		return canceled(c.ctx, c.made)
+	}
+	return nil
+}
+
 // failed records an attempt that failed over: the backend is back at until (zero: not soon).
 func (c *call) failed(a Attempt, until time.Time) {
 	c.attempts = append(c.attempts, a)

@@ -169,11 +169,8 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 		if roomIn > 0 && pass < maxPasses && !e.fallbackServes(model) && !time.Now().Add(roomIn).After(waitLimit) {
 			// No region has room: a request sent now would pay for a 429. Wait for the first to have it, as for
 			// a rest; with an OpenAI fallback, the regions are tried as they are, and the fallback after them.
-			if c.trace != nil && c.trace.Wait != nil {
-				c.trace.Wait(roomIn)
-			}
-			if !sleep(ctx, roomIn) {
-				return nil, canceled(ctx, c.made)
+			if err := c.wait(roomIn); err != nil {
+				return nil, err
 			}
 			continue
 		}
@@ -200,12 +197,8 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 		if soonest.IsZero() || soonest.After(waitLimit) || !time.Now().Before(waitLimit) || pass == maxPasses {
 			return nil, e.exhausted(model, c.attempts, c.passedOver, soonest)
 		}
-		wait := time.Until(soonest)
-		if c.trace != nil && c.trace.Wait != nil {
-			c.trace.Wait(wait)
-		}
-		if !sleep(ctx, wait) {
-			return nil, canceled(ctx, c.made)
+		if err := c.wait(time.Until(soonest)); err != nil {
+			return nil, err
 		}
 	}
 }

@@ -16,11 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestHedgeMaxHedgesUnbounded: New accepts any MaxHedges >= 0 (hedgingErrs checks only the sign), but race
-// sizes its results channel as 1+MaxHedges-hedges. MaxHedges = math.MaxInt ("hedge to every region") overflows
-// to a negative capacity, and the first request that is hedged panics in make(chan); a large but finite value
-// (1<<50) panics too (makechan: size out of range); 1<<40 is a fatal, unrecoverable out-of-memory error, and
-// values such as 1<<20 allocate 152 MiB per raced request.
+// TestHedgeMaxHedgesUnbounded: any MaxHedges New accepts works, math.MaxInt ("hedge to every region") included.
+// A race once sized its results channel by MaxHedges, and such values panicked (or ran out of memory); it is
+// now sized by the regions left to race.
 func TestHedgeMaxHedgesUnbounded(t *testing.T) {
 	for _, maxHedges := range []int{math.MaxInt, 1 << 50} {
 		t.Run("", func(t *testing.T) {
@@ -39,11 +37,9 @@ func TestHedgeMaxHedgesUnbounded(t *testing.T) {
 	}
 }
 
-// TestHedgeLoserMeasuredForLeastLatency: with StrategyLeastLatency, a region that loses every race is never
-// measured (a canceled loser is released, not settled), so it keeps the "not yet measured: try first" latency
-// of 0 and stays ahead of the region that actually answers. Every request then goes to the slow region first and
-// is hedged, until the budget is gone, and then waits for the slow answer. Without hedging, the first slow answer
-// would have been measured, and the next request sent to westus directly.
+// TestHedgeLoserMeasuredForLeastLatency: with StrategyLeastLatency, a region that loses a race is measured by the
+// time it had gone unanswered, so it does not keep the "not yet measured: try first" latency of 0 and stay ahead
+// of the region that answers: the next requests go to westus directly, as they would without hedging.
 func TestHedgeLoserMeasuredForLeastLatency(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, []string{"eastus", "westus"}, failover.WithHedging(hedge100),
@@ -97,10 +93,9 @@ func (h *levelRecorder) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// TestHedgeLostLoggedAtInfo: README (WithLogger) says "failed attempts at Warn, refused and canceled at
-// Info, served at Debug", and report's Warn is commented "a backend failed". A lost race is no failure of the
-// region (no rest, README: "losing a race is no failure"), yet every hedge that wins logs its loser at Warn,
-// so that an alert on Warn lines fires for routine hedging.
+// TestHedgeLostLoggedAtInfo: a lost race is no failure of its region (it sets no rest), so it is logged at Info
+// with refused and canceled attempts (README, WithLogger), not at Warn, where an alert on failures would fire for
+// routine hedging.
 func TestHedgeLostLoggedAtInfo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := &levelRecorder{records: map[string]slog.Level{}}
@@ -117,9 +112,9 @@ func TestHedgeLostLoggedAtInfo(t *testing.T) {
 	})
 }
 
-// TestHedgeFollowsSteering: steering knows westus has no room left (its last answer said 0 requests
-// remain, a minute's worth), and puts it after eastus; but a hedge goes to the next region of the order whatever
-// its room, and so pays for exactly the 429 steering exists to avoid, and rests westus for its Retry-After.
+// TestHedgeFollowsSteering: steering knows westus has no room left (its last answer said 0 requests remain, for
+// a minute) and puts it after eastus; a hedge is not sent to it, since it would pay for exactly the 429 steering
+// exists to avoid, and rest westus for its Retry-After.
 func TestHedgeFollowsSteering(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		network := failovertest.NewNetwork()

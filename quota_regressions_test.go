@@ -13,17 +13,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestQuotaRefusedRequestNotGivenBack: a 429 is a request the deployment did not count (failovertest's quota,
-// like Azure's, keeps refused requests out of the window), but the meter keeps it in its send log like any send
-// and, once it is a minute old, "gives it back": roomAt's back adds it to what the last answer said was left,
-// although that answer never had it taken off. The meter then sees one request of room that does not exist, and
-// the client pays for a 429 that steering would otherwise have avoided.
+// TestQuotaRefusedRequestNotGivenBack: a request refused with 429 is one the deployment never counted
+// (failovertest's quota, like Azure's, keeps refused requests out of the window), so the meter takes it back: a
+// minute later it must not come back as room that never was.
 //
 // eastus admits 3 requests a minute. Another client fills it at 0 s; this client's request at 1 s gets the
 // (unavoidable) 429 and goes to westus. At 60 s the minute is empty again; this client's request is served
-// (2 left). At 62 s three requests go out while the others are in flight: the meter says eastus has room for 3
-// (2 left + the 429's request "back"), eastus has room for 2, and the third pays a second 429. Counted right,
-// the third would have been steered to westus.
+// (2 left). At 62 s three requests go out while the others are in flight: eastus has room for 2, and the third
+// is steered to westus, not into a second 429.
 func TestQuotaRefusedRequestNotGivenBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		network := failovertest.NewNetwork()
