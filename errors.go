@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -265,4 +266,27 @@ func oneLine(text string) string {
 		n--
 	}
 	return text[:n] + "…"
+}
+
+// exhausted builds the error for a request no backend served, to be retried at retryAt (zero: not soon), with what each backend it did not try was doing.
+func (c *call) exhausted(retryAt time.Time) error {
+	model, attempts, passedOver := c.model, c.attempts, c.passedOver
+	err := &ExhaustedError{Attempts: attempts, Model: model, RetryAt: retryAt}
+	for _, b := range c.e.backends {
+		if slices.ContainsFunc(attempts, func(a Attempt) bool { return a.Region == b.name }) {
+			continue
+		}
+		if !b.serves(model) {
+			reason := "model not in its declared deployments"
+			if !b.declared {
+				reason = "model name cannot be an Azure deployment name"
+			}
+			err.Skipped = append(err.Skipped, Skip{Region: b.name, State: StateMissing, Reason: reason})
+			continue
+		}
+		if i := slices.IndexFunc(passedOver, func(s Skip) bool { return s.Region == b.name }); i >= 0 {
+			err.Skipped = append(err.Skipped, passedOver[i])
+		}
+	}
+	return err
 }

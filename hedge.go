@@ -3,7 +3,6 @@ package failover
 import (
 	"cmp"
 	"math"
-	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -41,10 +40,6 @@ const (
 	// maxHedgeBurst bounds the hedging budget, and is what a new client starts with: after a quiet spell,
 	// this many hedges are banked (plus the shares the requests of a burst add as they come).
 	maxHedgeBurst = 10
-	// minLatencySamples is how many latencies a region must have for a percentile of them to mean something.
-	minLatencySamples = 20
-	// latencySamples is how many recent latencies a region keeps per model and kind of call.
-	latencySamples = 64
 	// budgetUnit is one hedge in the budget's fixed-point count.
 	budgetUnit = 1 << 20
 )
@@ -130,70 +125,4 @@ func (h *hedger) delayFor(b *backend, kind latencyKind) (time.Duration, bool) {
 		}
 	}
 	return d, d > 0
-}
-
-// latencyKind is what a region's latencies are kept by: calls of one model and kind take alike.
-type latencyKind struct {
-	model  string
-	stream bool // time to a stream's first content, rather than to a whole answer
-}
-
-// latencies are a region's recent latencies of one kind, with a percentile computed from them when asked, and
-// kept until the next few samples.
-type latencies struct {
-	samples [latencySamples]time.Duration
-	n       int // samples taken, ever
-	cached  time.Duration
-	cachedP float64
-	cachedN int
-}
-
-// add takes in a latency.
-func (l *latencies) add(d time.Duration) {
-	l.samples[l.n%latencySamples] = d
-	l.n++
-}
-
-// percentile is the p-th percentile of the samples, recomputed once for every 8 new ones.
-func (l *latencies) percentile(p float64) (time.Duration, bool) {
-	if l.n < minLatencySamples {
-		return 0, false
-	}
-	if l.cachedN == 0 || l.cachedP != p || l.n-l.cachedN >= 8 {
-		var buf [latencySamples]time.Duration
-		s := buf[:min(l.n, latencySamples)]
-		copy(s, l.samples[:len(s)])
-		slices.Sort(s)
-		l.cached, l.cachedP, l.cachedN = s[min(int(math.Ceil(p*float64(len(s))))-1, len(s)-1)], p, l.n
-	}
-	return l.cached, true
-}
-
-// sampleLatency records how long an attempt of kind took on the backend: the whole answer or a stream's first
-// content, or how long a canceled attempt had gone unanswered (the latency is at least that).
-func (h *health) sampleLatency(kind latencyKind, d time.Duration) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	l := h.latencies[kind]
-	if l == nil {
-		if len(h.latencies) >= maxTrackedModels {
-			return
-		}
-		if h.latencies == nil {
-			h.latencies = make(map[latencyKind]*latencies)
-		}
-		l = &latencies{}
-		h.latencies[kind] = l
-	}
-	l.add(d)
-}
-
-// latencyPercentile is the p-th percentile of the backend's recent latencies of kind; false while it has too few.
-func (h *health) latencyPercentile(kind latencyKind, p float64) (time.Duration, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if l := h.latencies[kind]; l != nil {
-		return l.percentile(p)
-	}
-	return 0, false
 }

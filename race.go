@@ -49,13 +49,12 @@ func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response
 	launch := func(b *backend, t ticket, hedged bool) bool {
 		sent, err := c.bodyFor(b)
 		if err != nil { // only the fallback's body is rewritten, and the fallback is never raced
-			c.e.release(c.ctx, b, c.model, t)
+			c.release(c.ctx, b, t)
 			return false
 		}
 		ctx, cancel := context.WithCancelCause(c.ctx)
 		f := &flight{b: b, cancel: cancel}
 		inFlight = append(inFlight, f)
-		e, req, op, model := c.e, c.req, c.op, c.model
 		go func() {
 			r := finished{f: f}
 			defer func() {
@@ -66,7 +65,7 @@ func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response
 				}
 				results <- r
 			}()
-			r.resp, r.a, r.until = e.attempt(ctx, req, b, op, model, sent, t)
+			r.resp, r.a, r.until = c.attempt(ctx, b, t, sent)
 			r.a.Hedged = hedged
 		}()
 		return true
@@ -102,7 +101,7 @@ func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response
 				continue // the context's end is seen below; no region is free to hedge to
 			}
 			if !c.e.hedger.spend() { // another request took the last of the budget meanwhile
-				c.e.release(c.ctx, next, c.model, nt)
+				c.release(c.ctx, next, nt)
 				next.health.uncount(c.model, nt.quota)
 				c.next-- // not tried: this request may still fail over to it
 				continue

@@ -156,21 +156,6 @@ func weightedShuffle(group []*backend) {
 	}
 }
 
-// staleLatency is when a latency measurement no longer counts: a region that was slow once would otherwise
-// never be tried, and so never measured, again while a faster one serves.
-const staleLatency = 30 * time.Second
-
-// averageLatency is the backend's moving average latency, or 0 (try it first, and measure it) when it has no
-// recent measurement.
-func (h *health) averageLatency(now time.Time) time.Duration {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if now.Sub(h.measured) > staleLatency {
-		return 0
-	}
-	return h.latency
-}
-
 // sortByLatency sorts group by latency (the same length), keeping the order of equals: an insertion sort, since
 // a priority holds a handful of regions. Steering sorts by the wait for room the same way.
 func sortByLatency(group []*backend, latency []time.Duration) {
@@ -180,4 +165,9 @@ func sortByLatency(group []*backend, latency []time.Duration) {
 			latency[j], latency[j-1] = latency[j-1], latency[j]
 		}
 	}
+}
+
+// fallbackServes reports whether the OpenAI fallback can take a request for model.
+func (e *engine) fallbackServes(model string) bool {
+	return e.fallback != nil && e.fallback.serves(model)
 }

@@ -21,6 +21,11 @@ import (
 //
 // Implementations must be safe for concurrent use. now is the Client's clock; a Store compares Until with it,
 // never with its own.
+//
+// Store will not grow: what later versions share more comes as optional interfaces, which a Store implements
+// beside it and the Client finds by type assertion when it is built (see storeExtrasOf), so that a Store
+// written against this version keeps working, sharing what it can. Today there is one: io.Closer, which
+// Client.Close calls on a Store the Client opened itself (WithStoreOpener); redisstore.Store implements it.
 type Store interface {
 	// Load returns the records in force at now (Until after now) of the given backends, in any order.
 	Load(ctx context.Context, backends []string, now time.Time) ([]Record, error)
@@ -141,8 +146,20 @@ func (s *settings) openStore() (Store, io.Closer, error) {
 	if err != nil {
 		return nil, nil, &ConfigError{Field: EnvRedisURL, Problem: withoutUserinfo(err.Error(), s.storeURL)}
 	}
-	closer, _ := store.(io.Closer)
-	return store, closer, nil
+	return store, storeExtrasOf(store).closer, nil
+}
+
+// storeExtras are the optional interfaces a Store implements besides Store (see Store): each nil when it does
+// not. Every capability a later version adds to sharing is found here, in one place.
+type storeExtras struct {
+	closer io.Closer
+}
+
+// storeExtrasOf finds the optional interfaces store implements.
+func storeExtrasOf(store Store) storeExtras {
+	var x storeExtras
+	x.closer, _ = store.(io.Closer)
+	return x
 }
 
 // withoutUserinfo is msg, an opener's error, without the user and password of raw, its URL: the opener should not

@@ -1,7 +1,6 @@
 package failover
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -18,25 +17,23 @@ import (
 // caller's context ended. Before the first content, a failing stream moves to the next region unseen instead.
 var ErrStreamCut = errors.New("failover: stream cut")
 
-const (
-	// maxEventLine bounds one line of an event stream; a chunk is a few hundred bytes.
-	maxEventLine = 1 << 20
-	// maxStreamHead bounds what is held back before a stream's first content (Azure's content filter results,
-	// role-only chunks).
-	maxStreamHead = 1 << 20
-)
+// maxStreamHead bounds what is held back before a stream's first content (Azure's content filter results,
+// role-only chunks).
+const maxStreamHead = 1 << 20
 
-// streamBody passes a server-sent event stream on, line by line, after openStream has read it up to its first
-// content. It turns a stream that ends without "data: [DONE]" into an ErrStreamCut error, so that a cut stream
+// streamBody passes a server-sent event stream on, line by line as Read, or event by event through an
+// EventReader, after openStream has read it up to its first content. It turns a stream that ends without "data: [DONE]" into an ErrStreamCut error, so that a cut stream
 // never looks like a complete one. Read and Close may be called concurrently.
 type streamBody struct {
-	r       *bufio.Reader
+	events  *EventReader // the upstream stream's events
+	rest    []byte       // the lines of the current upstream event not yet read
+	restErr error        // what ended the upstream stream, once its last line is read
+	out     []byte       // the event nextEvent returns
 	body    io.Closer
 	cancel  func() // ends the attempt's context; set once the stream is handed over
 	onCut   func() // called once if the stream breaks off; set once the stream is handed over
 	closed  atomic.Bool
 	pending []byte                      // read but not yet passed on
-	long    []byte                      // a line longer than r's buffer, gathered
 	done    bool                        // "data: [DONE]" was seen
 	err     error                       // returned once pending is empty
 	scrub   func([]byte) ([]byte, bool) // removes secrets from an error event
@@ -47,7 +44,7 @@ type streamBody struct {
 // stream was this backend's failure and nothing has reached the caller yet. scrub removes secrets from an event
 // that becomes an error.
 func openStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*streamBody, error) {
-	s := &streamBody{r: bufio.NewReader(body), body: body, scrub: scrub}
+	s := &streamBody{events: NewEventReader(body), body: body, scrub: scrub}
 	var head []byte
 	for len(head) <= maxStreamHead {
 		line, err := s.readLine()
@@ -188,21 +185,20 @@ func eventData(line []byte) ([]byte, bool) {
 	return bytes.TrimSpace(data), ok
 }
 
-// readLine reads one line, with its newline, up to maxEventLine bytes. The line is valid until the next call.
+// readLine reads the next line of the upstream stream, event by event: the error that ended the stream comes
+// with its last line, as from bufio.Reader.ReadSlice. The line is valid until the next call.
 func (s *streamBody) readLine() ([]byte, error) {
-	line, err := s.r.ReadSlice('\n')
-	if err != bufio.ErrBufferFull {
-		return line, err
+	for len(s.rest) == 0 && s.restErr == nil {
+		s.rest, s.restErr = s.events.Next()
 	}
-	s.long = append(s.long[:0], line...)
-	for err == bufio.ErrBufferFull {
-		if len(s.long) > maxEventLine {
-			return nil, fmt.Errorf("stream line longer than %d bytes", maxEventLine)
-		}
-		line, err = s.r.ReadSlice('\n')
-		s.long = append(s.long, line...)
+	if i := bytes.IndexByte(s.rest, '\n'); i >= 0 {
+		line := s.rest[:i+1]
+		s.rest = s.rest[i+1:]
+		return line, nil
 	}
-	return s.long, err
+	line := s.rest
+	s.rest = nil
+	return line, s.restErr
 }
 
 func (s *streamBody) Read(p []byte) (int, error) {
@@ -210,43 +206,68 @@ func (s *streamBody) Read(p []byte) (int, error) {
 		if s.err != nil {
 			return 0, s.err
 		}
-		line, err := s.readLine()
-		s.pending = line
-		data, isData := eventData(line)
-		errValue, isError := errorMember(data)
-		switch {
-		case isData && string(data) == "[DONE]":
-			s.done = true
-		case isData && isError:
-			// The stream is over: stop here rather than wait for a server that may hold the connection. The
-			// event goes on to the caller with its error alone, first, where go-openai reads it as one, and
-			// without the secrets a misbehaving server might echo.
-			err = fmt.Errorf("%w: the server sent an error event", ErrStreamCut)
-			event := slices.Concat([]byte(`{"error":`), errValue, []byte("}"))
-			if scrubbed, changed := s.scrub(event); changed {
-				event = scrubbed
-			}
-			s.pending = slices.Concat([]byte("data: "), event, lineEnd(line))
-		case !passedOn(line):
-			s.pending = nil // a comment, another field or stray text: see passedOn
-		}
-		switch {
-		case err == io.EOF && s.done:
-			s.err = io.EOF
-		case err == io.EOF:
-			s.err = fmt.Errorf("%w: the connection ended without data: [DONE]", ErrStreamCut)
-		case err != nil && !errors.Is(err, ErrStreamCut):
-			s.err = fmt.Errorf("%w: %w", ErrStreamCut, err)
-		case err != nil:
-			s.err = err
-		}
-		if s.err != nil && s.err != io.EOF && s.onCut != nil && !s.closed.Load() {
-			s.onCut() // the backend's failure, for its health (unless the caller ended the stream)
-		}
+		s.step()
 	}
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
 	return n, nil
+}
+
+// nextEvent returns what goes on to the caller of the upstream stream's next event, whole (see
+// EventReader.Next); the first also holds what openStream read up to the first content.
+func (s *streamBody) nextEvent() ([]byte, error) {
+	out := s.out[:0]
+	for {
+		out = append(out, s.pending...)
+		s.pending = nil
+		if s.err != nil {
+			s.out = out
+			return out, s.err
+		}
+		if len(out) > 0 && len(s.rest) == 0 {
+			s.out = out
+			return out, nil
+		}
+		s.step()
+	}
+}
+
+// step reads one line of the upstream stream into pending, as it goes on to the caller, and sets err when the
+// stream is over.
+func (s *streamBody) step() {
+	line, err := s.readLine()
+	s.pending = line
+	data, isData := eventData(line)
+	errValue, isError := errorMember(data)
+	switch {
+	case isData && string(data) == "[DONE]":
+		s.done = true
+	case isData && isError:
+		// The stream is over: stop here rather than wait for a server that may hold the connection. The
+		// event goes on to the caller with its error alone, first, where go-openai reads it as one, and
+		// without the secrets a misbehaving server might echo.
+		err = fmt.Errorf("%w: the server sent an error event", ErrStreamCut)
+		event := slices.Concat([]byte(`{"error":`), errValue, []byte("}"))
+		if scrubbed, changed := s.scrub(event); changed {
+			event = scrubbed
+		}
+		s.pending = slices.Concat([]byte("data: "), event, lineEnd(line))
+	case !passedOn(line):
+		s.pending = nil // a comment, another field or stray text: see passedOn
+	}
+	switch {
+	case err == io.EOF && s.done:
+		s.err = io.EOF
+	case err == io.EOF:
+		s.err = fmt.Errorf("%w: the connection ended without data: [DONE]", ErrStreamCut)
+	case err != nil && !errors.Is(err, ErrStreamCut):
+		s.err = fmt.Errorf("%w: %w", ErrStreamCut, err)
+	case err != nil:
+		s.err = err
+	}
+	if s.err != nil && s.err != io.EOF && s.onCut != nil && !s.closed.Load() {
+		s.onCut() // the backend's failure, for its health (unless the caller ended the stream)
+	}
 }
 
 // Close closes the connection and ends the attempt's context.

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -46,4 +47,45 @@ func withRecord(ctx context.Context, r *record) context.Context {
 func recordOf(ctx context.Context) *record {
 	r, _ := ctx.Value(recordKey{}).(*record)
 	return r
+}
+
+// reportAttempt tells the trace, the attempt hook, the request's record and the logger about an attempt. The callbacks
+// run outside any lock.
+func (e *engine) reportAttempt(ctx context.Context, trace *Trace, a Attempt) {
+	if trace != nil && trace.AttemptDone != nil {
+		trace.AttemptDone(a)
+	}
+	if e.onAttempt != nil {
+		e.onAttempt(ctx, a)
+	}
+	if rec := recordOf(ctx); rec != nil {
+		rec.attempts = append(rec.attempts, a)
+	}
+	if e.logger == nil {
+		return
+	}
+	level := slog.LevelWarn // a backend failed
+	switch a.Outcome {
+	case OutcomeServed:
+		level = slog.LevelDebug
+	case OutcomeReturned, OutcomeCanceled, OutcomeLost:
+		level = slog.LevelInfo // the request's, the caller's or hedging's doing, not a backend's
+	}
+	if !e.logger.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("region", a.Region),
+		slog.String("deployment", a.Deployment),
+		slog.Int("status", a.Status),
+		slog.String("outcome", a.Outcome.String()),
+		slog.Duration("duration", a.Duration),
+	}
+	if a.Rest > 0 {
+		attrs = append(attrs, slog.Duration("rest", a.Rest))
+	}
+	if a.Err != nil {
+		attrs = append(attrs, slog.String("error", a.Err.Error()))
+	}
+	e.logger.LogAttrs(ctx, level, "failover attempt", attrs...)
 }

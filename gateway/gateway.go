@@ -268,13 +268,13 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
 	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
-		a := answerFor(ctx, err)
+		a := failover.AnswerError(ctx, err)
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			a = errorAnswer{status: http.StatusRequestTimeout, code: "408",
-				message: "the request body did not arrive within " + g.cfg.BodyReadTimeout.String()}
-		case a.status == http.StatusBadRequest:
-			a.message = "reading the request body: " + err.Error()
+			a = failover.ErrorAnswer{Status: http.StatusRequestTimeout, Code: "408",
+				Message: "the request body did not arrive within " + g.cfg.BodyReadTimeout.String()}
+		case a.Status == http.StatusBadRequest:
+			a.Message = "reading the request body: " + err.Error()
 		}
 		return writeAnswer(w, a)
 	}
@@ -282,14 +282,14 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	req, err := http.NewRequestWithContext(failover.WithTrace(ctx, &failover.Trace{AttemptDone: ex.add}),
 		http.MethodPost, "https://"+logicalHost+rt.path, bytes.NewReader(body))
 	if err != nil {
-		return writeAnswer(w, errorAnswer{status: http.StatusBadRequest, code: "invalid_request", message: err.Error()})
+		return writeAnswer(w, failover.ErrorAnswer{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()})
 	}
 	copyRequestHeader(req.Header, r.Header)
 	resp, err := g.client.Do(req)
 	if err != nil {
 		// How many regions were asked before giving up; 0 when every one rested.
 		w.Header().Set("X-Failover-Attempts", strconv.Itoa(len(ex.attempts)))
-		return writeAnswer(w, answerFor(ctx, err))
+		return writeAnswer(w, failover.AnswerError(ctx, err))
 	}
 	defer resp.Body.Close()
 
@@ -319,99 +319,16 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 
 func (ex *exchange) add(a failover.Attempt) { ex.attempts = append(ex.attempts, a) }
 
-func writeAnswer(w http.ResponseWriter, a errorAnswer) int {
-	if a.status == statusClientClosed {
-		return a.status // nobody to answer
-	}
-	if !a.retryAt.IsZero() {
-		setRetryAfter(w.Header(), a.retryAt)
-	}
-	writeError(w, a.status, a.code, a.message)
-	return a.status
+// writeAnswer answers with a, as failover.AnswerError decided it, and returns its status.
+func writeAnswer(w http.ResponseWriter, a failover.ErrorAnswer) int {
+	a.Write(w)
+	return a.Status
 }
 
-// streamEvents passes a stream of server-sent events on, flushing at the end of every event so that each reaches
-// the caller as soon as it arrived. Only whole lines are passed on. A stream cut upstream ends with an error event
-// of its own, which OpenAI clients raise as an error, rather than with a silent end that some would take for a
-// complete answer. It reports whether the stream was cut upstream.
-func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Reader) (cut bool) {
-	buf := make([]byte, 32<<10)
-	var partial []byte // the start of a line whose end has not come yet
-	var sent eventTail
-	for {
-		n, err := body.Read(buf)
-		chunk := buf[:n]
-		if len(partial) > 0 {
-			partial = append(partial, chunk...)
-			chunk = partial
-		}
-		if i := bytes.LastIndexByte(chunk, '\n'); i >= 0 {
-			if !write(w, chunk[:i+1]) {
-				return false // the caller is gone; closing the body ends the upstream stream
-			}
-			sent.add(chunk[:i+1])
-			if sent.atEventEnd() && !flush(rc) {
-				return false
-			}
-			chunk = chunk[i+1:]
-		}
-		partial = append(partial[:0], chunk...)
-		switch {
-		case err == io.EOF:
-			write(w, partial) // a last line without its newline, as the region sent it
-			flush(rc)
-			return false
-		case err != nil:
-			// Half a line is dropped, and an event the region left open is closed, so that the cut event
-			// parses on its own.
-			if !sent.atEventEnd() {
-				write(w, []byte("\n"))
-			}
-			event, _ := json.Marshal(apiError{Error: apiErrorBody{Message: err.Error(), Type: "server_error", Code: "stream_cut"}})
-			write(w, []byte("data: "+string(event)+"\n\n"))
-			flush(rc)
-			return true
-		}
-	}
+// writeError answers with status and an error body; code is the error's machine-readable code.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	failover.ErrorAnswer{Status: status, Code: code, Message: message}.Write(w)
 }
-
-func write(w io.Writer, data []byte) bool {
-	if len(data) == 0 {
-		return true
-	}
-	_, err := w.Write(data)
-	return err == nil
-}
-
-// flush sends what was written; a ResponseWriter that cannot flush (a middleware's, say) sends it later, which
-// delays events but loses none.
-func flush(rc *http.ResponseController) bool {
-	err := rc.Flush()
-	return err == nil || errors.Is(err, http.ErrNotSupported)
-}
-
-// eventTail remembers the end of what was sent of an event stream: whether it ends an event (a blank line).
-type eventTail struct {
-	last    byte // the last byte sent other than '\r'
-	started bool
-	blank   bool // the last line sent was empty
-}
-
-func (t *eventTail) add(lines []byte) {
-	for _, c := range lines {
-		switch c {
-		case '\r':
-		case '\n':
-			t.blank = !t.started || t.last == '\n'
-			t.last, t.started = c, true
-		default:
-			t.last, t.started, t.blank = c, true, false
-		}
-	}
-}
-
-// atEventEnd reports whether nothing was sent yet or the last line sent was blank.
-func (t *eventTail) atEventEnd() bool { return !t.started || t.blank }
 
 // forwardedRequestHeaders are the caller's headers the upstream request carries; the client adds the backend's
 // credentials. Nothing else passes: not the caller's key, cookies, or Accept-Encoding (the client's transport

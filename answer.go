@@ -1,0 +1,131 @@
+package failover
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// A backend's answer, held in memory: error answers to classify and scrub, and successful non-streaming answers
+// read whole under the attempt timeout, on pooled buffers.
+
+// maxErrorBody bounds what is read of an error answer; Azure's are well under 10 KiB.
+const maxErrorBody = 1 << 20
+
+// bodyOf is resp's body; nil without a response.
+func bodyOf(resp *http.Response) io.ReadCloser {
+	if resp == nil {
+		return nil
+	}
+	return resp.Body
+}
+
+// isEventStream reports whether resp is a stream of server-sent events, which is passed on as it arrives.
+func isEventStream(resp *http.Response) bool {
+	return strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+}
+
+// looksLikeObject is a cheap check that data is one JSON object: it catches an empty answer, an HTML error page and
+// most cut answers (a cut that the transport did not already report) without a second parse of every answer;
+// json.Valid would cost some 3% of a whole call. What slips through fails in the caller's decoder.
+func looksLikeObject(data []byte) bool {
+	data = bytes.TrimSpace(data)
+	return len(data) >= 2 && data[0] == '{' && data[len(data)-1] == '}'
+}
+
+// bodyReader is a response body over bytes already in memory. Read and Close may run concurrently, as on
+// net/http's own bodies: a pooled buffer must go back to the pool once, and never while a Read copies from it.
+type bodyReader struct {
+	mu     sync.Mutex
+	r      bytes.Reader
+	data   []byte
+	pooled *[]byte // where data goes back to answerBuffers on Close; nil when it does not
+}
+
+func newBodyReader(data []byte) *bodyReader {
+	b := &bodyReader{data: data}
+	b.r.Reset(data)
+	return b
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.r.Read(p)
+}
+
+// Close recycles a pooled buffer. Reads after Close see an empty body, never bytes of a later answer.
+func (b *bodyReader) Close() error {
+	b.mu.Lock()
+	buf := b.pooled
+	if buf != nil {
+		b.r.Reset(nil)
+		*buf, b.data, b.pooled = b.data[:0], nil, nil
+	}
+	b.mu.Unlock()
+	if buf != nil {
+		answerBuffers.Put(buf)
+	}
+	return nil
+}
+
+// answerBuffers recycles the buffers of successful non-streaming answers: go-openai decodes from a buffer of its
+// own, so ours is free again once the body is closed, and a buffered answer then costs no more garbage than a
+// direct call. Error answers are not pooled: their bytes live on in the errors made from them.
+var answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledAnswer keeps rare large answers (embeddings batches) from pinning memory in the pool.
+const maxPooledAnswer = 64 << 10
+
+// bufferBody reads resp's body (at most limit bytes) into memory and replaces it with a bodyReader, on a pooled
+// buffer if pooled is set.
+func bufferBody(resp *http.Response, limit int64, pooled bool) (*bodyReader, error) {
+	var buf *[]byte
+	if pooled {
+		buf = answerBuffers.Get().(*[]byte)
+	} else {
+		buf = new([]byte)
+	}
+	data, err := readAll(*buf, resp.Body, resp.ContentLength, limit)
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("reading response body: %w", err)
+	}
+	body := newBodyReader(data)
+	if pooled && cap(data) <= maxPooledAnswer {
+		body.pooled = buf
+	}
+	resp.Body, resp.ContentLength = body, int64(len(data))
+	return body, nil
+}
+
+// readAll reads r to its end into buf (grown as needed), sized by hint when the length is known, failing past
+// limit bytes.
+func readAll(buf []byte, r io.Reader, hint, limit int64) ([]byte, error) {
+	if hint < 0 || hint > limit {
+		hint = 512
+	}
+	data := buf[:0]
+	if int64(cap(data)) < hint+1 { // +1: the read that sees EOF needs room
+		data = make([]byte, 0, hint+1)
+	}
+	for {
+		n, err := r.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if int64(len(data)) > limit {
+			return nil, errBodyTooLarge
+		}
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package failover
+
+// How one attempt travels: the logical request readdressed to a backend with its credentials, sent under the
+// attempt timeout, and its answer read and classified (classify.go) before the pipeline settles it.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// try makes one attempt at b under the attempt timeout: a timer rather than a context deadline, so that it can be
+// stopped once a stream has started (it bounds the wait for a stream's first content, not the stream).
+func (c *call) try(ctx context.Context, b *backend, body requestBody) (*http.Response, Attempt, verdict) {
+	e := c.e
+	start := time.Now()
+	a := Attempt{Region: b.name, Deployment: b.deployment(c.model)}
+	actx, cancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(e.attemptTimeout, func() { cancel(ErrAttemptTimeout) })
+	resp, outcome, v := c.exchange(actx, b, b.url(c.op, a.Deployment), body)
+	stopped := timer.Stop()
+	a.Duration, a.Outcome, a.Err = time.Since(start), outcome, v.cause
+	var stream *streamBody
+	if resp != nil {
+		a.Status, a.Header = resp.StatusCode, resp.Header
+		stream, _ = resp.Body.(*streamBody) // exchange hands a served stream over as a streamBody
+	}
+	switch {
+	case stream != nil && stopped:
+		stream.cancel = func() { cancel(nil) }
+		return resp, a, v
+	case stream != nil:
+		// The timeout fired as the stream began (its callback may not have run yet): the body is, or will be, cut.
+		resp.Body.Close()
+		cancel(nil)
+		v = verdict{cause: fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout), kind: restFailing}
+		a.Outcome, a.Err = OutcomeFailedOver, v.cause
+		return nil, a, v
+	case outcome != OutcomeFailedOver:
+		cancel(nil)
+		return resp, a, v
+	}
+	cancel(nil)
+	switch {
+	case ctx.Err() != nil:
+		a.Err, a.Outcome = ctx.Err(), OutcomeCanceled
+	case context.Cause(actx) == ErrAttemptTimeout:
+		timeout := fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout)
+		if errors.Is(v.cause, ErrCredential) {
+			// The token did not come in time: the region has no token, whatever the model.
+			v = verdict{cause: &CredentialError{Region: b.name, Err: timeout}, kind: restNoToken}
+		} else {
+			v = verdict{cause: timeout, kind: restFailing}
+		}
+		a.Err = v.cause
+	}
+	return nil, a, v
+}
+
+// exchange sends one attempt and reads its answer. It returns the response when the answer settles the request
+// (served or returned), or the verdict on the failure when the next backend should be tried.
+func (c *call) exchange(ctx context.Context, b *backend, u *url.URL, body requestBody) (*http.Response, Outcome, verdict) {
+	e, orig := c.e, c.req
+	auth := b.authValue
+	if b.tokens != nil {
+		var err error
+		if auth, err = b.tokens.authorization(ctx); err != nil {
+			return nil, OutcomeFailedOver, verdict{cause: &CredentialError{Region: b.name, Err: err}, kind: credentialRest(err)}
+		}
+	}
+	req, err := attemptRequest(ctx, orig, b, u, body, auth)
+	if err != nil {
+		// The caller's body could not be replayed: no backend is at fault, and no other would fare better.
+		return nil, OutcomeReturned, verdict{cause: err, final: true}
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return nil, OutcomeFailedOver, verdict{cause: err, kind: restUnreachable}
+	}
+	resp.Request = orig // the attempt's request carries the key
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if isEventStream(resp) {
+			// Read, still under the attempt timeout, up to the stream's first content: a stream that fails or
+			// ends before it is this backend's failure, and the next one can still serve it unseen.
+			stream, err := openStream(resp.Body, e.scrub)
+			if err != nil {
+				resp.Body.Close()
+				e.scrubHeader(resp.Header)
+				return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
+			}
+			resp.Body = stream
+			return resp, OutcomeServed, verdict{}
+		}
+		// Reading the whole answer here keeps it under the attempt timeout and turns a cut or garbled answer
+		// into a failover instead of a decoding error for the caller.
+		answer, err := bufferBody(resp, maxBody, true)
+		if err != nil {
+			e.scrubHeader(resp.Header)
+			return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
+		}
+		if !looksLikeObject(answer.data) {
+			e.scrubHeader(resp.Header)
+			return resp, OutcomeFailedOver, verdict{kind: restFailing,
+				cause: fmt.Errorf("malformed answer: %d bytes that are not a JSON object", len(answer.data))}
+		}
+		return resp, OutcomeServed, verdict{}
+	}
+	e.scrubHeader(resp.Header)
+	answer, err := bufferBody(resp, maxErrorBody, false)
+	if err != nil {
+		return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
+	}
+	data := answer.data
+	if scrubbed, changed := e.scrub(data); changed {
+		data = scrubbed
+		resp.Body, resp.ContentLength = newBodyReader(data), int64(len(data))
+	}
+	v := classify(resp, data, time.Now())
+	if v.final {
+		return resp, OutcomeReturned, v
+	}
+	return resp, OutcomeFailedOver, v
+}
+
+// attemptRequest is orig readdressed to u with b's credentials (auth, in b's auth header), under the attempt's
+// context.
+func attemptRequest(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody, auth []string) (*http.Request, error) {
+	out := orig.WithContext(ctx)
+	out.URL, out.Host, out.RequestURI = u, "", ""
+	h := orig.Header.Clone()
+	if h == nil {
+		h = make(http.Header, 1)
+	}
+	for k := range h {
+		// The caller's credentials never travel, however their header is spelled.
+		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Api-Key") {
+			delete(h, k)
+		}
+	}
+	h[b.authHeader] = auth
+	out.Header = h
+	var err error
+	if out.Body, err = body.get(); err != nil {
+		return nil, fmt.Errorf("replaying request body: %w", err)
+	}
+	out.ContentLength = body.length
+	// GetBody lets the transport resend the body on a fresh connection when a reused one turns out dead.
+	out.GetBody = body.get
+	return out, nil
+}

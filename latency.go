@@ -1,0 +1,77 @@
+package failover
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// A region's recent latencies, per model and kind of call: sampled from every served attempt, whether or not
+// hedging is on, with the attempts the attempt timeout cut counted beside them, so that hedging (and any policy
+// that learns a delay) can read them.
+
+const (
+	// minLatencySamples is how many latencies a region must have for a percentile of them to mean something.
+	minLatencySamples = 20
+	// latencySamples is how many recent latencies a region keeps per model and kind of call.
+	latencySamples = 64
+)
+
+// latencyKind is what a region's latencies are kept by: calls of one model and kind take alike.
+type latencyKind struct {
+	model  string
+	stream bool // time to a stream's first content, rather than to a whole answer
+}
+
+// latencies are a region's recent latencies of one kind, with a percentile computed from them when asked, and
+// kept until the next few samples.
+type latencies struct {
+	samples [latencySamples]time.Duration
+	n       int // samples taken, ever
+	cut     int // attempts of this kind the attempt timeout cut before an answer, ever
+	cached  time.Duration
+	cachedP float64
+	cachedN int
+}
+
+// add takes in a latency.
+func (l *latencies) add(d time.Duration) {
+	l.samples[l.n%latencySamples] = d
+	l.n++
+}
+
+// percentile is the p-th percentile of the samples, recomputed once for every 8 new ones.
+func (l *latencies) percentile(p float64) (time.Duration, bool) {
+	if l.n < minLatencySamples {
+		return 0, false
+	}
+	if l.cachedN == 0 || l.cachedP != p || l.n-l.cachedN >= 8 {
+		var buf [latencySamples]time.Duration
+		s := buf[:min(l.n, latencySamples)]
+		copy(s, l.samples[:len(s)])
+		slices.Sort(s)
+		l.cached, l.cachedP, l.cachedN = s[min(int(math.Ceil(p*float64(len(s))))-1, len(s)-1)], p, l.n
+	}
+	return l.cached, true
+}
+
+// latencyBook is a region's latencies by kind. Kinds come from requests' model names: at most maxTrackedModels
+// are kept, and samples of others are dropped.
+type latencyBook map[latencyKind]*latencies
+
+// of returns the latencies of kind, created when there is room; nil when there is none.
+func (b *latencyBook) of(kind latencyKind) *latencies {
+	l := (*b)[kind]
+	if l != nil {
+		return l
+	}
+	if len(*b) >= maxTrackedModels {
+		return nil
+	}
+	if *b == nil {
+		*b = make(latencyBook)
+	}
+	l = &latencies{}
+	(*b)[kind] = l
+	return l
+}
