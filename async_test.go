@@ -9,7 +9,6 @@ import (
 
 	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/failovertest"
-	openai "github.com/sashabaranov/go-openai"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -69,14 +68,6 @@ func TestChatCompletionAsyncCanceled(t *testing.T) {
 	cancel()
 	r := <-results
 	assert.ErrorIs(t, r.Err, context.Canceled)
-}
-
-func conversations(n int) [][]openai.ChatCompletionMessage {
-	convs := make([][]openai.ChatCompletionMessage, n)
-	for i := range convs {
-		convs[i] = []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: fmt.Sprintf("question %d", i)}}
-	}
-	return convs
 }
 
 func TestChatCompletionBatchKeepsOrder(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"syscall"
 	"testing"
 	"time"
 
@@ -13,61 +12,6 @@ import (
 	"github.com/aoai-failover/failover/failovertest"
 	openai "github.com/sashabaranov/go-openai"
 )
-
-// benchPair is a failover client and a plain go-openai Azure client, both talking to the same healthy fake
-// region, so a benchmark can measure what the failover layer adds to one call.
-type benchPair struct {
-	region   *failovertest.Server
-	failover *failover.Client
-	direct   *openai.Client
-	req      openai.ChatCompletionRequest
-	transp   *http.Transport
-}
-
-func newBenchPair(b *testing.B, opts ...failover.Option) *benchPair {
-	b.Helper()
-	return newBenchPairOf(b, nil, opts...)
-}
-
-// newBenchPairOf is newBenchPair with more regions after the healthy one: with a spare region, the client steers
-// by quota (it needs two regions to choose between), though every call goes to the first.
-func newBenchPairOf(b *testing.B, spares []failover.Region, opts ...failover.Option) *benchPair {
-	b.Helper()
-	region := failovertest.NewRegion("bench")
-	c, err := failover.New(append([]failover.Region{{Endpoint: region.URL, APIKey: region.Key}}, spares...), opts...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	transp := http.DefaultTransport.(*http.Transport).Clone()
-	transp.MaxIdleConnsPerHost = 64
-	cfg := openai.DefaultAzureConfig(region.Key, region.URL)
-	cfg.APIVersion = failover.DefaultAPIVersion
-	cfg.AzureModelMapperFunc = func(model string) string { return model }
-	cfg.HTTPClient = &http.Client{Transport: transp}
-	p := &benchPair{region: region, failover: c, direct: openai.NewClientWithConfig(cfg), transp: transp,
-		req: openai.ChatCompletionRequest{Model: "gpt-4o", Messages: []openai.ChatCompletionMessage{
-			{Role: openai.ChatMessageRoleSystem, Content: "You are a terse assistant."},
-			{Role: openai.ChatMessageRoleUser, Content: "Say hello in five words."},
-		}}}
-	b.Cleanup(func() {
-		c.CloseIdleConnections()
-		transp.CloseIdleConnections()
-		region.Close()
-	})
-	return p
-}
-
-func (p *benchPair) callDirect(b *testing.B) {
-	if _, err := p.direct.CreateChatCompletion(context.Background(), p.req); err != nil {
-		b.Fatal(err)
-	}
-}
-
-func (p *benchPair) callFailover(b *testing.B) {
-	if _, err := p.failover.CreateChatCompletion(context.Background(), p.req); err != nil {
-		b.Fatal(err)
-	}
-}
 
 // BenchmarkChatCompletion measures one chat completion through a healthy first region against the same call made
 // directly with go-openai, to the same fake server, in the same run. The "ratio" sub-benchmark alternates the two
@@ -238,14 +182,4 @@ func (r *recipeClient) CreateChatCompletion(ctx context.Context, req openai.Chat
 		}
 	}
 	return openai.ChatCompletionResponse{}, err
-}
-
-// processCPU is the CPU time the process has used, user and system, in nanoseconds: client and fake server
-// together. Less disturbed than wall time by how the two goroutines happen to be scheduled on 2 cores.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -21,15 +21,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// useIdentity points azidentity's managed identity at id, App Service style, with no other identity source set.
-func useIdentity(t *testing.T, id *failovertest.Identity) {
-	t.Helper()
-	clearAzureIdentityEnv(t)
-	for k, v := range id.Env() {
-		t.Setenv(k, v)
-	}
-}
-
 // TestEntraFromEnvironment drives the real azidentity path: AZURE_OPENAI_AUTH=entra makes NewFromEnv build a
 // DefaultAzureCredential, which finds the App Service identity endpoint on loopback.
 func TestEntraFromEnvironment(t *testing.T) {
@@ -123,23 +114,6 @@ func TestEntraMixedWithKeys(t *testing.T) {
 	assert.Equal(t, 2, entra.Requests())
 	assert.Equal(t, 2, keyed[0].Requests())
 	assert.Contains(t, fmt.Sprintf("%v", regions[1]), "Credential:*azidentity.ManagedIdentityCredential")
-}
-
-// newManagedIdentity builds azidentity's managed identity credential, as a user would, reaching the identity
-// endpoint through client (nil: azidentity's own transport). A user-assigned id keeps MSAL's process-wide token
-// cache from serving one test's tokens to another.
-func newManagedIdentity(t *testing.T, client *http.Client, id string) *azidentity.ManagedIdentityCredential {
-	t.Helper()
-	opts := &azidentity.ManagedIdentityCredentialOptions{}
-	if client != nil {
-		opts.ClientOptions.Transport = client
-	}
-	if id != "" {
-		opts.ID = azidentity.ClientID(id)
-	}
-	cred, err := azidentity.NewManagedIdentityCredential(opts)
-	require.NoError(t, err)
-	return cred
 }
 
 // entraBubble is a token region (eastus) and a key region (westus) on an in-memory network, with a managed

@@ -361,18 +361,9 @@ func TestDoServesGoOpenAIClients(t *testing.T) {
 		stream, err := api.CreateChatCompletionStream(t.Context(), openai.ChatCompletionRequest{Model: "gpt-4o", Messages: hello()})
 		require.NoError(t, err)
 		defer stream.Close()
-		var text strings.Builder
-		for range 100 {
-			chunk, err := stream.Recv()
-			if err != nil {
-				require.ErrorIs(t, err, io.EOF)
-				break
-			}
-			for _, c := range chunk.Choices {
-				text.WriteString(c.Delta.Content)
-			}
-		}
-		assert.Equal(t, "Hello from westus.", text.String())
+		text, err := failovertest.ReadStream(stream)
+		require.NoError(t, err, "the stream ends with io.EOF")
+		assert.Equal(t, "Hello from westus.", text)
 		assert.True(t, servers[1].Calls()[len(servers[1].Calls())-1].Stream)
 	})
 	t.Run("embeddings", func(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -186,21 +188,6 @@ func (r *rig) chat(ctx context.Context) (string, []failover.Attempt, time.Durati
 	start := time.Now()
 	content, err := r.client.ChatCompletion(rec.context(ctx), hello())
 	return content, rec.list(), time.Since(start), err
-}
-
-// summary is an attempt's region, outcome and hedge mark, for comparing traces.
-type summary struct {
-	Region  string
-	Outcome failover.Outcome
-	Hedged  bool
-}
-
-func summarize(attempts []failover.Attempt) []summary {
-	out := make([]summary, len(attempts))
-	for i, a := range attempts {
-		out[i] = summary{a.Region, a.Outcome, a.Hedged}
-	}
-	return out
 }
 
 const (
@@ -681,7 +668,7 @@ func TestHedgeStream(t *testing.T) {
 				return "", "", nil, err
 			}
 			defer stream.Close()
-			text, err := readStream(stream)
+			text, err := failovertest.ReadStream(stream)
 			return text, stream.Region(), stream.Attempts(), err
 		},
 		"go-openai": func(r *rig, ctx context.Context) (string, string, []failover.Attempt, error) {
@@ -691,7 +678,7 @@ func TestHedgeStream(t *testing.T) {
 				return "", "", nil, err
 			}
 			defer stream.Close()
-			text, err := readStream(stream)
+			text, err := failovertest.ReadStream(stream)
 			attempts := rec.list()
 			return text, attempts[len(attempts)-1].Region, attempts, err
 		},
@@ -744,7 +731,7 @@ func TestHedgeStreamsAnsweringTogether(t *testing.T) {
 			stream, err := r.client.CreateChatCompletionStream(t.Context(), chatRequest())
 			require.NoError(t, err)
 			assert.Equal(t, 100*time.Millisecond, time.Since(start))
-			text, err := readStream(stream)
+			text, err := failovertest.ReadStream(stream)
 			require.NoError(t, err)
 			require.NoError(t, stream.Close())
 			won[stream.Region()]++
@@ -773,7 +760,7 @@ func TestHedgeStreamFailingBeforeContent(t *testing.T) {
 		stream, err := r.client.CreateChatCompletionStream(t.Context(), chatRequest())
 		require.NoError(t, err)
 		defer stream.Close()
-		text, err := readStream(stream)
+		text, err := failovertest.ReadStream(stream)
 		require.NoError(t, err)
 		assert.Equal(t, "east one two", text)
 		assert.Equal(t, []summary{
@@ -1255,5 +1242,135 @@ func TestHedgeAttemptString(t *testing.T) {
 		require.Len(t, attempts, 2)
 		assert.Equal(t, "eastus: lost after 100ms: "+lostMessage, attempts[0].String())
 		assert.Equal(t, "westus: 200 hedge served after 0s", attempts[1].String())
+	})
+}
+
+// TestHedgeMaxHedgesUnbounded: any MaxHedges New accepts works, math.MaxInt ("hedge to every region") included:
+// a huge MaxHedges neither panics nor sizes a channel past the regions left to race, and the hedge serves.
+func TestHedgeMaxHedgesUnbounded(t *testing.T) {
+	for _, maxHedges := range []int{math.MaxInt, 1 << 50} {
+		t.Run("", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := newRig(t, []string{"eastus", "westus"},
+					failover.WithHedging(failover.Hedging{Delay: 100 * time.Millisecond, MaxHedges: maxHedges}))
+				r.regions[0].Script(failovertest.Reply{Delay: time.Second})
+				var err error
+				var content string
+				p := recoverCall(func() { content, err = r.client.ChatCompletion(t.Context(), hello()) })
+				require.Nil(t, p, "a request with a valid Hedging panicked: %v", p)
+				require.NoError(t, err)
+				assert.Equal(t, "Hello from westus.", content)
+			})
+		})
+	}
+}
+
+// TestHedgeLoserMeasuredForLeastLatency: with StrategyLeastLatency, a region that loses a race is measured by the
+// time it had gone unanswered, so it does not keep the "not yet measured: try first" latency of 0 and stay ahead
+// of the region that answers: the next requests go to westus directly, as they would without hedging.
+func TestHedgeLoserMeasuredForLeastLatency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, []string{"eastus", "westus"}, failover.WithHedging(hedge100),
+			failover.WithStrategy(failover.StrategyLeastLatency), failover.WithQuotaSteering(false))
+		east, west := r.regions[0], r.regions[1]
+		east.SetDefault(failovertest.Reply{Delay: 5 * time.Second})
+		west.SetDefault(failovertest.Reply{Delay: 10 * time.Millisecond})
+
+		content, attempts, took, err := r.chat(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, "Hello from westus.", content)
+		require.Equal(t, 110*time.Millisecond, took)
+		require.Equal(t, []summary{
+			{"eastus", failover.OutcomeLost, false},
+			{"westus", failover.OutcomeServed, true},
+		}, summarize(attempts))
+
+		// eastus left 100 ms unanswered; westus answered in 10 ms. The least-latency order should now be westus.
+		for i := 2; i <= 5; i++ {
+			content, attempts, took, err = r.chat(t.Context())
+			require.NoError(t, err)
+			assert.Equal(t, []summary{{"westus", failover.OutcomeServed, false}}, summarize(attempts),
+				"request %d: eastus, known to be at least 100 ms slow, was tried first again", i)
+			assert.Equal(t, 10*time.Millisecond, took, "request %d", i)
+			assert.Equal(t, "Hello from westus.", content)
+		}
+		health := r.client.Health()
+		assert.GreaterOrEqual(t, health[0].Latency, 100*time.Millisecond,
+			"eastus's latency: it never answered within 100 ms, but Health says %s", health[0].Latency)
+	})
+}
+
+// levelRecorder is a slog.Handler that keeps every record's level and outcome attribute.
+type levelRecorder struct {
+	mu      sync.Mutex
+	records map[string]slog.Level // outcome: level
+}
+
+func (h *levelRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levelRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *levelRecorder) WithGroup(string) slog.Handler            { return h }
+func (h *levelRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "outcome" {
+			h.records[a.Value.String()] = r.Level
+		}
+		return true
+	})
+	return nil
+}
+
+// TestHedgeLostLoggedAtInfo: a lost race is no failure of its region (it sets no rest), so it is logged at Info
+// with refused and canceled attempts (README, WithLogger), not at Warn, where an alert on failures would fire for
+// routine hedging.
+func TestHedgeLostLoggedAtInfo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &levelRecorder{records: map[string]slog.Level{}}
+		r := newRig(t, []string{"eastus", "westus"}, failover.WithHedging(hedge100),
+			failover.WithLogger(slog.New(h)))
+		r.regions[0].Script(failovertest.Reply{Delay: 5 * time.Second})
+		_, attempts, _, err := r.chat(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, failover.OutcomeLost, attempts[0].Outcome)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		require.Contains(t, h.records, "lost")
+		assert.Less(t, h.records["lost"], slog.LevelWarn, "a lost race is logged at %s, as a backend failure", h.records["lost"])
+	})
+}
+
+// TestHedgeFollowsSteering: steering knows westus has no room left (its last answer said 0 requests remain, for
+// a minute) and puts it after eastus; a hedge is not sent to it, since it would pay for exactly the 429 steering
+// exists to avoid, and rest westus for its Retry-After.
+func TestHedgeFollowsSteering(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		network := failovertest.NewNetwork()
+		t.Cleanup(network.Close)
+		west := failovertest.NewRegion("westus", failovertest.OnNetwork(network),
+			failovertest.WithQuota(failovertest.Quota{RequestsPerMinute: 1}))
+		t.Cleanup(west.Close)
+		east := failovertest.NewRegion("eastus", failovertest.OnNetwork(network))
+		t.Cleanup(east.Close)
+		regions := regionsOf(west, east)
+		regions[0].Priority, regions[1].Priority = 0, 1
+		client := newClient(t, regions, failover.WithHTTPClient(network.Client()),
+			failover.WithHedging(hedge100))
+
+		// westus, first by priority, takes the first request, and says it has no request left this minute.
+		attempts := steerSend(t, client, chatRequest())
+		assertServedBy(t, attempts, "westus")
+		require.Equal(t, "0", attempts[0].Header.Get("X-Ratelimit-Remaining-Requests"))
+
+		// The next request is steered to eastus, which is slow: it is hedged 100 ms later.
+		east.Script(failovertest.Reply{Delay: time.Second})
+		var rec recorder
+		_, err := client.CreateChatCompletion(rec.context(t.Context()), chatRequest())
+		require.NoError(t, err)
+		served := rec.last()
+		require.Equal(t, "eastus", served.Region, "steered away from westus")
+		require.False(t, served.Hedged, "eastus was the first attempt sent")
+		assert.Zero(t, west.Statuses()[http.StatusTooManyRequests],
+			"the hedge went to westus, which steering knew had no room: attempts %v", summarize(rec.list()))
 	})
 }

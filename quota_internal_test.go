@@ -733,7 +733,7 @@ func TestQuotaLargeBodyReadsItsEnd(t *testing.T) {
 	whole := requestBody{get: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
 		length: int64(len(data))}
 	pieces := requestBody{get: func() (io.ReadCloser, error) {
-		return io.NopCloser(&chunkedReader{data: data, piece: 10_000}), nil
+		return io.NopCloser(&chunkedBody{data: data, size: 10_000, end: io.EOF}), nil
 	}, length: int64(len(data))}
 	for name, body := range map[string]requestBody{"one piece": whole, "pieces": pieces} {
 		t.Run(name, func(t *testing.T) {
@@ -745,19 +745,4 @@ func TestQuotaLargeBodyReadsItsEnd(t *testing.T) {
 			assert.Equal(t, want, c.cost)
 		})
 	}
-}
-
-// chunkedReader reads data piece bytes at a time, and has no WriteTo.
-type chunkedReader struct {
-	data  []byte
-	piece int
-}
-
-func (r *chunkedReader) Read(p []byte) (int, error) {
-	if len(r.data) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p[:min(len(p), r.piece)], r.data)
-	r.data = r.data[n:]
-	return n, nil
 }

@@ -16,11 +16,6 @@ import (
 
 // These tests run in synctest bubbles: time is fake, so rests of a minute pass at once and exactly.
 
-// fixedBackoff makes rests without Retry-After exact, so tests can name the instant a rest ends.
-func fixedBackoff(d time.Duration) failover.Option {
-	return failover.WithBackoff(func(int) time.Duration { return d })
-}
-
 func TestRetryAfterSendsOneRequestToTheThrottledRegion(t *testing.T) {
 	servers := startRegions(t, []string{"eastus", "westus"})
 	servers[0].SetDefault(failovertest.RateLimited(60 * time.Second))

@@ -12,36 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// routedEngine builds the engine of a client with one region per priority given (named r0, r1, …) and weights
-// (0: the default), plus an OpenAI fallback when fallback is set.
-func routedEngine(t *testing.T, strategy Strategy, fallback bool, priorities, weights []int) *engine {
-	t.Helper()
-	regions := make([]Region, len(priorities))
-	for i := range regions {
-		regions[i] = Region{Name: fmt.Sprintf("r%d", i), Endpoint: fmt.Sprintf("https://r%d.openai.azure.com", i),
-			APIKey: "key", Priority: priorities[i]}
-		if weights != nil {
-			regions[i].Weight = weights[i]
-		}
-	}
-	opts := []Option{WithStrategy(strategy)}
-	if fallback {
-		opts = append(opts, WithOpenAIFallback("sk-key", ""))
-	}
-	c, err := New(regions, opts...)
-	require.NoError(t, err)
-	t.Cleanup(c.CloseIdleConnections)
-	return c.engine
-}
-
-func backendNames(bs []*backend) []string {
-	out := make([]string, len(bs))
-	for i, b := range bs {
-		out[i] = b.name
-	}
-	return out
-}
-
 // isRotation reports whether got is want rotated left by some amount.
 func isRotation(got, want []string) bool {
 	if len(got) != len(want) {

@@ -429,24 +429,6 @@ func readLog(t *testing.T, buf *bytes.Buffer) []logRecord {
 	return records
 }
 
-// lockedBuffer is a bytes.Buffer that can be written from many goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) bytes() *bytes.Buffer {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.NewBuffer(bytes.Clone(b.buf.Bytes()))
-}
-
 func TestUnauthorizedRestsTheWholeRegionAndIsLoggedOnce(t *testing.T) {
 	const key = "eastus-S3cret-0123456789abcdef"
 	const concurrent = 4

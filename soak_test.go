@@ -513,7 +513,7 @@ func callAPI(ctx context.Context, api *openai.Client, kind, model string) (bool,
 			return true, err
 		}
 		defer stream.Close()
-		text, err := readStream(stream)
+		text, err := failovertest.ReadStream(stream)
 		return err != nil || whole(text), err
 	}
 	resp, err := api.CreateEmbeddings(ctx, openai.EmbeddingRequest{Model: openai.EmbeddingModel("text-embedding-3-small"), Input: []string{"hello"}})

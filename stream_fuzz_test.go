@@ -13,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aoai-failover/failover/failovertest"
 	openai "github.com/sashabaranov/go-openai"
 )
 
-// fuzzStreamKey is the region's key when the fuzzer's own is not one a region could have.
+// fuzzStreamKey is the region's key when the fuzzer's own is not one a region could have, and in the stream tests.
 const fuzzStreamKey = "b3f1c9a2e4d64e7fa0c18d2b5e9f3a71"
 
 // Placeholders in FuzzStreamFirstEvent's body: the region's key, and a run of maxEventLine bytes (to reach the
@@ -108,30 +109,6 @@ func expandStream(body []byte, key string) []byte {
 	}
 	return body
 }
-
-// chunkedBody is an upstream body that arrives in pieces of at most size bytes (all at once when size is 0) and
-// ends with end: io.EOF, or the error of a connection that broke.
-type chunkedBody struct {
-	data   []byte
-	size   int
-	end    error
-	closed bool
-}
-
-func (b *chunkedBody) Read(p []byte) (int, error) {
-	if len(b.data) == 0 {
-		return 0, b.end
-	}
-	n := len(p)
-	if b.size > 0 {
-		n = min(n, b.size)
-	}
-	n = copy(p[:n], b.data)
-	b.data = b.data[n:]
-	return n, nil
-}
-
-func (b *chunkedBody) Close() error { b.closed = true; return nil }
 
 // streamEnds are how a fuzzed upstream body ends.
 var streamEnds = []error{io.EOF, io.ErrUnexpectedEOF, errors.New("read tcp 10.0.0.1:52100->20.1.2.3:443: connection reset by peer")}
@@ -390,14 +367,14 @@ const fuzzStreamContent = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content
 
 // TestStreamErrorLineWithoutDataPrefixHidesKey: after the first content, a line that is not a data: line is
 // scrubbed too: go-openai gathers such lines and, when the stream ends without [DONE], decodes them as the
-// stream's error, which would show a key the server echoed. (Found by FuzzStreamFirstEvent.)
+// stream's error, which would show a key the server echoed.
 func TestStreamErrorLineWithoutDataPrefixHidesKey(t *testing.T) {
 	checkStream(t, []byte(fuzzStreamContent+`{"error":{"message":"you sent `+fuzzStreamKey+`"}}`+"\n"), fuzzStreamKey, 0, 0)
 }
 
 // TestStreamErrorEventAnywhereHidesKey: after the first content, an error event is recognized (ended and
 // scrubbed) wherever its "error" member is, as before the first content and as OpenAI's Python and npm clients
-// behind the gateway read it; it once had to start with {"error". (Found by FuzzStreamFirstEvent.)
+// behind the gateway read it, not only when the event starts with {"error".
 func TestStreamErrorEventAnywhereHidesKey(t *testing.T) {
 	for name, event := range map[string]string{
 		"space":        `data: { "error":{"message":"you sent ` + fuzzStreamKey + `"}}`,
@@ -409,7 +386,7 @@ func TestStreamErrorEventAnywhereHidesKey(t *testing.T) {
 
 // TestStreamErrorEventEscapedKeyIsHidden: an error event's message is shown decoded, so a key the server echoed
 // with a JSON escape (\u0062 for its first letter here) is scrubbed as it will read, before the first content
-// (the *ExhaustedError) and after it (the *StreamCutError). (Found by FuzzStreamFirstEvent.)
+// (the *ExhaustedError) and after it (the *StreamCutError).
 func TestStreamErrorEventEscapedKeyIsHidden(t *testing.T) {
 	event := `data: {"error":{"message":"you sent \u0062` + fuzzStreamKey[1:] + `"}}` + "\n\n"
 	t.Run("first event", func(t *testing.T) { checkStream(t, []byte(event), fuzzStreamKey, 0, 0) })
@@ -417,8 +394,8 @@ func TestStreamErrorEventEscapedKeyIsHidden(t *testing.T) {
 }
 
 // TestStreamScrubbedEventStillFails: when taking the key out of a first error event leaves an event that is not
-// an error (here the key, which New accepts, is inside the word "error"), openStream still fails the stream: it
-// once returned neither a stream nor an error, and the engine panicked on the nil stream.
+// an error (here the key, which New accepts, is inside the word "error"), openStream still fails the stream:
+// it returns an error and no stream, never neither (the engine would panic on a nil stream).
 func TestStreamScrubbedEventStillFails(t *testing.T) {
 	const key = "rro"
 	if _, err := New([]Region{{Endpoint: "https://eastus.openai.azure.com", APIKey: key}}); err != nil {
@@ -438,4 +415,115 @@ func TestStreamLineWithEscapedKeyKeepsItsEnd(t *testing.T) {
 	upstream := fuzzStreamContent + `{"error":{"message":"you sent ` + escaped + `"}}` + "\r\n" +
 		"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"two\"}}]}\n\ndata: [DONE]\n\n"
 	checkStream(t, []byte(upstream), fuzzStreamKey, 0, 0)
+}
+
+// streamThroughClient serves upstream as one region's streamed answer through a whole Client and reads it as a
+// caller does, returning the text and the error that ended the stream (nil after a clean end, at io.EOF).
+func streamThroughClient(t *testing.T, upstream string) (string, error) {
+	t.Helper()
+	transport := roundTripper(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header:  http.Header{"Content-Type": {"text/event-stream; charset=utf-8"}},
+			Body:    &chunkedBody{data: []byte(upstream), end: io.EOF},
+			Request: r, ContentLength: -1}, nil
+	})
+	c, err := New([]Region{{Name: "eastus", Endpoint: "https://eastus.openai.azure.com", APIKey: fuzzStreamKey}},
+		WithModel("gpt-4o"), WithHTTPClient(&http.Client{Transport: transport}), WithMaxWait(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := c.CreateChatCompletionStream(ctx, openai.ChatCompletionRequest{
+		Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Say hello."}}})
+	if err != nil {
+		t.Fatalf("the stream did not open: %v", err)
+	}
+	defer stream.Close()
+	text, err := failovertest.ReadStream(stream)
+	if _, again := stream.Recv(); again == nil { // an ended stream gives its end again
+		t.Fatal("the stream did not end")
+	}
+	return text, err
+}
+
+// TestNonDataLineBeforeFirstContentHidesKey: a line that is not data, before the first content, is not replayed
+// to the caller: go-openai would gather it into the cut stream's error, key and all.
+func TestNonDataLineBeforeFirstContentHidesKey(t *testing.T) {
+	_, err := streamThroughClient(t, `{"error":{"message":"you sent `+fuzzStreamKey+`"}}`+"\n\n"+fuzzStreamContent)
+	if err == nil {
+		t.Fatalf("the cut stream ended with %v", err)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", err, err), fuzzStreamKey) {
+		t.Errorf("the stream's error shows the key: %v", err)
+	}
+}
+
+// TestKeySplitAcrossNonDataLinesIsHidden: go-openai joins every non-data line into the stream's error, so a key
+// broken over two of them would pass a scrubber that looks at one line at a time; such lines are not passed on.
+func TestKeySplitAcrossNonDataLinesIsHidden(t *testing.T) {
+	_, err := streamThroughClient(t, fuzzStreamContent+
+		`{"error":{"message":"you sent `+fuzzStreamKey[:12]+"\n"+fuzzStreamKey[12:]+`"}}`+"\n")
+	if err == nil {
+		t.Fatalf("the cut stream ended with %v", err)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", err, err), fuzzStreamKey) {
+		t.Errorf("the stream's error shows the key: %v", err)
+	}
+}
+
+// TestEmptyErrorMemberDoesNotCutAStream: an "error" member that holds nothing ({}, as here) is not an error event,
+// as OpenAI's clients read it: a complete stream with its [DONE] ends with io.EOF, and rests nothing.
+func TestEmptyErrorMemberDoesNotCutAStream(t *testing.T) {
+	text, err := streamThroughClient(t, fuzzStreamContent+
+		"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"two\"}}],\"error\":{}}\n\n"+
+		"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"+
+		"data: [DONE]\n\n")
+	if err != nil {
+		t.Errorf("a complete stream (text %q) ended with %v, not io.EOF", text, err)
+	}
+}
+
+// TestErrorEventAnywhereReachesItsAPIError: an error event whose "error" member is not first goes on with its error
+// alone, first, so that go-openai reads it and the caller's *StreamCutError reaches the service's *openai.APIError.
+func TestErrorEventAnywhereReachesItsAPIError(t *testing.T) {
+	_, err := streamThroughClient(t, fuzzStreamContent+
+		`data: {"id":"chatcmpl-1","error":{"message":"The server had an error while processing your request.","type":"server_error"}}`+"\n\n")
+	var cut *StreamCutError
+	if !errors.As(err, &cut) {
+		t.Fatalf("the stream ended with %T %v, not a *StreamCutError", err, err)
+	}
+	var apiErr *openai.APIError
+	if !errors.As(err, &apiErr) {
+		t.Errorf("the cut from an error event does not reach its *openai.APIError: %v", err)
+	}
+}
+
+// BenchmarkStreamRead reads a 500-chunk stream through openStream and streamBody: plain chunks, chunks with an
+// escape (decoded, in case the escape spells "error"), and chunks whose content is the word error.
+func BenchmarkStreamRead(b *testing.B) {
+	const tail = `"},"finish_reason":null,"index":0}],"created":1732000000,"id":"chatcmpl-1","model":"gpt-4o","object":"chat.completion.chunk","system_fingerprint":"fp_1"}`
+	const head = `{"choices":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}},"delta":{"content":"`
+	for _, c := range []struct{ name, content string }{{"ascii", " hello"}, {"escaped", ` caf\u00e9`}, {"errorword", "error"}} {
+		var sb strings.Builder
+		for range 500 {
+			sb.WriteString("data: " + head + c.content + tail + "\n\n")
+		}
+		sb.WriteString("data: [DONE]\n\n")
+		data := []byte(sb.String())
+		scrub := func(d []byte) ([]byte, bool) { return d, false }
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				s, err := openStream(&chunkedBody{data: data, end: io.EOF}, scrub)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n, err := io.Copy(io.Discard, s); err != nil || n != int64(len(data)) {
+					b.Fatal(n, err)
+				}
+			}
+		})
+	}
 }

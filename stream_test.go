@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,25 +15,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// recvAll reads a failover stream to its end (at most 1000 chunks) and returns its text and final error, which is
-// nil after io.EOF.
-func recvAll(stream *failover.ChatCompletionStream) (string, error) {
-	var text strings.Builder
-	for range 1000 {
-		chunk, err := stream.Recv()
-		if err == io.EOF {
-			return text.String(), nil
-		}
-		if err != nil {
-			return text.String(), err
-		}
-		for _, c := range chunk.Choices {
-			text.WriteString(c.Delta.Content)
-		}
-	}
-	return text.String(), errors.New("stream did not end within 1000 chunks")
-}
 
 func TestStreamFailsOverBeforeItsFirstContent(t *testing.T) {
 	cases := []struct {
@@ -55,7 +35,7 @@ func TestStreamFailsOverBeforeItsFirstContent(t *testing.T) {
 			stream, err := client.CreateChatCompletionStream(t.Context(), openai.ChatCompletionRequest{Messages: hello()})
 			require.NoError(t, err)
 			defer stream.Close()
-			text, err := recvAll(stream)
+			text, err := failovertest.ReadStream(stream)
 			require.NoError(t, err)
 			assert.Equal(t, "Hello from westus.", text, "nothing of eastus's failed stream reaches the caller")
 			assert.Equal(t, "westus", stream.Region())
@@ -123,7 +103,7 @@ func TestStreamCutAfterContentIsATypedError(t *testing.T) {
 			stream, err := client.CreateChatCompletionStream(t.Context(), chatRequest())
 			require.NoError(t, err)
 			defer stream.Close()
-			text, err := recvAll(stream)
+			text, err := failovertest.ReadStream(stream)
 			assert.Equal(t, tc.received, text)
 			require.Error(t, err, "a cut stream must not end like a complete one")
 			assert.NotErrorIs(t, err, io.EOF)
@@ -150,7 +130,7 @@ func TestStreamCutIsAnErrorForPlainGoOpenAIClientsToo(t *testing.T) {
 	stream, err := doerClient(client).CreateChatCompletionStream(t.Context(), chatRequest())
 	require.NoError(t, err)
 	defer stream.Close()
-	text, err := readStream(stream)
+	text, err := failovertest.ReadStream(stream)
 	assert.Equal(t, "one ", text)
 	assert.ErrorIs(t, err, failover.ErrStreamCut, "go-openai would have reported a clean io.EOF")
 }
@@ -162,7 +142,7 @@ func TestCompleteStreamEndsWithEOF(t *testing.T) {
 
 	stream, err := client.CreateChatCompletionStream(t.Context(), chatRequest())
 	require.NoError(t, err)
-	text, err := recvAll(stream)
+	text, err := failovertest.ReadStream(stream)
 	require.NoError(t, err)
 	assert.Equal(t, "a complete answer", text)
 	_, err = stream.Recv()
@@ -228,7 +208,7 @@ func TestStreamCutRestsTheRegion(t *testing.T) {
 	client := newClient(t, regionsOf(servers...))
 	stream, err := client.CreateChatCompletionStream(t.Context(), chatRequest())
 	require.NoError(t, err)
-	_, err = recvAll(stream)
+	_, err = failovertest.ReadStream(stream)
 	require.ErrorIs(t, err, failover.ErrStreamCut)
 	require.NoError(t, stream.Close())
 	assert.Equal(t, failover.StateResting, client.Health()[0].Models[0].State, "a region that breaks streams off rests")

@@ -15,16 +15,6 @@ import (
 // These tests run in a synctest bubble over failovertest's in-memory network: time is fake, so a 30-second
 // attempt timeout passes at once and exactly.
 
-// bubbleFleet starts fake regions on an in-memory network and a client that reaches them.
-func bubbleFleet(t *testing.T, names []string, opts ...failover.Option) ([]*failovertest.Server, *failover.Client) {
-	t.Helper()
-	network := failovertest.NewNetwork()
-	t.Cleanup(network.Close)
-	servers := startRegions(t, names, failovertest.OnNetwork(network))
-	client := newClient(t, regionsOf(servers...), append([]failover.Option{failover.WithHTTPClient(network.Client())}, opts...)...)
-	return servers, client
-}
-
 func TestAttemptTimeoutFailsOver(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithAttemptTimeout(30*time.Second))
@@ -102,7 +92,7 @@ func TestStreamOutlivesTheAttemptTimeout(t *testing.T) {
 		require.NoError(t, err)
 		defer stream.Close()
 		time.Sleep(5 * time.Second) // fake time: the attempt timeout would have cut the stream by now
-		text, err := readStream(stream)
+		text, err := failovertest.ReadStream(stream)
 		require.NoError(t, err)
 		assert.Equal(t, "Hello from eastus.", text)
 	})
@@ -119,7 +109,7 @@ func TestStreamStartingAsTheTimeoutFires(t *testing.T) {
 			stream, err := doerClient(client).CreateChatCompletionStream(rec.context(t.Context()), chatRequest())
 			require.NoError(t, err)
 			defer stream.Close()
-			text, err := readStream(stream)
+			text, err := failovertest.ReadStream(stream)
 			require.NoError(t, err, "a stream that was handed over is never cut by the attempt timeout")
 			assert.Contains(t, []string{"Hello from eastus.", "Hello from westus."}, text)
 			for _, a := range rec.attempts {
@@ -144,7 +134,7 @@ func TestStreamTimeoutRaceInRealTime(t *testing.T) {
 		if err != nil {
 			require.ErrorIs(t, err, failover.ErrExhausted) // westus timed out too, on a slow moment
 		} else {
-			_, err = readStream(stream)
+			_, err = failovertest.ReadStream(stream)
 			stream.Close()
 			require.NoError(t, err, "a stream that was handed over is never cut by the attempt timeout")
 		}

@@ -2,7 +2,6 @@ package failovertest_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -283,19 +282,10 @@ func TestQuotaHeadersOnEveryAnswer(t *testing.T) {
 
 		stream, err := f.api.CreateChatCompletionStream(t.Context(), chat())
 		require.NoError(t, err)
-		var text strings.Builder
-		for range 20 {
-			chunk, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			require.NoError(t, err)
-			for _, c := range chunk.Choices {
-				text.WriteString(c.Delta.Content)
-			}
-		}
+		text, err := failovertest.ReadStream(stream)
+		require.NoError(t, err)
 		stream.Close()
-		assert.Equal(t, "one two three", text.String())
+		assert.Equal(t, "one two three", text)
 		tokens := failovertest.RequestTokens(f.region.Calls()[0].Body)
 		requests, left := remaining(stream.Header())
 		assert.Equal(t, "9", requests)

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aoai-failover/failover"
@@ -82,12 +84,7 @@ func TestStreamCutBecomesAnErrorEvent(t *testing.T) {
 			stream, err := mode.api(f.url, gatewayKey).CreateChatCompletionStream(t.Context(), req)
 			require.NoError(t, err)
 			defer stream.Close()
-			var last error
-			for range 100 {
-				if _, last = stream.Recv(); last != nil {
-					break
-				}
-			}
+			_, last := failovertest.ReadStream(stream)
 			var apiErr *openai.APIError
 			require.ErrorAs(t, last, &apiErr, "a cut stream must not look complete (io.EOF)")
 			assert.Equal(t, "stream_cut", apiErr.Code)
@@ -379,6 +376,32 @@ func assertExposition(t *testing.T, text string) {
 			last[series] = v
 		}
 	}
+}
+
+// TestGatewayHedgeWinIsNoFailover: aoai_gateway_failovers_total{region} counts "requests served after another
+// region failed them" (README). A hedge that wins is served after the attempt it hedged, which lost a race and
+// failed nothing, so it is not counted.
+func TestGatewayHedgeWinIsNoFailover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := startNetFleet(t, []string{"eastus", "westus"}, gateway.Config{AllowNoAuth: true},
+			failover.WithHedging(failover.Hedging{Delay: 100 * time.Millisecond, MaxShare: 1}))
+		f.regions[0].Script(failovertest.Reply{Delay: 5 * time.Second})
+
+		req := httptest.NewRequest(http.MethodPost, "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+			strings.NewReader(`{"messages":[{"role":"user","content":"Say hello."}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		f.gateway.ServeHTTP(w, req)
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		require.Equal(t, "westus", w.Header().Get("X-Failover-Region"))
+
+		m := httptest.NewRecorder()
+		f.gateway.ServeHTTP(m, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		metrics := m.Body.String()
+		require.Contains(t, metrics, `aoai_gateway_attempts_total{region="eastus",outcome="lost",status="0"} 1`)
+		assert.NotContains(t, metrics, `aoai_gateway_failovers_total{region="westus"} 1`,
+			"no region failed the request: eastus lost a race")
+	})
 }
 
 func TestNewRefusesBadConfig(t *testing.T) {

@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -134,10 +133,11 @@ func frontRegion(t *testing.T, regionKey string, handler http.Handler) (*failove
 }
 
 // netFleet is startFleet on failovertest's in-memory network, for tests in a synctest bubble: fake regions, a
-// client and a gateway (cfg.Keys defaults to gatewayKey), stopped when the test ends.
+// client and a gateway (cfg.Keys defaults to gatewayKey unless cfg.AllowNoAuth), stopped when the test ends.
 type netFleet struct {
 	network *failovertest.Network
 	regions []*failovertest.Server
+	gateway *gateway.Gateway
 	url     string
 }
 
@@ -154,11 +154,12 @@ func startNetFleet(t *testing.T, names []string, cfg gateway.Config, opts ...fai
 	}
 	client, err := failover.New(regions, append([]failover.Option{failover.WithHTTPClient(f.network.Client())}, opts...)...)
 	require.NoError(t, err)
-	if cfg.Keys == nil {
+	if cfg.Keys == nil && !cfg.AllowNoAuth {
 		cfg.Keys = []string{gatewayKey}
 	}
 	gw, err := gateway.New(client, cfg)
 	require.NoError(t, err)
+	f.gateway = gw
 	url, stop := f.network.Serve(gw)
 	t.Cleanup(stop)
 	f.url = url
@@ -168,16 +169,7 @@ func startNetFleet(t *testing.T, names []string, cfg gateway.Config, opts ...fai
 // streamText reads a stream to its end and returns the text of its deltas; any error but the end fails the test.
 func streamText(t *testing.T, stream *openai.ChatCompletionStream) string {
 	t.Helper()
-	var text strings.Builder
-	for range 1000 {
-		chunk, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		require.NoError(t, err)
-		for _, c := range chunk.Choices {
-			text.WriteString(c.Delta.Content)
-		}
-	}
-	return text.String()
+	text, err := failovertest.ReadStream(stream)
+	require.NoError(t, err)
+	return text
 }
