@@ -1,6 +1,7 @@
 // Command aoai-gateway serves Azure OpenAI regions, with failover, to callers in any language: one endpoint in
-// the shape of the Azure OpenAI and OpenAI APIs. Configuration is the environment (and ./.env) the failover
-// library reads, plus FAILOVER_GATEWAY_KEYS and the flags; see the README.
+// the shape of the Azure OpenAI and OpenAI APIs. Configuration is the flags, plus FAILOVER_GATEWAY_KEYS and the
+// variables the failover library reads, from the process environment and from a .env file in the working
+// directory when there is one (the process environment wins). -h lists them all, and so does the README.
 package main
 
 import (
@@ -62,10 +63,64 @@ type options struct {
 	tlsKey         string
 }
 
+// envUsage lists the environment variables the command reads, for -h: its own, then the failover library's
+// (failover.NewFromEnv). N is a region number.
+var envUsage = [][2]string{
+	{EnvGatewayKeys, "comma-separated keys callers present (required, unless -insecure-no-auth)"},
+	{failover.EnvEndpoint + "_N", "region N's base URL (https); regions are tried in ascending N: 1, 2, …"},
+	{failover.EnvAPIKey + "_N", "region N's key"},
+	{failover.EnvAuth + "_N", "key or entra (Microsoft Entra ID); unsuffixed: every region's without a key"},
+	{failover.EnvRegionName + "_N", "region N's name in logs and metrics"},
+	{failover.EnvDeployments + "_N", "the models region N has, model=deployment,…; unsuffixed: every region's"},
+	{failover.EnvAPIVersion + "_N", "region N's api-version; unsuffixed: every region's"},
+	{failover.EnvPriority + "_N", "region N's priority, 0 or more, lower first"},
+	{failover.EnvWeight + "_N", "region N's share of requests with " + failover.EnvStrategy + "=weighted"},
+	{failover.EnvOpenAIKey, "the public OpenAI API's key: the last resort when every region is out"},
+	{failover.EnvOpenAIBaseURL, "the public OpenAI API's base URL"},
+	{failover.EnvModel, "the model of requests that name none"},
+	{failover.EnvAttemptTimeout, "limit for one attempt at one region, a Go duration such as 60s"},
+	{failover.EnvStrategy, "ordered, round-robin, weighted or least-latency"},
+	{failover.EnvMaxWait, "how long a request may wait for a resting region to come back; 0 never waits"},
+	{failover.EnvQuotaSteering, "true or false: try regions with quota left first (default true)"},
+	{failover.EnvHedgeDelay, "a request not answered within this long goes to the next region too"},
+	{failover.EnvHedgePercentile, "or after this percentile of the region's latencies, such as 0.95"},
+	{failover.EnvRedisURL, "share what is learnt with other replicas through this Redis (redis:// or rediss://)"},
+	{failover.EnvRedisPrefix, "the prefix of the keys in Redis"},
+}
+
+// usage is the -h text: what the command does, the environment variables it reads, and where from, then the flags.
+func usage(flags *flag.FlagSet) {
+	out := flags.Output()
+	fmt.Fprintf(out, `Usage: aoai-gateway [flags]
+
+Serves the Azure OpenAI regions configured in the environment, with failover, as one endpoint in the shape of the
+Azure OpenAI and OpenAI APIs.
+
+Environment variables, read from the process environment and from a %s file in the working directory, when there
+is one (the process environment wins):
+`, failover.EnvFile)
+	width := 0
+	for _, v := range envUsage {
+		width = max(width, len(v[0]))
+	}
+	for _, v := range envUsage {
+		fmt.Fprintf(out, "  %-*s  %s\n", width, v[0], v[1])
+	}
+	fmt.Fprintf(out, `
+The unsuffixed %s, %s and %s are region 1's.
+Microsoft Entra ID's own variables (AZURE_CLIENT_ID, AZURE_TENANT_ID, …) are read from the process environment
+only, never from %s. See .env.example and the README.
+
+Flags:
+`, failover.EnvEndpoint, failover.EnvAPIKey, failover.EnvRegionName, failover.EnvFile)
+	flags.PrintDefaults()
+}
+
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	flags := flag.NewFlagSet("aoai-gateway", flag.ContinueOnError)
 	flags.SetOutput(stderr)
+	flags.Usage = func() { usage(flags) }
 	flags.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on, host:port")
 	flags.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "serve callers without a gateway key; refused unless -addr is a loopback address")
 	flags.Int64Var(&o.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "largest request body accepted, in bytes; larger ones get 413")
@@ -101,19 +156,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		handler = slog.NewJSONHandler(stderr, nil)
 	}
 	logger := slog.New(handler)
-
-	if o.insecureNoAuth && !loopback(o.addr) {
-		return fmt.Errorf("-insecure-no-auth is allowed only on a loopback address (127.0.0.1, [::1] or localhost), and -addr is %q", o.addr)
-	}
-	keys, err := gatewayKeys()
+	keys, err := callerKeys(o)
 	if err != nil {
 		return err
-	}
-	if len(keys) == 0 && !o.insecureNoAuth {
-		return fmt.Errorf("%s is empty: set it to one or more comma-separated keys for callers (openssl rand -hex 32 makes one), or pass -insecure-no-auth on a loopback -addr", EnvGatewayKeys)
-	}
-	if len(keys) > 0 && o.insecureNoAuth {
-		return fmt.Errorf("-insecure-no-auth and %s both given: choose one", EnvGatewayKeys)
 	}
 	client, err := failover.NewFromEnv(failover.WithLogger(logger), failover.WithStoreOpener(redisstore.Opener))
 	if err != nil {
@@ -125,22 +170,43 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	if err != nil {
 		return err
 	}
-
-	var certificate tls.Certificate
-	if o.tlsCert != "" {
-		// Loaded before listening, so that a bad file stops the start rather than every handshake.
-		if certificate, err = tls.LoadX509KeyPair(o.tlsCert, o.tlsKey); err != nil {
-			return fmt.Errorf("-tls-cert, -tls-key: %w", err)
-		}
-	}
-	ln, err := net.Listen("tcp", o.addr)
+	srv, ln, err := listen(o, gw, handler)
 	if err != nil {
 		return err
 	}
-	if tcp, ok := ln.Addr().(*net.TCPAddr); o.insecureNoAuth && (!ok || !tcp.IP.IsLoopback()) {
-		ln.Close() // localhost resolved to something else
-		return fmt.Errorf("-insecure-no-auth is allowed only on a loopback address, and -addr %q listens on %s", o.addr, ln.Addr())
+	if o.tlsCert == "" && !loopback(o.addr) {
+		logger.Warn("aoai-gateway serves plain HTTP on a non-loopback address: gateway keys and prompts cross the network unencrypted; use -tls-cert and -tls-key, or terminate TLS in front")
 	}
+	logger.Info("aoai-gateway listening", "addr", ln.Addr().String(), "regions", strings.Join(client.Regions(), ","),
+		"auth", !o.insecureNoAuth, "tls", o.tlsCert != "", "shared", shared(client))
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	return serve(ctx, srv, ln, o, logger)
+}
+
+// callerKeys returns the keys callers authenticate with, and checks that there are some or that -insecure-no-auth
+// serves on a loopback address instead.
+func callerKeys(o options) ([]string, error) {
+	if o.insecureNoAuth && !loopback(o.addr) {
+		return nil, fmt.Errorf("-insecure-no-auth is allowed only on a loopback address (127.0.0.1, [::1] or localhost), and -addr is %q", o.addr)
+	}
+	keys, err := gatewayKeys()
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 && !o.insecureNoAuth {
+		return nil, fmt.Errorf("%s is empty: set it to one or more comma-separated keys for callers (openssl rand -hex 32 makes one), or pass -insecure-no-auth on a loopback -addr", EnvGatewayKeys)
+	}
+	if len(keys) > 0 && o.insecureNoAuth {
+		return nil, fmt.Errorf("-insecure-no-auth and %s both given: choose one", EnvGatewayKeys)
+	}
+	return keys, nil
+}
+
+// listen makes the server of gw and listens on -addr. The certificate is loaded before listening, so that a bad
+// file stops the start rather than every handshake.
+func listen(o options, gw http.Handler, handler slog.Handler) (*http.Server, net.Listener, error) {
 	srv := &http.Server{
 		Handler:           gw,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -151,15 +217,26 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		// body read, and one per request for writes.
 	}
 	if o.tlsCert != "" {
+		certificate, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-tls-cert, -tls-key: %w", err)
+		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{certificate}, MinVersion: tls.VersionTLS12}
-	} else if !loopback(o.addr) {
-		logger.Warn("aoai-gateway serves plain HTTP on a non-loopback address: gateway keys and prompts cross the network unencrypted; use -tls-cert and -tls-key, or terminate TLS in front")
 	}
-	logger.Info("aoai-gateway listening", "addr", ln.Addr().String(), "regions", strings.Join(client.Regions(), ","),
-		"auth", !o.insecureNoAuth, "tls", o.tlsCert != "", "shared", shared(client))
-	if ready != nil {
-		ready(ln.Addr().String())
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return nil, nil, err
 	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); o.insecureNoAuth && (!ok || !tcp.IP.IsLoopback()) {
+		ln.Close() // localhost resolved to something else
+		return nil, nil, fmt.Errorf("-insecure-no-auth is allowed only on a loopback address, and -addr %q listens on %s", o.addr, ln.Addr())
+	}
+	return srv, ln, nil
+}
+
+// serve serves on ln until ctx ends, then drains: requests in flight have -drain-timeout to finish before they
+// are cut.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, o options, logger *slog.Logger) error {
 	served := make(chan error, 1)
 	go func() {
 		if o.tlsCert != "" {

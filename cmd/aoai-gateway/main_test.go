@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"io"
 	"math/big"
 	"net"
@@ -27,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/failovertest"
 	"github.com/aoai-failover/failover/internal/redistest"
 	"github.com/stretchr/testify/assert"
@@ -787,4 +789,24 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+// TestUsageNamesTheVariablesAndDotEnv: -h names every environment variable the command reads, and says they may
+// come from ./.env too, the process environment winning.
+func TestUsageNamesTheVariablesAndDotEnv(t *testing.T) {
+	log := newLogBuffer()
+	require.ErrorIs(t, run(t.Context(), []string{"-h"}, log, nil), flag.ErrHelp)
+	usage := log.String()
+	for _, want := range []string{"Usage: aoai-gateway [flags]", "from a .env file in the working directory",
+		"(the process environment wins)", "-addr", "-insecure-no-auth", "-tls-cert"} {
+		assert.Contains(t, usage, want)
+	}
+	for _, name := range []string{EnvGatewayKeys, failover.EnvEndpoint, failover.EnvAPIKey, failover.EnvRegionName,
+		failover.EnvDeployments, failover.EnvAPIVersion, failover.EnvPriority, failover.EnvWeight, failover.EnvAuth,
+		failover.EnvOpenAIKey, failover.EnvOpenAIBaseURL, failover.EnvModel, failover.EnvAttemptTimeout,
+		failover.EnvStrategy, failover.EnvMaxWait, failover.EnvQuotaSteering, failover.EnvHedgeDelay,
+		failover.EnvHedgePercentile, failover.EnvRedisURL, failover.EnvRedisPrefix} {
+		assert.Contains(t, usage, "\n  "+name, "the usage lists %s", name)
+	}
+	assert.NotContains(t, usage, "listening")
 }

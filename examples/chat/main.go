@@ -1,5 +1,7 @@
-// Command chat answers a prompt through the Azure OpenAI regions configured in the environment and .env, failing
-// over between them as needed.
+// Command chat answers a prompt through the Azure OpenAI regions configured in the environment, failing over
+// between them as needed. It reads the variables that failover.NewFromEnv reads (AZURE_OPENAI_*, OPENAI_*,
+// FAILOVER_*; see .env.example) from the process environment and from a .env file in the working directory, when
+// there is one; a variable set in the process environment wins over the file.
 //
 //	go run ./examples/chat "Write a haiku about failover."
 //	echo "Summarise this" | go run ./examples/chat -v
@@ -32,9 +34,24 @@ func main() {
 	}
 }
 
+// usage is the -h text, before the flags.
+const usage = `Usage: go run ./examples/chat [flags] [prompt ...]
+
+Answers the prompt (the arguments, or else standard input) through the Azure OpenAI regions configured in the
+environment, failing over between them as needed. The variables (AZURE_OPENAI_*, OPENAI_*, FAILOVER_*; see
+.env.example) are read from the process environment and from a .env file in the working directory, when there
+is one; the process environment wins.
+
+Flags:
+`
+
 func run(ctx context.Context, in io.Reader, out, log io.Writer, args []string) error {
 	flags := flag.NewFlagSet("chat", flag.ContinueOnError)
 	flags.SetOutput(log)
+	flags.Usage = func() {
+		fmt.Fprint(flags.Output(), usage)
+		flags.PrintDefaults()
+	}
 	model := flags.String("model", "", "model to ask for (default: FAILOVER_MODEL)")
 	verbose := flags.Bool("v", false, "print every attempt to standard error")
 	stream := flags.Bool("stream", false, "stream the answer as it arrives")

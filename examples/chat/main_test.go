@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,4 +56,16 @@ func TestChatThroughDotEnv(t *testing.T) {
 	err := run(t.Context(), strings.NewReader(""), &out, &log, []string{"-stream", "x"})
 	assert.ErrorIs(t, err, failover.ErrStreamCut)
 	assert.Equal(t, "cut short \n", out.String())
+}
+
+// TestChatUsageSaysItReadsDotEnv: -h says where the configuration comes from.
+func TestChatUsageSaysItReadsDotEnv(t *testing.T) {
+	var out, log bytes.Buffer
+	require.ErrorIs(t, run(t.Context(), strings.NewReader(""), &out, &log, []string{"-h"}), flag.ErrHelp)
+	usage := log.String()
+	for _, want := range []string{"[flags] [prompt ...]", "AZURE_OPENAI_*", "from a .env file in the working directory",
+		"the process environment wins", "-model", "-stream", "-v"} {
+		assert.Contains(t, usage, want)
+	}
+	assert.Empty(t, out.String())
 }
