@@ -75,7 +75,13 @@ func (s *ChatCompletionStream) Attempts() []Attempt { return s.attempts }
 
 // CreateEmbeddings computes embeddings with failover, as go-openai's Client.CreateEmbeddings does. The request
 // goes only to backends that have its model: a region whose declared deployments (Region.Deployments) lack it,
-// or which answered 404 for it, never receives it.
+// or which answered 404 for it, never receives it. A request without a model fails at once: the client's model
+// (WithModel) is a chat model, not an embeddings one.
 func (c *Client) CreateEmbeddings(ctx context.Context, conv openai.EmbeddingRequestConverter) (openai.EmbeddingResponse, error) {
+	if conv != nil && conv.Convert().Model == "" {
+		return openai.EmbeddingResponse{}, errNoEmbeddingsModel
+	}
 	return c.api.CreateEmbeddings(ctx, conv)
 }
+
+var errNoEmbeddingsModel = errors.New("failover: the embeddings request names no model; set its Model to the model of an embeddings deployment, such as text-embedding-3-small")

@@ -48,7 +48,10 @@ func (e *ExhaustedError) Error() string {
 	if e.Model != "" {
 		fmt.Fprintf(&b, " for model %q", e.Model)
 	}
-	fmt.Fprintf(&b, " (%d attempts", len(e.Attempts))
+	fmt.Fprintf(&b, " (%d attempt", len(e.Attempts))
+	if len(e.Attempts) != 1 {
+		b.WriteString("s")
+	}
 	if len(e.Skipped) > 0 {
 		fmt.Fprintf(&b, ", %d passed over", len(e.Skipped))
 	}

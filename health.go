@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -51,7 +52,9 @@ type RegionHealth struct {
 	Priority int `json:"priority"`
 	Weight   int `json:"weight"`
 	// State is the state of the region as a whole: StateResting after an answer that faults every model (401,
-	// 403, insufficient_quota), no answer at all, or no Entra ID token.
+	// 403, insufficient_quota), no answer at all, or no Entra ID token. A region whose declared models
+	// (Region.Deployments) all rest, are probed or are missing can serve nothing either: it has the state of the
+	// model that comes back first, with that model's Until and, in Reason, its name and reason.
 	State State `json:"state"`
 	// Until is when the region's rest ends; zero when it is not resting.
 	Until time.Time `json:"until,omitzero"`
@@ -82,8 +85,63 @@ func (c *Client) Health() []RegionHealth {
 	for i, b := range c.engine.backends {
 		out[i] = b.health.snapshot(now)
 		out[i].Region, out[i].Priority, out[i].Weight = b.name, b.priority, b.weight
+		if out[i].State == StateServing && b.declared && len(out[i].Models) >= len(b.deployments) {
+			out[i].takeFirstBack(b.deployments)
+		}
 	}
 	return out
+}
+
+// takeFirstBack gives a serving region whose declared models all are out the state of the one back first.
+func (rh *RegionHealth) takeFirstBack(declared map[string]string) {
+	// Half-open and probing models are nearly back; a missing one is furthest away.
+	rank := map[State]int{StateHalfOpen: 0, StateProbing: 1, StateResting: 2, StateMissing: 3}
+	var first *ModelHealth
+	out := 0
+	for i := range rh.Models {
+		m := &rh.Models[i]
+		if _, ok := declared[m.Model]; !ok {
+			continue
+		}
+		out++
+		if first == nil || rank[m.State] < rank[first.State] ||
+			rank[m.State] == rank[first.State] && m.Until.Before(first.Until) {
+			first = m
+		}
+	}
+	if out < len(declared) {
+		return // a declared model serves
+	}
+	rh.State, rh.Until, rh.Reason = first.State, first.Until, first.Model+": "+first.Reason
+}
+
+// String shows the region's state in a line, without the times that are not set.
+func (rh RegionHealth) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s", rh.Region, rh.State)
+	writeUntil(&b, rh.Until, rh.Reason)
+	for _, m := range rh.Models {
+		fmt.Fprintf(&b, "; %s", m)
+	}
+	return b.String()
+}
+
+// String shows the model's state in a few words, without a time that is not set.
+func (m ModelHealth) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", m.Model, m.State)
+	writeUntil(&b, m.Until, m.Reason)
+	return b.String()
+}
+
+// writeUntil writes " until T (reason)", leaving out what is not set.
+func writeUntil(b *strings.Builder, until time.Time, reason string) {
+	if !until.IsZero() {
+		b.WriteString(" until " + until.UTC().Format(timeFormat))
+	}
+	if reason != "" {
+		b.WriteString(" (" + reason + ")")
+	}
 }
 
 func (h *health) snapshot(now time.Time) RegionHealth {
