@@ -61,17 +61,22 @@ type latencyBook map[latencyKind]*latencies
 
 // of returns the latencies of kind, created when there is room; nil when there is none.
 func (b *latencyBook) of(kind latencyKind) *latencies {
-	l := (*b)[kind]
-	if l != nil {
+	if l := (*b)[kind]; l != nil {
 		return l
 	}
-	if len(*b) >= maxTrackedModels {
+	return track(b, kind)
+}
+
+// track adds a new entry for key to a map of one backend's per-model state, and returns it; nil when the map
+// already holds maxTrackedModels entries: keys come from requests' model names, and must not grow it without end.
+func track[M ~map[K]*V, K comparable, V any](m *M, key K) *V {
+	if len(*m) >= maxTrackedModels {
 		return nil
 	}
-	if *b == nil {
-		*b = make(latencyBook)
+	if *m == nil {
+		*m = make(M)
 	}
-	l = &latencies{}
-	(*b)[kind] = l
-	return l
+	v := new(V)
+	(*m)[key] = v
+	return v
 }

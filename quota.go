@@ -42,16 +42,8 @@ func (b *quotaBook) at(model string, now time.Time, create bool) *quota {
 				}
 			}
 		}
-		if len(*b) >= maxTrackedModels {
-			return nil
-		}
 	}
-	if *b == nil {
-		*b = make(quotaBook)
-	}
-	q = &quota{}
-	(*b)[model] = q
-	return q
+	return track(b, model)
 }
 
 // The rate-limit headers Azure OpenAI sends with its answers (429s too).
