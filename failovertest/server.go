@@ -207,62 +207,113 @@ type requestBody struct {
 	N                   json.RawMessage `json:"n"`
 }
 
-// ServeHTTP answers one request the way the real service would.
+// ServeHTTP answers one request the way the real service would. Its steps check the request in a fixed order
+// (route, credentials, body, deployment, quota), so that a request with several faults gets the first one's
+// answer; the call is logged, and WithOnRequest told, once its answer is chosen but before it is sent, so that a
+// test learns of a request whose answer is still delayed.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	call := Call{Time: time.Now(), Header: r.Header.Clone()}
-	var ok bool
-	if s.openai {
-		call.Operation, ok = strings.CutPrefix(r.URL.Path, "/v1/")
-		call.Authorized = r.Header.Get("Authorization") == "Bearer "+s.Key
-	} else {
-		call.Deployment, call.Operation, ok = azurePath(r.URL.Path)
-		call.APIVersion = r.URL.Query().Get("api-version")
-		call.Authorized = r.Header.Get("Api-Key") == s.Key || s.bearerValid(r)
-	}
-	ok = ok && r.Method == http.MethodPost &&
-		(call.Operation == "chat/completions" || call.Operation == "completions" || call.Operation == "embeddings") &&
-		(s.openai || call.APIVersion != "")
-	var body requestBody
-	raw, readErr := io.ReadAll(r.Body)
-	decodeErr := json.Unmarshal(raw, &body)
-	if readErr != nil {
-		decodeErr = readErr
-	}
+	call, routed := s.route(r)
+	raw, body, bodyErr := readBody(r)
 	call.Model, call.Stream, call.Body = body.Model, body.Stream, raw
 
-	var reply Reply
+	reply, refused := s.refusal(r, call, routed, bodyErr)
 	var limits http.Header // the quota's headers; nil: none
-	switch {
-	case !ok:
-		reply = Reply{Status: http.StatusNotFound, Body: azureError("404", "Resource not found")}
-	case !call.Authorized && s.openai:
-		reply = Reply{Status: http.StatusUnauthorized, Body: `{"error":{"message":"Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`}
-	case !call.Authorized && s.identity != nil && r.Header.Get("Api-Key") == "":
-		reply = EntraUnauthorized()
-	case !call.Authorized:
-		reply = Unauthorized()
-	case decodeErr != nil:
-		reply = BadRequest("We could not parse the JSON body of your request.")
-	case s.deployments != nil && s.openai && !s.deployments[call.Model]:
-		message, _ := json.Marshal("The model `" + call.Model + "` does not exist or you do not have access to it.")
-		reply = Reply{Status: http.StatusNotFound, Body: fmt.Sprintf(`{"error":{"message":%s,"type":"invalid_request_error","param":null,"code":"model_not_found"}}`, message)}
-	case s.deployments != nil && !s.openai && !s.deployments[call.Deployment]:
-		reply = DeploymentNotFound()
-	default:
+	if !refused {
 		reply, limits = s.admit(call, body)
 	}
-	s.mu.Lock()
-	s.requests++
-	index := -1
-	if !s.noCallLog {
-		index = len(s.calls)
-		s.calls = append(s.calls, call)
-	}
-	s.mu.Unlock()
+	index := s.logCall(call)
 	if s.onRequest != nil {
 		s.onRequest(call)
 	}
 	s.reply(&statusRecorder{ResponseWriter: w, server: s, index: index}, r, call, body, reply, limits)
+}
+
+// route starts the request's Call from its path, query and credentials, which differ between Azure and OpenAI.
+// routed reports whether the method, path, operation and (on Azure) api-version name something the service
+// serves; a request that is not routed is answered 404 whatever its credentials.
+func (s *Server) route(r *http.Request) (call Call, routed bool) {
+	call = Call{Time: time.Now(), Header: r.Header.Clone()}
+	if s.openai {
+		call.Operation, routed = strings.CutPrefix(r.URL.Path, "/v1/")
+		call.Authorized = r.Header.Get("Authorization") == "Bearer "+s.Key
+	} else {
+		call.Deployment, call.Operation, routed = azurePath(r.URL.Path)
+		call.APIVersion = r.URL.Query().Get("api-version")
+		call.Authorized = r.Header.Get("Api-Key") == s.Key || s.bearerValid(r)
+	}
+	routed = routed && r.Method == http.MethodPost &&
+		(call.Operation == "chat/completions" || call.Operation == "completions" || call.Operation == "embeddings") &&
+		(s.openai || call.APIVersion != "")
+	return call, routed
+}
+
+// readBody reads the whole request body and decodes what it can: the call log keeps the body as it arrived, and
+// the model and stream flag even of a body that then fails to decode. err is the read error, else the decode
+// error; either makes the request a bad one.
+func readBody(r *http.Request) (raw []byte, body requestBody, err error) {
+	raw, readErr := io.ReadAll(r.Body)
+	err = json.Unmarshal(raw, &body)
+	if readErr != nil {
+		err = readErr
+	}
+	return raw, body, err
+}
+
+// refusal is the error the real service answers a request it will not serve, checked in its order: the path,
+// then the credentials, then the body, then the deployment or model. refused is false when the request passes
+// them all and goes on to the quota and the script.
+func (s *Server) refusal(r *http.Request, call Call, routed bool, bodyErr error) (reply Reply, refused bool) {
+	switch {
+	case !routed:
+		return Reply{Status: http.StatusNotFound, Body: azureError("404", "Resource not found")}, true
+	case !call.Authorized:
+		return s.unauthorized(r), true
+	case bodyErr != nil:
+		return BadRequest("We could not parse the JSON body of your request."), true
+	}
+	return s.notFound(call)
+}
+
+// unauthorized is the 401 for missing or wrong credentials, in the words of the service the server fakes: OpenAI's
+// invalid_api_key, Entra ID's answer to a request with no api-key when the region takes tokens (WithEntraID), or
+// the API key's.
+func (s *Server) unauthorized(r *http.Request) Reply {
+	switch {
+	case s.openai:
+		return Reply{Status: http.StatusUnauthorized, Body: `{"error":{"message":"Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`}
+	case s.identity != nil && r.Header.Get("Api-Key") == "":
+		return EntraUnauthorized()
+	}
+	return Unauthorized()
+}
+
+// notFound is the 404 for a model (OpenAI) or deployment (Azure) that WithDeployments left out; found is false
+// when it exists, or when every deployment does.
+func (s *Server) notFound(call Call) (reply Reply, found bool) {
+	switch {
+	case s.deployments == nil:
+		return Reply{}, false
+	case s.openai && !s.deployments[call.Model]:
+		message, _ := json.Marshal("The model `" + call.Model + "` does not exist or you do not have access to it.")
+		return Reply{Status: http.StatusNotFound, Body: fmt.Sprintf(`{"error":{"message":%s,"type":"invalid_request_error","param":null,"code":"model_not_found"}}`, message)}, true
+	case !s.openai && !s.deployments[call.Deployment]:
+		return DeploymentNotFound(), true
+	}
+	return Reply{}, false
+}
+
+// logCall counts the request and, unless WithoutCallLog, keeps its call; it returns the call's index in the log
+// (-1: not kept), where statusRecorder writes the status once it is sent.
+func (s *Server) logCall(call Call) (index int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests++
+	index = -1
+	if !s.noCallLog {
+		index = len(s.calls)
+		s.calls = append(s.calls, call)
+	}
+	return index
 }
 
 // statusRecorder records the status in the request's Call, and counts it in Statuses, just before it is sent, so
