@@ -1322,7 +1322,7 @@ func (h *levelRecorder) Handle(_ context.Context, r slog.Record) error {
 }
 
 // TestHedgeLostLoggedAtInfo: a lost race is no failure of its region (it sets no rest), so it is logged at Info
-// with refused and canceled attempts (README, WithLogger), not at Warn, where an alert on failures would fire for
+// with refused and canceled attempts (docs/errors-and-streams.md, WithLogger), not at Warn, where an alert on failures would fire for
 // routine hedging.
 func TestHedgeLostLoggedAtInfo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

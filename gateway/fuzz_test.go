@@ -46,7 +46,7 @@ var fuzzReplies = []failovertest.Reply{
 	failovertest.Malformed(),
 }
 
-// documentedStatuses are the statuses the gateway answers with (README, "When no region serves", and the routes),
+// documentedStatuses are the statuses the gateway answers with (docs/gateway.md, "When no region serves", and the routes),
 // and the region's own refusals, which come back as they came (the fake regions refuse with 400).
 var documentedStatuses = map[int]bool{200: true, 400: true, 401: true, 404: true, 405: true, 408: true, 413: true,
 	429: true, 502: true, 503: true, 504: true}
@@ -305,7 +305,7 @@ func fuzzGateway(t *testing.T) (gw *gateway.Gateway, east, west *failovertest.Se
 }
 
 // presentsGatewayKey reports whether h carries the gateway key in any api-key header or any Authorization: Bearer
-// (admitted), and whether it does as the README says the gateway reads it (strictly): the api-key header if there
+// (admitted), and whether it does as docs/gateway.md says the gateway reads it (strictly): the api-key header if there
 // is one, else a bearer token.
 func presentsGatewayKey(h http.Header) (admitted, strictly bool) {
 	bearer := func(v string) string {

@@ -379,7 +379,7 @@ func assertExposition(t *testing.T, text string) {
 }
 
 // TestGatewayHedgeWinIsNoFailover: aoai_gateway_failovers_total{region} counts "requests served after another
-// region failed them" (README). A hedge that wins is served after the attempt it hedged, which lost a race and
+// region failed them" (docs/gateway.md). A hedge that wins is served after the attempt it hedged, which lost a race and
 // failed nothing, so it is not counted.
 func TestGatewayHedgeWinIsNoFailover(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

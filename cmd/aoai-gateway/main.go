@@ -1,7 +1,7 @@
 // Command aoai-gateway serves Azure OpenAI regions, with failover, to callers in any language: one endpoint in
 // the shape of the Azure OpenAI and OpenAI APIs. Configuration is the flags, plus FAILOVER_GATEWAY_KEYS and the
 // variables the failover library reads, from the process environment and from a .env file in the working
-// directory when there is one (the process environment wins). -h lists them all, and so does the README.
+// directory when there is one (the process environment wins). -h lists them all, and so does docs/configuration.md.
 package main
 
 import (
@@ -109,7 +109,7 @@ is one (the process environment wins):
 	fmt.Fprintf(out, `
 The unsuffixed %s, %s and %s are region 1's.
 Microsoft Entra ID's own variables (AZURE_CLIENT_ID, AZURE_TENANT_ID, …) are read from the process environment
-only, never from %s. See .env.example and the README.
+only, never from %s. See .env.example and docs/configuration.md.
 
 Flags:
 `, failover.EnvEndpoint, failover.EnvAPIKey, failover.EnvRegionName, failover.EnvFile)
