@@ -78,10 +78,12 @@ func (s *ChatCompletionStream) Attempts() []Attempt { return s.attempts }
 // or which answered 404 for it, never receives it. A request without a model fails at once: the client's model
 // (WithModel) is a chat model, not an embeddings one.
 func (c *Client) CreateEmbeddings(ctx context.Context, conv openai.EmbeddingRequestConverter) (openai.EmbeddingResponse, error) {
-	if conv != nil && conv.Convert().Model == "" {
+	req := conv.Convert()
+	if req.Model == "" {
 		return openai.EmbeddingResponse{}, errNoEmbeddingsModel
 	}
-	return c.api.CreateEmbeddings(ctx, conv)
+	return c.api.CreateEmbeddings(ctx, req) // an EmbeddingRequest is its own converter
+
 }
 
 var errNoEmbeddingsModel = errors.New("failover: the embeddings request names no model; set its Model to the model of an embeddings deployment, such as text-embedding-3-small")

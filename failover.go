@@ -250,9 +250,10 @@ func (c *call) attempt(ctx context.Context, b *backend, t ticket, body requestBo
 	if stream {
 		s.onCut = func() { c.streamCut(ctx, b) }
 	}
-	switch kind := (latencyKind{model: c.model, stream: stream}); {
+	// Latencies are kept whatever the options, for hedging and for any policy that learns from them.
+	switch {
 	case a.Outcome == OutcomeServed:
-		b.health.sampleLatency(kind, a.Duration)
+		b.health.sampleLatency(latencyKind{model: c.model, stream: stream}, a.Duration)
 	case a.Outcome == OutcomeFailedOver && errors.Is(a.Err, ErrAttemptTimeout) && !errors.Is(a.Err, ErrCredential):
 		b.health.cutAttempt(latencyKind{model: c.model, stream: c.wantsStream()})
 	}
