@@ -12,14 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	openai "github.com/sashabaranov/go-openai"
 )
 
 // Client sends OpenAI requests to an ordered list of Azure OpenAI regions, moving on when one is rate-limited or
 // failing, and to the public OpenAI API when every region is out. It is safe for concurrent use. Build one with
-// New or NewFromEnv; the zero value is not usable.
+// New, NewFromEnv or NewFromEnvFile; the zero value is not usable.
 //
 // A Client formats itself with %v (and every other verb) and logs with log/slog without secrets.
 type Client struct {
@@ -38,82 +36,14 @@ const logicalBaseURL = "https://failover.invalid/v1"
 // WithOpenAIFallback. Every problem in regions and options is reported at once, each as a *ConfigError naming the
 // field; on error no client is returned.
 func New(regions []Region, opts ...Option) (*Client, error) {
-	s := settings{attemptTimeout: DefaultAttemptTimeout, maxWait: DefaultMaxWait, backoff: DefaultBackoff,
-		faultRest: DefaultFaultRest, missingRest: DefaultMissingModelRest}
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&s)
-		}
-	}
-	var errs []error
-	entra, err := entraCredential(regions, s.credential)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	tokens := tokenSources{}
-	backends := make([]*backend, 0, len(regions)+1)
-	seenEndpoint := make(map[string]string, len(regions))
-	seenName := make(map[string]string, len(regions)+1)
-	if s.fallback != nil {
-		seenName[OpenAIFallbackName] = "the OpenAI fallback"
-	}
-	for i := range regions {
-		r := &regions[i]
-		b, bErrs := newRegionBackend(i, r, tokens, entra, s.logger)
-		if len(bErrs) > 0 {
-			errs = append(errs, bErrs...)
-			continue
-		}
-		if first, dup := seenEndpoint[b.endpoint]; dup {
-			errs = append(errs, configErr(r.field(i, "Endpoint"), "is the same endpoint as %s; each region must be listed once", first))
-			continue
-		}
-		if first, dup := seenName[b.name]; dup {
-			problem := "is %q, the name of %s too; region names must be unique"
-			if r.Name == "" {
-				problem = "is not set, and the default (the endpoint's host and path) %q is the name of %s too; set a unique name"
-			}
-			errs = append(errs, configErr(r.field(i, "Name"), problem, b.name, first))
-			continue
-		}
-		seenEndpoint[b.endpoint] = r.field(i, "Endpoint")
-		seenName[b.name] = r.field(i, "Name")
-		backends = append(backends, b)
-	}
-	if s.fallback != nil {
-		b, err := newFallbackBackend(s.fallback)
-		if err != nil {
-			errs = append(errs, err)
-		} else {
-			backends = append(backends, b)
-		}
-	}
-	if len(regions) == 0 && s.fallback == nil {
-		errs = append(errs, configErr("regions", "none given and no OpenAI fallback; give at least one region or WithOpenAIFallback"))
-	}
-	if s.attemptTimeout <= 0 {
-		errs = append(errs, configErr(s.timeoutField, "is %s; expected a positive duration", s.attemptTimeout))
-	}
-	if s.maxWait < 0 {
-		errs = append(errs, configErr(s.maxWaitField, "is %s; expected 0 (never wait) or more", s.maxWait))
-	}
-	if s.faultRest <= 0 {
-		errs = append(errs, configErr("WithFaultRest", "is %s; expected a positive duration", s.faultRest))
-	}
-	if s.missingRest <= 0 {
-		errs = append(errs, configErr("WithMissingModelRest", "is %s; expected a positive duration", s.missingRest))
-	}
-	if s.backoff == nil {
-		errs = append(errs, configErr("WithBackoff", "is nil; expected a function (DefaultBackoff is the default)"))
-	}
-	if int(s.strategy) >= len(strategyNames) {
-		errs = append(errs, configErr("WithStrategy", "is %v; expected one of the Strategy constants", s.strategy))
-	}
-	if s.hasTemperature && (s.temperature < 0 || s.temperature > 2 || math.IsNaN(float64(s.temperature))) {
-		errs = append(errs, configErr("WithTemperature", "is %v; expected a value from 0 to 2", s.temperature))
-	}
-	errs = append(errs, s.storeErrs()...)
-	errs = append(errs, s.hedgingErrs()...)
+	return build(config{regions: goRegions(regions), opts: opts, names: goNames{}})
+}
+
+// build makes the client of a configuration from any source: it applies the options, validates everything once,
+// opens the Store, and assembles the engine.
+func build(c config) (*Client, error) {
+	s := newSettings(c.opts)
+	backends, errs := c.validate(&s)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -121,7 +51,32 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	e := newEngine(&s, backends, len(c.regions))
+	if store != nil {
+		e.share = newSharing(store, closer, s.storeTiming, s.attemptTimeout, s.logger, e.backends)
+	}
+	cfg := openai.DefaultConfig("")
+	cfg.BaseURL = logicalBaseURL
+	cfg.HTTPClient = e
+	return &Client{engine: e, api: openai.NewClientWithConfig(cfg), model: s.model,
+		temperature: s.temperature, hasTemp: s.hasTemperature}, nil
+}
 
+// newSettings applies opts, in order, to the defaults.
+func newSettings(opts []Option) settings {
+	s := settings{attemptTimeout: DefaultAttemptTimeout, maxWait: DefaultMaxWait, backoff: DefaultBackoff,
+		faultRest: DefaultFaultRest, missingRest: DefaultMissingModelRest}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&s)
+		}
+	}
+	return s
+}
+
+// newEngine assembles the engine of validated settings and backends (the regions', then the fallback's, if any).
+// Steering needs two regions to choose between.
+func newEngine(s *settings, backends []*backend, regions int) *engine {
 	httpClient := &http.Client{Transport: defaultTransport()}
 	if s.httpClient != nil {
 		c := *s.httpClient
@@ -133,43 +88,11 @@ func New(regions []Region, opts ...Option) (*Client, error) {
 		rests:  restPolicy{backoff: s.backoff, fault: s.faultRest, missing: s.missingRest},
 		logger: s.logger, onAttempt: s.onAttempt, hedger: newHedger(s.hedging)}
 	e.arrange(backends)
-	e.steering = !s.noSteering && len(regions) >= 2
+	e.steering = !s.noSteering && regions >= 2
 	for _, b := range e.backends {
 		b.id = backendID(b.name, b.endpoint)
 	}
-	if store != nil {
-		e.share = newSharing(store, closer, s.storeTiming, s.attemptTimeout, s.logger, e.backends)
-	}
-	cfg := openai.DefaultConfig("")
-	cfg.BaseURL = logicalBaseURL
-	cfg.HTTPClient = e
-	return &Client{engine: e, api: openai.NewClientWithConfig(cfg), model: s.model,
-		temperature: s.temperature, hasTemp: s.hasTemperature}, nil
-}
-
-// entraCredential is the credential of the regions configured with AZURE_OPENAI_AUTH=entra: the given one, or
-// DefaultAzureCredential, built once and shared. It is nil when no region needs it.
-func entraCredential(regions []Region, given azcore.TokenCredential) (azcore.TokenCredential, error) {
-	for i := range regions {
-		r := &regions[i]
-		if !r.entraFromEnv() || r.Credential != nil {
-			continue
-		}
-		if isNilCredential(given) {
-			return nil, configErr("WithEntraCredential", "is a nil %T; was there an error building it?", given)
-		}
-		if given != nil {
-			return given, nil
-		}
-		cred, err := azidentity.NewDefaultAzureCredential(nil)
-		if err != nil {
-			// azidentity's message names the variables it read and what was wrong; the only value it quotes is
-			// AZURE_TOKEN_CREDENTIALS's, which names a credential type and is no secret.
-			return nil, configErr(r.field(i, "Credential"), "is entra, but no Entra ID credential can be built here: %v", err)
-		}
-		return cred, nil
-	}
-	return nil, nil
+	return e
 }
 
 // arrange sorts the backends by priority, keeping the given order within one priority, and groups the regions
@@ -193,18 +116,20 @@ func (e *engine) arrange(backends []*backend) {
 	e.backends = backends
 }
 
-func newFallbackBackend(f *fallbackSettings) (*backend, error) {
+// newFallbackBackend checks the OpenAI fallback's settings and builds its backend. keyField and urlField are what
+// errors call its key and base URL.
+func newFallbackBackend(f *fallbackSettings, keyField, urlField string) (*backend, error) {
 	if f.apiKey == "" {
-		return nil, configErr(f.keyField, "must be set: the OpenAI fallback needs an API key")
+		return nil, configErr(keyField, "must be set: the OpenAI fallback needs an API key")
 	}
 	if !validSecret(f.apiKey) {
-		return nil, configErr(f.keyField, "contains spaces, quotes or control characters (a stray newline or quote?)")
+		return nil, configErr(keyField, "contains spaces, quotes or control characters (a stray newline or quote?)")
 	}
 	base := f.baseURL
 	if base == "" {
 		base = DefaultOpenAIBaseURL
 	}
-	u, err := parseEndpoint(f.urlField, base)
+	u, err := parseEndpoint(urlField, base)
 	if err != nil {
 		return nil, err
 	}

@@ -3,18 +3,14 @@ package failover
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/joho/godotenv"
 )
 
-// Environment variables read by NewFromEnv. N is a region number: 1, 2, …; regions are tried in ascending N and
-// numbers may have gaps. A variable with another suffix (AZURE_OPENAI_API_KEY_SECONDARY) is not read.
+// Environment variables read by NewFromEnv and NewFromEnvFile. N is a region number: 1, 2, …; regions are tried in
+// ascending N and numbers may have gaps. A variable with another suffix (AZURE_OPENAI_API_KEY_SECONDARY) is not
+// read.
 const (
 	EnvEndpoint        = "AZURE_OPENAI_ENDPOINT"     // _N: region N's base URL; unsuffixed: region 1
 	EnvAPIKey          = "AZURE_OPENAI_API_KEY"      // _N: region N's key; unsuffixed: region 1
@@ -43,244 +39,257 @@ const EnvFile = ".env"
 // NewFromEnv builds a client from the environment: the variables above, read from the process environment and
 // from EnvFile in the working directory when it exists (the process environment wins). The file is read, not
 // loaded: the process environment is left unchanged. Options given here override the environment.
-func NewFromEnv(opts ...Option) (*Client, error) {
-	env, err := readEnv(EnvFile)
+func NewFromEnv(opts ...Option) (*Client, error) { return newFromEnv(EnvFile, false, opts) }
+
+// NewFromEnvFile is NewFromEnv with the dotenv file at path instead of EnvFile: for a test's own settings, such as
+// fake regions on random ports, or a service whose configuration lives elsewhere. The file must exist. As with
+// NewFromEnv, the process environment wins over the file, and options win over both.
+func NewFromEnvFile(path string, opts ...Option) (*Client, error) {
+	return newFromEnv(path, true, opts)
+}
+
+// newFromEnv reads the environment with the dotenv file at path, builds the configuration it describes, and
+// builds the client with the caller's options after the environment's.
+func newFromEnv(path string, required bool, opts []Option) (*Client, error) {
+	env, err := readEnv(path, required)
 	if err != nil {
 		return nil, err
 	}
-	regions, envOpts, err := configFromEnv(env)
+	c, err := configFromEnv(env)
 	if err != nil {
 		return nil, err
 	}
-	return New(regions, append(envOpts, opts...)...)
+	c.opts = append(c.opts, opts...)
+	return build(c)
 }
 
-// readEnv merges the dotenv file at path, if there is one, under the process environment.
-func readEnv(path string) (map[string]string, error) {
-	env, err := godotenv.Read(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		env = make(map[string]string)
-	case err != nil:
-		// godotenv's messages quote the file's text, which holds keys: say where to look, not what is there.
-		return nil, fmt.Errorf("failover: %s: cannot be parsed as a dotenv file (details withheld: they would quote its secrets); check its quoting and variable names", path)
-	}
-	for _, kv := range os.Environ() {
-		// An empty process variable (docker-compose's ${UNSET}, say) counts as unset: it does not hide the file.
-		if k, v, ok := strings.Cut(kv, "="); ok && strings.TrimSpace(v) != "" {
-			env[k] = v
-		}
-	}
-	return env, nil
-}
-
-// perRegionVars are the variables that take a region number.
-var perRegionVars = []string{EnvEndpoint, EnvAPIKey, EnvRegionName, EnvDeployments, EnvAPIVersion, EnvPriority, EnvWeight, EnvAuth}
-
-var describe = map[string]string{EnvEndpoint: "endpoint", EnvAPIKey: "API key", EnvRegionName: "name",
-	EnvDeployments: "deployments", EnvAPIVersion: "API version", EnvPriority: "priority", EnvWeight: "weight",
-	EnvAuth: "authentication"}
-
-// configFromEnv turns environment variables into regions and options. It is pure: tests and fuzzing give it maps.
-func configFromEnv(env map[string]string) ([]Region, []Option, error) {
-	var errs []error
-	get := func(name string) string { return strings.TrimSpace(env[name]) }
-
-	// values[n][base] is the value of variable base_n; names[n][base] the variable it was read from.
-	values := map[int]map[string]string{}
-	names := map[int]map[string]string{}
-	set := func(n int, base, name, value string) {
-		if values[n] == nil {
-			values[n], names[n] = map[string]string{}, map[string]string{}
-		}
-		if prev, ok := values[n][base]; ok {
-			if prev != value {
-				errs = append(errs, configErr(name, "conflicts with %s: both set region %d's %s, differently; keep one", names[n][base], n, describe[base]))
-			}
-			return
-		}
-		values[n][base], names[n][base] = value, name
-	}
-
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var ignored []string
-	for _, k := range keys {
-		v := get(k)
-		if v == "" {
-			continue // an empty variable counts as unset, as in a .env template
-		}
-		if k == EnvEndpoint || k == EnvAPIKey || k == EnvRegionName {
-			set(1, k, k, v) // the unsuffixed spellings name region 1
-			continue
-		}
-		for _, base := range perRegionVars {
-			suffix, ok := strings.CutPrefix(k, base+"_")
-			if !ok {
-				continue
-			}
-			n, err := strconv.Atoi(suffix)
-			switch {
-			case err != nil || suffix[0] == '+' || suffix[0] == '-':
-				// Not a region number: someone else's variable, such as AZURE_OPENAI_API_KEY_SECONDARY.
-				ignored = append(ignored, k)
-			case n < 1 || n > 999:
-				errs = append(errs, configErr(k, "has region number %d; expected 1 to 999", n))
-			default:
-				set(n, base, k, v)
-			}
-			break
-		}
-	}
-
-	// Unsuffixed, these two apply to every region that does not set its own.
-	globalVersion := get(EnvAPIVersion)
-	if globalVersion != "" {
-		if err := checkAPIVersion(EnvAPIVersion, globalVersion); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	var globalDeployments map[string]string
-	if raw := get(EnvDeployments); raw != "" {
-		var err error
-		if globalDeployments, err = parseDeployments(EnvDeployments, raw); err != nil {
-			errs = append(errs, err)
-		}
-	}
-
-	// Unsuffixed, AZURE_OPENAI_AUTH=entra applies to every region that has no key and sets no mode of its own.
-	globalEntra := false
-	if raw := get(EnvAuth); raw != "" {
-		entra, err := parseAuth(EnvAuth, raw)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		globalEntra = entra
-	}
-
-	numbers := make([]int, 0, len(values))
-	for n := range values {
-		numbers = append(numbers, n)
-	}
-	sort.Ints(numbers)
-	regions := make([]Region, 0, len(numbers))
-	for _, n := range numbers {
-		v, nm := values[n], names[n]
-		name := func(base string) string {
-			if nm[base] != "" {
-				return nm[base]
-			}
-			return fmt.Sprintf("%s_%d", base, n)
-		}
-		r := Region{
-			Name:       v[EnvRegionName],
-			Endpoint:   v[EnvEndpoint],
-			APIKey:     v[EnvAPIKey],
-			APIVersion: v[EnvAPIVersion],
-			env: &regionEnv{endpoint: name(EnvEndpoint), apiKey: name(EnvAPIKey), name: name(EnvRegionName),
-				apiVersion: name(EnvAPIVersion), deployments: name(EnvDeployments), priority: name(EnvPriority),
-				weight: name(EnvWeight), auth: name(EnvAuth)},
-		}
-		if raw, ok := v[EnvAuth]; ok {
-			entra, err := parseAuth(name(EnvAuth), raw)
-			if err != nil {
-				errs = append(errs, err)
-			}
-			r.env.entra = entra
-		} else if globalEntra && r.APIKey == "" {
-			r.env.entra, r.env.auth = true, EnvAuth
-		}
-		for _, f := range [...]struct {
-			base string
-			dst  *int
-		}{{EnvPriority, &r.Priority}, {EnvWeight, &r.Weight}} {
-			if raw, ok := v[f.base]; ok {
-				n, err := strconv.Atoi(raw)
-				if err != nil {
-					errs = append(errs, configErr(name(f.base), "is not a whole number; expected one such as 1"))
-				}
-				*f.dst = n
-			}
-		}
-		if r.APIVersion == "" && globalVersion != "" {
-			r.APIVersion, r.env.apiVersion = globalVersion, EnvAPIVersion
-		}
-		if raw, ok := v[EnvDeployments]; ok {
-			m, err := parseDeployments(name(EnvDeployments), raw)
-			if err != nil {
-				errs = append(errs, err)
-			}
-			r.Deployments = m
-		} else if globalDeployments != nil {
-			r.Deployments, r.env.deployments = globalDeployments, EnvDeployments
-		}
-		regions = append(regions, r)
-	}
-
-	var opts []Option
-	if key, base := get(EnvOpenAIKey), get(EnvOpenAIBaseURL); key != "" || base != "" {
-		opts = append(opts, func(s *settings) {
-			s.fallback = &fallbackSettings{apiKey: key, baseURL: base, keyField: EnvOpenAIKey, urlField: EnvOpenAIBaseURL}
-		})
-	}
-	if model := get(EnvModel); model != "" {
-		opts = append(opts, WithModel(model))
-	}
-	if raw := get(EnvAttemptTimeout); raw != "" {
-		d, err := time.ParseDuration(raw)
-		if err != nil || d <= 0 {
-			errs = append(errs, configErr(EnvAttemptTimeout, "is not a positive Go duration; expected one such as 30s or 1m30s"))
-		} else {
-			opts = append(opts, func(s *settings) { s.attemptTimeout, s.timeoutField = d, EnvAttemptTimeout })
-		}
-	}
-	if raw := get(EnvStrategy); raw != "" {
-		strategy, err := ParseStrategy(raw)
-		if err != nil {
-			errs = append(errs, configErr(EnvStrategy, "is not a strategy; expected one of %s", strings.Join(strategyNames[:], ", ")))
-		} else {
-			opts = append(opts, WithStrategy(strategy))
-		}
-	}
-	if raw := get(EnvMaxWait); raw != "" {
-		d, err := time.ParseDuration(raw)
-		if err != nil || d < 0 {
-			errs = append(errs, configErr(EnvMaxWait, "is not a Go duration of 0 or more; expected one such as 10s (0 never waits)"))
-		} else {
-			opts = append(opts, func(s *settings) { s.maxWait, s.maxWaitField = d, EnvMaxWait })
-		}
-	}
-	if raw := get(EnvQuotaSteering); raw != "" {
-		on, err := strconv.ParseBool(raw)
-		if err != nil {
-			errs = append(errs, configErr(EnvQuotaSteering, "is not a boolean; expected true or false"))
-		} else {
-			opts = append(opts, WithQuotaSteering(on))
-		}
-	}
-	if h, err := envHedging(get(EnvHedgeDelay), get(EnvHedgePercentile)); err != nil {
-		errs = append(errs, err...)
-	} else if h != nil {
-		opts = append(opts, WithHedging(*h))
-	}
-	if raw := get(EnvRedisURL); raw != "" {
-		prefix := get(EnvRedisPrefix)
-		opts = append(opts, func(s *settings) { s.storeURL, s.storePrefix = raw, prefix })
-	}
-	if len(regions) == 0 && get(EnvOpenAIKey) == "" && len(errs) == 0 {
+// configFromEnv turns environment variables into a configuration: the regions, the options, and the variables
+// its fields came from. It reports what only the environment can get wrong (a value that does not parse, two
+// spellings that disagree); the rest is build's. It is pure: tests and fuzzing give it maps.
+func configFromEnv(env map[string]string) (config, error) {
+	scan := scanEnv(env)
+	errs := scan.errs
+	defaults, dErrs := envRegionDefaults(scan.globals)
+	errs = append(errs, dErrs...)
+	regions, names, rErrs := envRegions(scan.regions, defaults)
+	errs = append(errs, rErrs...)
+	opts, fallback, oErrs := envOptions(scan.globals)
+	errs = append(errs, oErrs...)
+	names.fallback = fallback
+	if len(regions) == 0 && scan.globals[EnvOpenAIKey] == "" && len(errs) == 0 {
 		problem := fmt.Sprintf("no region is configured and %s is not set; set %s_1 and %s_1 or %s_1=entra (and _2, … for more regions), or %s for the public API alone", EnvOpenAIKey, EnvEndpoint, EnvAPIKey, EnvAuth, EnvOpenAIKey)
-		if len(ignored) > 0 {
-			problem += fmt.Sprintf(" (%s not read: a region's variables end in its number)", strings.Join(ignored, ", "))
+		if len(scan.ignored) > 0 {
+			problem += fmt.Sprintf(" (%s not read: a region's variables end in its number)", strings.Join(scan.ignored, ", "))
 		}
 		errs = append(errs, configErr(EnvEndpoint+"_1", "%s", problem))
 	}
 	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
+		return config{}, errors.Join(errs...)
 	}
-	return regions, opts, nil
+	return config{regions: regions, opts: opts, names: names}, nil
+}
+
+// envDefaults are what the unsuffixed variables give every region that does not set its own.
+type envDefaults struct {
+	apiVersion  string            // AZURE_OPENAI_API_VERSION
+	deployments map[string]string // AZURE_OPENAI_DEPLOYMENTS; nil when unset
+	entra       bool              // AZURE_OPENAI_AUTH=entra, for the regions without a key
+}
+
+// envRegionDefaults reads the unsuffixed per-region variables. They are checked here, not with the regions: every
+// region may override them, and a wrong value is still wrong.
+func envRegionDefaults(g map[string]string) (envDefaults, []error) {
+	var d envDefaults
+	var errs []error
+	if d.apiVersion = g[EnvAPIVersion]; d.apiVersion != "" {
+		if err := checkAPIVersion(EnvAPIVersion, d.apiVersion); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if raw := g[EnvDeployments]; raw != "" {
+		var err error
+		if d.deployments, err = parseDeployments(EnvDeployments, raw); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if raw := g[EnvAuth]; raw != "" {
+		var err error
+		if d.entra, err = parseAuth(EnvAuth, raw); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return d, errs
+}
+
+// regionVars names the variable base behind each Region field.
+var regionVars = map[string]string{"Name": EnvRegionName, "Endpoint": EnvEndpoint, "APIKey": EnvAPIKey,
+	"APIVersion": EnvAPIVersion, "Deployments": EnvDeployments, "Priority": EnvPriority, "Weight": EnvWeight,
+	"Credential": EnvAuth}
+
+// envRegions parses the regions' values, fills in the defaults, and names each field's variable: the region's
+// own, or the unsuffixed one it took its value from.
+func envRegions(scanned []envRegion, d envDefaults) ([]regionConfig, *envNames, []error) {
+	var errs []error
+	regions := make([]regionConfig, 0, len(scanned))
+	names := &envNames{regions: make([]map[string]string, 0, len(scanned))}
+	for _, sr := range scanned {
+		r, vars, rErrs := envRegionConfig(&sr, d)
+		errs = append(errs, rErrs...)
+		regions = append(regions, r)
+		names.regions = append(names.regions, vars)
+	}
+	return regions, names, errs
+}
+
+// envRegionConfig parses one region's values.
+func envRegionConfig(sr *envRegion, d envDefaults) (regionConfig, map[string]string, []error) {
+	var errs []error
+	v := sr.values
+	vars := make(map[string]string, len(regionVars))
+	for field, base := range regionVars {
+		vars[field] = sr.name(base)
+	}
+	r := regionConfig{Region: Region{Name: v[EnvRegionName], Endpoint: v[EnvEndpoint], APIKey: v[EnvAPIKey], APIVersion: v[EnvAPIVersion]}}
+	if raw, ok := v[EnvAuth]; ok {
+		entra, err := parseAuth(vars["Credential"], raw)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		r.entra = entra
+	} else if d.entra && r.APIKey == "" {
+		r.entra, vars["Credential"] = true, EnvAuth
+	}
+	for _, f := range [...]struct {
+		field string
+		dst   *int
+	}{{"Priority", &r.Priority}, {"Weight", &r.Weight}} {
+		if raw, ok := v[regionVars[f.field]]; ok {
+			n, err := strconv.Atoi(raw)
+			if err != nil {
+				errs = append(errs, configErr(vars[f.field], "is not a whole number; expected one such as 1"))
+			}
+			*f.dst = n
+		}
+	}
+	if r.APIVersion == "" && d.apiVersion != "" {
+		r.APIVersion, vars["APIVersion"] = d.apiVersion, EnvAPIVersion
+	}
+	if raw, ok := v[EnvDeployments]; ok {
+		m, err := parseDeployments(vars["Deployments"], raw)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		r.Deployments = m
+	} else if d.deployments != nil {
+		r.Deployments, vars["Deployments"] = d.deployments, EnvDeployments
+	}
+	return r, vars, errs
+}
+
+// envNames names fields by the variables they were read from.
+type envNames struct {
+	regions  []map[string]string // per region: Region field → variable
+	fallback *fallbackSettings   // the OpenAI fallback the environment set, if any
+}
+
+func (n *envNames) region(i int, f string) string {
+	if i < len(n.regions) && n.regions[i][f] != "" {
+		return n.regions[i][f]
+	}
+	return goNames{}.region(i, f)
+}
+
+func (n *envNames) option(s *settings, opt string) string {
+	if s.fallback != nil && s.fallback == n.fallback { // else WithOpenAIFallback replaced the environment's
+		switch opt {
+		case "WithOpenAIFallback(apiKey)":
+			return EnvOpenAIKey
+		case "WithOpenAIFallback(baseURL)":
+			return EnvOpenAIBaseURL
+		}
+	}
+	// The environment's other settings are checked as they are parsed (envOptions): a value left to fail here
+	// was given by an option.
+	return opt
+}
+
+func (n *envNames) entraHint(i int) string {
+	return fmt.Sprintf("set %s=entra for Microsoft Entra ID (managed identity)", n.region(i, "Credential"))
+}
+
+// envOptions reads the client-wide variables into options. It returns the OpenAI fallback it set, if any, so
+// that errors about it can name its variables.
+func envOptions(g map[string]string) ([]Option, *fallbackSettings, []error) {
+	var opts []Option
+	var errs []error
+	add := func(opt Option, err error) {
+		if err != nil {
+			errs = append(errs, err)
+		} else if opt != nil {
+			opts = append(opts, opt)
+		}
+	}
+	var fallback *fallbackSettings
+	if key, base := g[EnvOpenAIKey], g[EnvOpenAIBaseURL]; key != "" || base != "" {
+		fallback = &fallbackSettings{apiKey: key, baseURL: base}
+		opts = append(opts, func(s *settings) { s.fallback = fallback })
+	}
+	if model := g[EnvModel]; model != "" {
+		opts = append(opts, WithModel(model))
+	}
+	add(envDuration(g[EnvAttemptTimeout], false, WithAttemptTimeout,
+		configErr(EnvAttemptTimeout, "is not a positive Go duration; expected one such as 30s or 1m30s")))
+	add(envStrategy(g[EnvStrategy]))
+	add(envDuration(g[EnvMaxWait], true, WithMaxWait,
+		configErr(EnvMaxWait, "is not a Go duration of 0 or more; expected one such as 10s (0 never waits)")))
+	add(envSteering(g[EnvQuotaSteering]))
+	if h, hErrs := envHedging(g[EnvHedgeDelay], g[EnvHedgePercentile]); len(hErrs) > 0 {
+		errs = append(errs, hErrs...)
+	} else if h != nil {
+		opts = append(opts, WithHedging(*h))
+	}
+	if raw := g[EnvRedisURL]; raw != "" {
+		prefix := g[EnvRedisPrefix]
+		opts = append(opts, func(s *settings) { s.storeURL, s.storePrefix = raw, prefix })
+	}
+	return opts, fallback, errs
+}
+
+// envDuration reads a duration for option with: positive, or 0 too when zeroOK. An empty value gives no option;
+// a wrong one gives bad.
+func envDuration(raw string, zeroOK bool, with func(time.Duration) Option, bad error) (Option, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d < 0 || (d == 0 && !zeroOK) {
+		return nil, bad
+	}
+	return with(d), nil
+}
+
+// envStrategy reads FAILOVER_STRATEGY.
+func envStrategy(raw string) (Option, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	strategy, err := ParseStrategy(raw)
+	if err != nil {
+		return nil, configErr(EnvStrategy, "is not a strategy; expected one of %s", strings.Join(strategyNames[:], ", "))
+	}
+	return WithStrategy(strategy), nil
+}
+
+// envSteering reads FAILOVER_QUOTA_STEERING.
+func envSteering(raw string) (Option, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	on, err := strconv.ParseBool(raw)
+	if err != nil {
+		return nil, configErr(EnvQuotaSteering, "is not a boolean; expected true or false")
+	}
+	return WithQuotaSteering(on), nil
 }
 
 // envHedging reads the hedging variables: nil when both are empty.

@@ -2,6 +2,10 @@ package failover
 
 import (
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,11 +18,11 @@ const envSecret = "env-S3cret-Key-9f8e7d6c5b4a"
 // clientFromEnv is NewFromEnv without the process environment or a file.
 func clientFromEnv(t *testing.T, env map[string]string) (*Client, error) {
 	t.Helper()
-	regions, opts, err := configFromEnv(env)
+	cfg, err := configFromEnv(env)
 	if err != nil {
 		return nil, err
 	}
-	c, err := New(regions, opts...)
+	c, err := build(cfg)
 	if c != nil {
 		t.Cleanup(c.CloseIdleConnections)
 	}
@@ -165,6 +169,24 @@ func TestEnvErrorsNameTheVariable(t *testing.T) {
 	}
 }
 
+// TestEnvFallbackErrorsNameItsSource: the OpenAI fallback's errors name the variables while the environment's
+// fallback is in effect, and the option once WithOpenAIFallback replaces it.
+func TestEnvFallbackErrorsNameItsSource(t *testing.T) {
+	env := map[string]string{"AZURE_OPENAI_ENDPOINT_1": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY_1": envSecret,
+		"OPENAI_API_KEY": envSecret + " x"}
+	cfg, err := configFromEnv(env)
+	require.NoError(t, err)
+	_, err = build(cfg)
+	requireConfigError(t, err, "OPENAI_API_KEY", "control characters")
+
+	cfg, err = configFromEnv(env)
+	require.NoError(t, err)
+	cfg.opts = append(cfg.opts, WithOpenAIFallback(envSecret, "http://api.openai.com/v1"))
+	_, err = build(cfg)
+	requireConfigError(t, err, "WithOpenAIFallback(baseURL)", "must use https")
+	assert.Len(t, flatten(err), 1, "the environment's key is replaced, not checked: %v", err)
+}
+
 func TestEnvIgnoresOtherSuffixes(t *testing.T) {
 	c, err := clientFromEnv(t, map[string]string{
 		"AZURE_OPENAI_ENDPOINT_1": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY_1": envSecret,
@@ -193,6 +215,77 @@ func TestEnvOpenAIAlone(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{OpenAIFallbackName}, c.Regions())
 	assert.Equal(t, "api.openai.com", c.engine.backends[0].host)
+}
+
+// withoutLibraryEnv unsets, for the test, every variable NewFromEnv reads from the process environment (an empty
+// variable counts as unset), and runs the test in an empty directory.
+func withoutLibraryEnv(t *testing.T) string {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AZURE_OPENAI_") || strings.HasPrefix(k, "OPENAI_") || strings.HasPrefix(k, "FAILOVER_") {
+			t.Setenv(k, "")
+		}
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	return dir
+}
+
+// TestNewFromEnvFile: the file at the path is read instead of the working directory's .env; the process
+// environment wins over the file, and options over both.
+func TestNewFromEnvFile(t *testing.T) {
+	cwd := withoutLibraryEnv(t)
+	require.NoError(t, os.WriteFile(filepath.Join(cwd, EnvFile), []byte("AZURE_OPENAI_ENDPOINT_3=https://three.openai.azure.com\n"), 0o600))
+	path := filepath.Join(t.TempDir(), "fake-regions.env")
+	require.NoError(t, os.WriteFile(path, []byte(`# fake regions on random ports
+AZURE_OPENAI_ENDPOINT_1=http://127.0.0.1:41234
+AZURE_OPENAI_API_KEY_1="`+envSecret+`"
+AZURE_OPENAI_REGION_1=from-file
+AZURE_OPENAI_ENDPOINT_2=http://127.0.0.1:41235
+AZURE_OPENAI_API_KEY_2=`+envSecret+`
+AZURE_OPENAI_REGION_2=from-file-too
+FAILOVER_ATTEMPT_TIMEOUT=5s
+FAILOVER_MAX_WAIT=2s
+`), 0o600))
+	t.Setenv("AZURE_OPENAI_REGION_2", "from-process")
+
+	c, err := NewFromEnvFile(path, WithAttemptTimeout(3*time.Second))
+	require.NoError(t, err)
+	t.Cleanup(c.CloseIdleConnections)
+	assert.Equal(t, []string{"from-file", "from-process"}, c.Regions(), "the file at path, not ./.env; the process wins")
+	assert.Equal(t, 3*time.Second, c.AttemptTimeout(), "the option wins over the file")
+	assert.Equal(t, 2*time.Second, c.engine.maxWait)
+	assert.Equal(t, "127.0.0.1:41234", c.engine.backends[0].host)
+	_, inProcess := os.LookupEnv("AZURE_OPENAI_ENDPOINT_1")
+	assert.False(t, inProcess, "the file is read, not loaded into the process environment")
+}
+
+// TestNewFromEnvFileMissing: an explicit path must exist (NewFromEnv's .env need not); the error names the path.
+func TestNewFromEnvFileMissing(t *testing.T) {
+	withoutLibraryEnv(t)
+	t.Setenv("OPENAI_API_KEY", envSecret) // the environment alone would configure a client
+	path := filepath.Join(t.TempDir(), "missing.env")
+	c, err := NewFromEnvFile(path)
+	assert.Nil(t, c)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	assert.Equal(t, "failover: "+path+": cannot be read: file does not exist", err.Error())
+
+	c, err = NewFromEnv()
+	require.NoError(t, err, "NewFromEnv's .env is optional")
+	c.CloseIdleConnections()
+}
+
+// TestNewFromEnvFileBadFileDoesNotQuoteIt: the file's errors name it and withhold its text, as NewFromEnv's do.
+func TestNewFromEnvFileBadFileDoesNotQuoteIt(t *testing.T) {
+	withoutLibraryEnv(t)
+	path := filepath.Join(t.TempDir(), "bad.env")
+	require.NoError(t, os.WriteFile(path, []byte("AZURE_OPENAI_API_KEY_1=\""+envSecret+"\nAZURE OPENAI=x\n"), 0o600))
+	c, err := NewFromEnvFile(path)
+	assert.Nil(t, c)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), path+": cannot be parsed")
+	assert.NotContains(t, err.Error(), envSecret[:8])
 }
 
 // requireConfigError checks that err holds a *ConfigError for field whose problem mentions problem, and that no

@@ -136,10 +136,11 @@ var fuzzEnvSeeds = []struct {
 	{"AZURE_OPENAI_ENDPOINT_1=https://one.openai.azure.com/?key=x\nAZURE_OPENAI_API_KEY_1=\nAZURE_OPENAI_API_VERSION_1=k3y", "k3y", false},
 }
 
-// fuzzNew is what FuzzEnv builds a client with: the environment's options, a fake Entra ID credential and an HTTP
-// client of its own.
-func fuzzNew(regions []Region, opts []Option) (*Client, error) {
-	return New(regions, append(opts, WithEntraCredential(&fuzzCredential{}), WithHTTPClient(&http.Client{}))...)
+// fuzzNew is what FuzzEnv builds a client with: the environment's configuration, a fake Entra ID credential and an
+// HTTP client of its own.
+func fuzzNew(cfg config) (*Client, error) {
+	cfg.opts = append(cfg.opts[:len(cfg.opts):len(cfg.opts)], WithEntraCredential(&fuzzCredential{}), WithHTTPClient(&http.Client{}))
+	return build(cfg)
 }
 
 func FuzzEnv(f *testing.F) {
@@ -156,17 +157,18 @@ func FuzzEnv(f *testing.F) {
 			}
 		}
 
-		regions, opts, err := configFromEnv(env)
+		cfg, err := configFromEnv(env)
 		if err != nil {
 			leaks("configFromEnv's error", err.Error())
 			return
 		}
-		c, err := fuzzNew(regions, opts)
+		c, err := fuzzNew(cfg)
 		if err != nil {
 			leaks("New's error", err.Error())
 			return
 		}
 		defer c.CloseIdleConnections()
+		regions := cfg.regions // a regionConfig shows itself as its Region does
 		leaks("formatting", fmt.Sprintf("%v %+v %#v", c, regions, regions))
 		data, err := json.Marshal(regions)
 		if err != nil {
@@ -189,10 +191,10 @@ func FuzzEnv(f *testing.F) {
 // marker, and the leak check is skipped only when the marker is quoted legitimately.
 func TestFuzzEnvSeeds(t *testing.T) {
 	for i, seed := range fuzzEnvSeeds {
-		regions, opts, err := configFromEnv(fuzzEnv(seed.lines, seed.key))
+		cfg, err := configFromEnv(fuzzEnv(seed.lines, seed.key))
 		if err == nil {
 			var c *Client
-			c, err = fuzzNew(regions, opts)
+			c, err = fuzzNew(cfg)
 			if c != nil {
 				c.CloseIdleConnections()
 			}

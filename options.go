@@ -26,7 +26,6 @@ type Option func(*settings)
 type settings struct {
 	strategy       Strategy
 	maxWait        time.Duration
-	maxWaitField   string
 	backoff        func(failures int) time.Duration
 	faultRest      time.Duration
 	missingRest    time.Duration
@@ -35,7 +34,6 @@ type settings struct {
 	temperature    float32
 	hasTemperature bool
 	attemptTimeout time.Duration
-	timeoutField   string
 	fallback       *fallbackSettings
 	httpClient     *http.Client
 	logger         *slog.Logger
@@ -50,8 +48,7 @@ type settings struct {
 }
 
 type fallbackSettings struct {
-	apiKey, baseURL    string
-	keyField, urlField string // what errors call the two values
+	apiKey, baseURL string
 }
 
 // WithModel sets the model used when a request names none: ChatCompletion always, CreateChatCompletion when the
@@ -71,7 +68,7 @@ func WithTemperature(t float32) Option {
 // one is tried. The caller's context still bounds the whole request. Default: DefaultAttemptTimeout.
 // The environment's FAILOVER_ATTEMPT_TIMEOUT (a Go duration such as 30s) sets it too.
 func WithAttemptTimeout(d time.Duration) Option {
-	return func(s *settings) { s.attemptTimeout, s.timeoutField = d, "WithAttemptTimeout" }
+	return func(s *settings) { s.attemptTimeout = d }
 }
 
 // WithOpenAIFallback makes the public OpenAI API the last backend, tried when every region has failed. baseURL
@@ -79,8 +76,7 @@ func WithAttemptTimeout(d time.Duration) Option {
 // OPENAI_BASE_URL set it too.
 func WithOpenAIFallback(apiKey, baseURL string) Option {
 	return func(s *settings) {
-		s.fallback = &fallbackSettings{apiKey: apiKey, baseURL: baseURL,
-			keyField: "WithOpenAIFallback(apiKey)", urlField: "WithOpenAIFallback(baseURL)"}
+		s.fallback = &fallbackSettings{apiKey: apiKey, baseURL: baseURL}
 	}
 }
 
@@ -132,7 +128,7 @@ func WithStrategy(st Strategy) Option {
 // OpenAI fallback could serve, waits the same way for the first region to have room, and otherwise goes to the
 // regions as they are. 0 never waits. Default: DefaultMaxWait. The environment's FAILOVER_MAX_WAIT sets it too.
 func WithMaxWait(d time.Duration) Option {
-	return func(s *settings) { s.maxWait, s.maxWaitField = d, "WithMaxWait" }
+	return func(s *settings) { s.maxWait = d }
 }
 
 // WithBackoff sets the rest after a failure that came without a usable Retry-After header, given the number of
