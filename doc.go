@@ -35,7 +35,12 @@
 //
 // An order of regions is a Strategy in route.go (byStrategy); a reason to wait or to skip a region is a state in
 // state.go, asked by call.admitNext; a way to race attempts plugs into call.pass, as hedging does (hedge.go for
-// the policy, race.go for the race); a new kind of answer is a verdict in classify.go. Configuration is read in
-// credentials.go (the environment) and checked in one validator, which names each wrong field as its source
-// spells it.
+// the policy, race.go for the race); a new kind of answer is a verdict in classify.go.
+//
+// # Configuration
+//
+// Configuration goes in three steps: envscan.go scans the environment and a .env file into raw values;
+// credentials.go builds regions and options from them (New takes them from Go values instead); validate.go
+// checks them once and builds the backends, naming each wrong field through a fieldNamer as its source spells it
+// (AZURE_OPENAI_ENDPOINT_2, regions[1].Endpoint), with the single-value checks in endpoint.go.
 package failover

@@ -522,7 +522,7 @@ func TestQuotaModelsAreBounded(t *testing.T) {
 }
 
 // TestQuotaStaleModelsMakeRoom: once the made-up names' news is long forgotten, they hold nothing: a real model
-// seen later should still be tracked, as rest.go's setModelLocked forgets rests that are over.
+// seen later should still be tracked, as state.go's setModelLocked forgets rests that are over.
 func TestQuotaStaleModelsMakeRoom(t *testing.T) {
 	now := quotaNow
 	var h health
