@@ -65,12 +65,12 @@ func (r *EventReader) readLine() ([]byte, error) {
 		return line, err
 	}
 	r.long = append(r.long[:0], line...)
-	for err == bufio.ErrBufferFull {
-		if len(r.long) > maxEventLine {
-			return nil, fmt.Errorf("stream line longer than %d bytes", maxEventLine)
-		}
+	for err == bufio.ErrBufferFull && len(r.long) <= maxEventLine {
 		line, err = r.lines.ReadSlice('\n')
 		r.long = append(r.long, line...)
+	}
+	if len(r.long) > maxEventLine {
+		return nil, fmt.Errorf("stream line longer than %d bytes", maxEventLine)
 	}
 	return r.long, err
 }
