@@ -72,8 +72,8 @@ func (h *health) admit(model string, now time.Time) (ticket, time.Time, bool) {
 	return t, time.Time{}, true
 }
 
-// releaseLocked ends t's probes without a verdict.
-// Only the rests t claimed are released: a rest set since by another attempt keeps its own probe.
+// releaseLocked ends t's probes without a verdict. Only the rests t claimed are released: a rest set since by
+// another attempt keeps its own probe. The caller holds h.mu.
 func (h *health) releaseLocked(t ticket) {
 	if t.regionProbe != nil {
 		t.regionProbe.probing = false
@@ -120,6 +120,7 @@ func (h *health) measure(d time.Duration, now time.Time) {
 	h.measureLocked(d, now)
 }
 
+// measureLocked is measure for a caller that holds h.mu.
 func (h *health) measureLocked(d time.Duration, now time.Time) {
 	if h.latency == 0 {
 		h.latency = d
@@ -253,6 +254,7 @@ const maxTrackedModels = 1024
 // setModelLocked records a model's rest and reports whether it did. When the map is full it first forgets rests
 // that are over, then, for a real rest, one missing mark (made-up model names must not crowd out a real 429). A
 // missing mark that finds no room is not recorded: the backend is then asked again for that model, which is safe.
+// The caller holds h.mu.
 func (h *health) setModelLocked(model string, r *rest, now time.Time) bool {
 	if h.models == nil {
 		h.models = make(map[string]*rest)

@@ -25,7 +25,8 @@ import (
 // Store will not grow: what later versions share more comes as optional interfaces, which a Store implements
 // beside it and the Client finds by type assertion when it is built (see storeExtrasOf), so that a Store
 // written against this version keeps working, sharing what it can. Today there is one: io.Closer, which
-// Client.Close calls on a Store the Client opened itself (WithStoreOpener); redisstore.Store implements it.
+// Client.Close calls on a Store the Client opened itself (WithStoreOpener); redisstore.Store and
+// storetest.Memory implement it.
 type Store interface {
 	// Load returns the records in force at now (Until after now) of the given backends, in any order.
 	Load(ctx context.Context, backends []string, now time.Time) ([]Record, error)

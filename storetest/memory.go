@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"time"
 
@@ -12,6 +13,9 @@ import (
 // ErrDown is what a Memory store answers while SetDown(true) is in force.
 var ErrDown = errors.New("storetest: store is down")
 
+// ErrClosed is what a Memory store answers once closed.
+var ErrClosed = errors.New("storetest: store is closed")
+
 // Memory is a failover.Store in memory. Its zero value is empty and ready; it is safe for concurrent use.
 // SetDown makes it fail every call, as a store that is out would.
 type Memory struct {
@@ -19,6 +23,7 @@ type Memory struct {
 	records map[scope]failover.Record
 	probes  map[scope]probe
 	down    bool
+	closed  bool
 	calls   int
 }
 
@@ -29,7 +34,20 @@ type probe struct {
 	until time.Time
 }
 
-var _ failover.Store = (*Memory)(nil)
+var (
+	_ failover.Store = (*Memory)(nil)
+	// Close is one of the optional interfaces a failover.Store may implement (see failover.Store).
+	_ io.Closer = (*Memory)(nil)
+)
+
+// Close makes every later call fail with ErrClosed, as a closed connection's would; Client.Close calls it on a
+// store the client opened (failover.WithStoreOpener). The records stay, for Records.
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	return nil
+}
 
 // SetDown makes every later call fail with ErrDown (true) or work again (false). The records stay.
 func (m *Memory) SetDown(down bool) {
@@ -49,6 +67,9 @@ func (m *Memory) Calls() int {
 func (m *Memory) enter(ctx context.Context) error {
 	m.mu.Lock()
 	m.calls++
+	if m.closed {
+		return ErrClosed
+	}
 	if m.down {
 		return ErrDown
 	}
