@@ -100,11 +100,11 @@ func jsonInt(body []byte, key string) int {
 }
 
 // latencyKind is what the request's latencies are kept by, as far as its body says.
-func (c *call) latencyKind() latencyKind { return latencyKind{model: c.model, stream: c.stream} }
+func (c *request) latencyKind() latencyKind { return latencyKind{model: c.model, stream: c.stream} }
 
 // wantsStream reports whether the request asks for a stream: as shape read it when hedging, else read now (an
 // attempt was cut, which is rare).
-func (c *call) wantsStream() bool {
+func (c *request) wantsStream() bool {
 	if c.e.hedger != nil {
 		return c.stream
 	}

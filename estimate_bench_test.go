@@ -20,7 +20,7 @@ func BenchmarkEstimateTokens(b *testing.B) {
 	}
 	body := bytesBody(data)
 	body.data = nil // as go-openai's: only its GetBody has the bytes
-	c := call{e: &engine{}, body: body}
+	c := call{request: request{e: &engine{}, body: body}}
 	b.ReportAllocs()
 	for b.Loop() {
 		shape(&c)

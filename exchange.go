@@ -15,7 +15,7 @@ import (
 
 // try makes one attempt at b under the attempt timeout: a timer rather than a context deadline, so that it can be
 // stopped once a stream has started (it bounds the wait for a stream's first content, not the stream).
-func (c *call) try(ctx context.Context, b *backend, body requestBody) (*http.Response, Attempt, verdict) {
+func (c *request) try(ctx context.Context, b *backend, body requestBody) (*http.Response, Attempt, verdict) {
 	e := c.e
 	start := time.Now()
 	a := Attempt{Region: b.name, Deployment: b.deployment(c.model)}
@@ -63,7 +63,7 @@ func (c *call) try(ctx context.Context, b *backend, body requestBody) (*http.Res
 
 // exchange sends one attempt and reads its answer. It returns the response when the answer settles the request
 // (served or returned), or the verdict on the failure when the next backend should be tried.
-func (c *call) exchange(ctx context.Context, b *backend, u *url.URL, body requestBody) (*http.Response, Outcome, verdict) {
+func (c *request) exchange(ctx context.Context, b *backend, u *url.URL, body requestBody) (*http.Response, Outcome, verdict) {
 	e, orig := c.e, c.req
 	auth := b.authValue
 	if b.tokens != nil {

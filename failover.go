@@ -51,15 +51,11 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 // run (the passes), pass (one pass over the order), admitNext (admission), one or race (hedging's one plug),
 // attempt (send, then settle), settle (the region's state), report (trace, hook, log).
 type call struct {
-	e         *engine
+	request
 	ctx       context.Context
-	req       *http.Request
-	op, model string
-	body      requestBody
 	pathModel bool // the model came from an Azure path: the OpenAI fallback gets it written into its body
 	trace     *Trace
 	cost      float64   // the request's estimated tokens, when steering (see estimateTokens)
-	stream    bool      // the request asks for a stream, as far as its body says (read when hedging)
 	waitLimit time.Time // no wait may end later: the request has waited enough by then
 
 	next       int       // the next backend of this pass's order to consider
@@ -68,6 +64,17 @@ type call struct {
 	soonest    time.Time // when the first resting backend comes back; zero if none will
 	hedges     int       // hedges sent
 	made       int       // attempts reported
+}
+
+// request is what every attempt of a call reads and none changes. Attempts are its methods (attempt, then
+// try and exchange in exchange.go, then settle), so that a race (race.go) can run them on goroutines of their
+// own with a copy of it while the call goes on, and the call itself stays on the stack.
+type request struct {
+	e         *engine
+	req       *http.Request
+	op, model string
+	body      requestBody
+	stream    bool // the request asks for a stream, as far as its body says (read when hedging)
 }
 
 // newCall reads what req asks for: its operation, its model (from the body, else from an Azure path) and, for
@@ -95,7 +102,7 @@ func (e *engine) newCall(req *http.Request) (call, error) {
 		// It becomes a path segment of an Azure URL, where it would climb out of /openai/deployments/.
 		return call{}, fmt.Errorf("failover: model %q is not a deployment name", model)
 	}
-	c := call{e: e, ctx: ctx, req: req, op: op, model: model, body: body, pathModel: pathModel,
+	c := call{request: request{e: e, req: req, op: op, model: model, body: body}, ctx: ctx, pathModel: pathModel,
 		trace: ContextTrace(ctx), waitLimit: time.Now().Add(e.maxWait)}
 	if deadline, ok := ctx.Deadline(); ok && deadline.Before(c.waitLimit) {
 		c.waitLimit = deadline
@@ -235,8 +242,8 @@ func (c *call) one(b *backend, t ticket) (resp *http.Response, done bool, err er
 
 // attempt sends body to b under ctx with ticket t (see exchange.go) and settles the attempt in b's state. The
 // ticket is released even if the attempt panics (in a caller's transport or GetBody), so that no backend is left
-// probing forever. It runs on the request's goroutine, or on a race's, and changes nothing in c.
-func (c *call) attempt(ctx context.Context, b *backend, t ticket, body requestBody) (*http.Response, Attempt, time.Time) {
+// probing forever.
+func (c *request) attempt(ctx context.Context, b *backend, t ticket, body requestBody) (*http.Response, Attempt, time.Time) {
 	settled := false
 	defer func() {
 		if !settled {
@@ -248,7 +255,8 @@ func (c *call) attempt(ctx context.Context, b *backend, t ticket, body requestBo
 	settled = true
 	s, stream := bodyOf(resp).(*streamBody)
 	if stream {
-		s.onCut = func() { c.streamCut(ctx, b) }
+		e, model := c.e, c.model // not c: the closure outlives the call
+		s.onCut = func() { e.streamCut(ctx, b, model) }
 	}
 	// Latencies are kept whatever the options, for hedging and for any policy that learns from them.
 	switch {
@@ -262,7 +270,7 @@ func (c *call) attempt(ctx context.Context, b *backend, t ticket, body requestBo
 
 // settle records an attempt's verdict in the backend's state, sets the rest it caused on a, logs a fault, and
 // returns when the rest ends (zero when the backend does not rest).
-func (c *call) settle(ctx context.Context, b *backend, t ticket, a *Attempt, v verdict) time.Time {
+func (c *request) settle(ctx context.Context, b *backend, t ticket, a *Attempt, v verdict) time.Time {
 	if t.quota.cost > 0 && a.Header != nil {
 		b.health.heard(c.model, a.Status, a.Header, t.quota, v.wait, time.Now())
 	}
@@ -307,21 +315,21 @@ func (c *call) settle(ctx context.Context, b *backend, t ticket, a *Attempt, v v
 	return now.Add(d)
 }
 
-// streamCut records that a stream served by b broke off after its first content: a failure of b for the model,
-// unless the caller ended it.
-func (c *call) streamCut(ctx context.Context, b *backend) {
+// streamCut records that a stream of model served by b broke off after its first content: a failure of b for
+// model, unless the caller ended it.
+func (e *engine) streamCut(ctx context.Context, b *backend, model string) {
 	if ctx.Err() != nil {
 		return
 	}
 	now := time.Now()
-	r, _ := b.health.failed(c.model, ticket{start: now}, http.StatusOK, verdict{kind: restFailing}, &c.e.rests, now)
-	if c.e.share != nil && !r.until.IsZero() {
-		c.e.share.save(ctx, b, c.model, r, ticket{})
+	r, _ := b.health.failed(model, ticket{start: now}, http.StatusOK, verdict{kind: restFailing}, &e.rests, now)
+	if e.share != nil && !r.until.IsZero() {
+		e.share.save(ctx, b, model, r, ticket{})
 	}
 }
 
 // release ends t's probes without a verdict on the backend.
-func (c *call) release(ctx context.Context, b *backend, t ticket) {
+func (c *request) release(ctx context.Context, b *backend, t ticket) {
 	b.health.release(t)
 	if c.e.share != nil {
 		c.e.share.release(ctx, b, c.model, t)

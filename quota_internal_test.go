@@ -740,7 +740,7 @@ func TestQuotaLargeBodyReadsItsEnd(t *testing.T) {
 			var seen []byte
 			require.True(t, readBodyBytes(body, func(d []byte) { seen = bytes.Clone(d) }))
 			assert.Equal(t, data[len(data)-maxScanned:], seen, "the body's last maxScanned bytes")
-			c := call{e: &engine{}, body: body}
+			c := call{request: request{e: &engine{}, body: body}}
 			shape(&c)
 			assert.Equal(t, want, c.cost)
 		})

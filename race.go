@@ -55,6 +55,7 @@ func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response
 		ctx, cancel := context.WithCancelCause(c.ctx)
 		f := &flight{b: b, cancel: cancel}
 		inFlight = append(inFlight, f)
+		rq := c.request // a copy: the call goes on while the attempt runs
 		go func() {
 			r := finished{f: f}
 			defer func() {
@@ -65,7 +66,7 @@ func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response
 				}
 				results <- r
 			}()
-			r.resp, r.a, r.until = c.attempt(ctx, b, t, sent)
+			r.resp, r.a, r.until = rq.attempt(ctx, b, t, sent)
 			r.a.Hedged = hedged
 		}()
 		return true
