@@ -40,6 +40,9 @@ func parseDelay(v string, unit time.Duration) (time.Duration, bool) {
 	if v == "" || v[0] < '0' || v[0] > '9' { // rejects signs, "Inf", "NaN" and HTTP dates alike
 		return 0, false
 	}
+	if d, ok := exactDelay(v, unit); ok {
+		return d, true
+	}
 	f, err := strconv.ParseFloat(v, 64)
 	if ne := (*strconv.NumError)(nil); errors.As(err, &ne) && ne.Err == strconv.ErrRange {
 		err = nil // too many digits for a float64: a very long delay (or, as 1e-400, none), not garbage
@@ -51,4 +54,37 @@ func parseDelay(v string, unit time.Duration) (time.Duration, bool) {
 		return maxRetryAfter, true
 	}
 	return time.Duration(f * float64(unit)), true
+}
+
+// exactDelay reads digits with an optional fraction ("17.1002", as Azure writes a delay) exactly, truncated to
+// the nanosecond and capped at maxRetryAfter: through a float64, such a fraction can come out a nanosecond
+// either side. It reports false for anything else (an exponent, a hex float), which parseDelay reads as a float.
+func exactDelay(v string, unit time.Duration) (time.Duration, bool) {
+	whole, frac, dotted := strings.Cut(v, ".")
+	if !allDigits(whole) || dotted && !allDigits(frac) {
+		return 0, false
+	}
+	whole = strings.TrimLeft(whole, "0")
+	n, err := strconv.ParseInt("0"+whole, 10, 64)
+	if err != nil || time.Duration(n) >= maxRetryAfter/unit { // a day or more, or more than an int64 holds
+		return maxRetryAfter, true
+	}
+	d := time.Duration(n) * unit
+	for i, scale := 0, unit/10; i < len(frac) && scale > 0; i, scale = i+1, scale/10 {
+		d += time.Duration(frac[i]-'0') * scale
+	}
+	return min(d, maxRetryAfter), true
+}
+
+// allDigits reports whether s is one or more ASCII digits.
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
