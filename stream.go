@@ -22,8 +22,9 @@ var ErrStreamCut = errors.New("failover: stream cut")
 const maxStreamHead = 1 << 20
 
 // streamBody passes a server-sent event stream on, line by line as Read, or event by event through an
-// EventReader, after openStream has read it up to its first content. It turns a stream that ends without "data: [DONE]" into an ErrStreamCut error, so that a cut stream
-// never looks like a complete one. Read and Close may be called concurrently.
+// EventReader, after openStream has read it up to its first content. It turns a stream that ends without
+// "data: [DONE]" into an ErrStreamCut error, so that a cut stream never looks like a complete one. Read and Close
+// may be called concurrently.
 type streamBody struct {
 	events  *EventReader // the upstream stream's events
 	rest    []byte       // the lines of the current upstream event not yet read
