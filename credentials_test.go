@@ -274,6 +274,12 @@ func TestNewFromEnvFileMissing(t *testing.T) {
 	c, err = NewFromEnv()
 	require.NoError(t, err, "NewFromEnv's .env is optional")
 	c.CloseIdleConnections()
+
+	dir := t.TempDir() // a path that is there but cannot be read as a file
+	c, err = NewFromEnvFile(dir)
+	assert.Nil(t, c)
+	require.Error(t, err)
+	assert.Equal(t, "failover: "+dir+": cannot be read: is a directory", err.Error(), "what the system says, not a parse error")
 }
 
 // TestNewFromEnvFileBadFileDoesNotQuoteIt: the file's errors name it and withhold its text, as NewFromEnv's do.

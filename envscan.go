@@ -16,11 +16,14 @@ import (
 // required: NewFromEnv's .env is optional, NewFromEnvFile's path is not.
 func readEnv(path string, required bool) (map[string]string, error) {
 	env, err := godotenv.Read(path)
+	var unreadable *fs.PathError // a directory, a file without read permission: what the system says, no content
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !required:
 		env = make(map[string]string)
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("failover: %s: cannot be read: %w", path, fs.ErrNotExist)
+	case errors.As(err, &unreadable):
+		return nil, fmt.Errorf("failover: %s: cannot be read: %w", path, unreadable.Err)
 	case err != nil:
 		// godotenv's messages quote the file's text, which holds keys: say where to look, not what is there.
 		return nil, fmt.Errorf("failover: %s: cannot be parsed as a dotenv file (details withheld: they would quote its secrets); check its quoting and variable names", path)

@@ -94,8 +94,10 @@ func (c *Client) Health() []RegionHealth {
 
 // takeFirstBack gives a serving region whose declared models all are out the state of the one back first.
 func (rh *RegionHealth) takeFirstBack(declared map[string]string) {
-	// Half-open and probing models are nearly back; a missing one is furthest away.
-	rank := map[State]int{StateHalfOpen: 0, StateProbing: 1, StateResting: 2, StateMissing: 3}
+	// Half-open and probing models are nearly back; a missing one is furthest away: the states' own order.
+	rank := func(s State) int {
+		return [...]int{StateHalfOpen: 0, StateProbing: 1, StateResting: 2, StateMissing: 3}[s]
+	}
 	var first *ModelHealth
 	out := 0
 	for i := range rh.Models {
@@ -104,8 +106,8 @@ func (rh *RegionHealth) takeFirstBack(declared map[string]string) {
 			continue
 		}
 		out++
-		if first == nil || rank[m.State] < rank[first.State] ||
-			rank[m.State] == rank[first.State] && m.Until.Before(first.Until) {
+		if first == nil || rank(m.State) < rank(first.State) ||
+			rank(m.State) == rank(first.State) && m.Until.Before(first.Until) {
 			first = m
 		}
 	}

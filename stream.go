@@ -26,9 +26,7 @@ const maxStreamHead = 1 << 20
 // "data: [DONE]" into an ErrStreamCut error, so that a cut stream never looks like a complete one. Read and Close
 // may be called concurrently.
 type streamBody struct {
-	events  *EventReader // the upstream stream's events
-	rest    []byte       // the lines of the current upstream event not yet read
-	restErr error        // what ended the upstream stream, once its last line is read
+	events  *EventReader // reads the upstream stream, a line at a time
 	out     []byte       // the event nextEvent returns
 	body    io.Closer
 	cancel  func() // ends the attempt's context; set once the stream is handed over
@@ -186,21 +184,9 @@ func eventData(line []byte) ([]byte, bool) {
 	return bytes.TrimSpace(data), ok
 }
 
-// readLine reads the next line of the upstream stream, event by event: the error that ended the stream comes
-// with its last line, as from bufio.Reader.ReadSlice. The line is valid until the next call.
-func (s *streamBody) readLine() ([]byte, error) {
-	for len(s.rest) == 0 && s.restErr == nil {
-		s.rest, s.restErr = s.events.Next()
-	}
-	if i := bytes.IndexByte(s.rest, '\n'); i >= 0 {
-		line := s.rest[:i+1]
-		s.rest = s.rest[i+1:]
-		return line, nil
-	}
-	line := s.rest
-	s.rest = nil
-	return line, s.restErr
-}
+// readLine reads the next line of the upstream stream as it comes, up to maxEventLine bytes: a line goes on to
+// the caller without waiting for the rest of its event. The line is valid until the next call.
+func (s *streamBody) readLine() ([]byte, error) { return s.events.readLine() }
 
 func (s *streamBody) Read(p []byte) (int, error) {
 	for len(s.pending) == 0 {
@@ -214,20 +200,27 @@ func (s *streamBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// nextEvent returns what goes on to the caller of the upstream stream's next event, whole (see
-// EventReader.Next); the first also holds what openStream read up to the first content.
+// nextEvent returns what goes on to the caller of the stream's next event: its lines through the blank line
+// that ends it (see EventReader.Next), in pieces of whole lines past maxEventPiece, or what there is of it when
+// the stream ends, with the error. The events openStream held back before the first content come one by one.
 func (s *streamBody) nextEvent() ([]byte, error) {
 	out := s.out[:0]
 	for {
-		out = append(out, s.pending...)
-		s.pending = nil
+		for len(s.pending) > 0 {
+			line := s.pending
+			if i := bytes.IndexByte(line, '\n'); i >= 0 {
+				line = line[:i+1]
+			}
+			s.pending = s.pending[len(line):]
+			out = append(out, line...)
+			if len(bytes.TrimSpace(line)) == 0 || len(out) >= maxEventPiece {
+				s.out = out
+				return out, nil
+			}
+		}
 		if s.err != nil {
 			s.out = out
 			return out, s.err
-		}
-		if len(out) > 0 && len(s.rest) == 0 {
-			s.out = out
-			return out, nil
 		}
 		s.step()
 	}

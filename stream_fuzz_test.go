@@ -11,10 +11,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aoai-failover/failover/failovertest"
 	openai "github.com/sashabaranov/go-openai"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // fuzzStreamKey is the region's key when the fuzzer's own is not one a region could have, and in the stream tests.
@@ -526,4 +529,44 @@ func BenchmarkStreamRead(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestStreamLinesGoOnAsTheyCome pins that a stream is passed on a line at a time: its first content opens it
+// without waiting for the blank line that ends the event, and an error event's data line ends it at once, from a
+// server that then holds the connection.
+func TestStreamLinesGoOnAsTheyCome(t *testing.T) {
+	noScrub := func(b []byte) ([]byte, bool) { return b, false }
+	synctest.Test(t, func(t *testing.T) {
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		go pw.Write([]byte(`data: {"choices":[{"delta":{"content":"hi"}}]}` + "\n"))
+		opened := make(chan *streamBody, 1)
+		go func() {
+			s, err := openStream(pr, noScrub)
+			assert.NoError(t, err)
+			opened <- s
+		}()
+		synctest.Wait()
+		var s *streamBody
+		select {
+		case s = <-opened:
+		default:
+			require.Fail(t, "openStream waits for the blank line after the first content")
+		}
+		require.NotNil(t, s)
+
+		go pw.Write([]byte(`data: {"error":{"message":"boom"}}` + "\n"))
+		ended := make(chan error, 1)
+		go func() {
+			_, err := io.ReadAll(s)
+			ended <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-ended:
+			assert.ErrorIs(t, err, ErrStreamCut)
+		default:
+			require.Fail(t, "an error event's data line does not end the stream until its blank line")
+		}
+	})
 }
