@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -217,25 +216,10 @@ func TestEnvOpenAIAlone(t *testing.T) {
 	assert.Equal(t, "api.openai.com", c.engine.backends[0].host)
 }
 
-// withoutLibraryEnv unsets, for the test, every variable NewFromEnv reads from the process environment (an empty
-// variable counts as unset), and runs the test in an empty directory.
-func withoutLibraryEnv(t *testing.T) string {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "AZURE_OPENAI_") || strings.HasPrefix(k, "OPENAI_") || strings.HasPrefix(k, "FAILOVER_") {
-			t.Setenv(k, "")
-		}
-	}
-	dir := t.TempDir()
-	t.Chdir(dir)
-	return dir
-}
-
 // TestNewFromEnvFile: the file at the path is read instead of the working directory's .env; the process
 // environment wins over the file, and options over both.
 func TestNewFromEnvFile(t *testing.T) {
-	cwd := withoutLibraryEnv(t)
+	cwd := isolateEnv(t)
 	require.NoError(t, os.WriteFile(filepath.Join(cwd, EnvFile), []byte("AZURE_OPENAI_ENDPOINT_3=https://three.openai.azure.com\n"), 0o600))
 	path := filepath.Join(t.TempDir(), "fake-regions.env")
 	require.NoError(t, os.WriteFile(path, []byte(`# fake regions on random ports
@@ -263,7 +247,7 @@ FAILOVER_MAX_WAIT=2s
 
 // TestNewFromEnvFileMissing: an explicit path must exist (NewFromEnv's .env need not); the error names the path.
 func TestNewFromEnvFileMissing(t *testing.T) {
-	withoutLibraryEnv(t)
+	isolateEnv(t)
 	t.Setenv("OPENAI_API_KEY", envSecret) // the environment alone would configure a client
 	path := filepath.Join(t.TempDir(), "missing.env")
 	c, err := NewFromEnvFile(path)
@@ -284,7 +268,7 @@ func TestNewFromEnvFileMissing(t *testing.T) {
 
 // TestNewFromEnvFileBadFileDoesNotQuoteIt: the file's errors name it and withhold its text, as NewFromEnv's do.
 func TestNewFromEnvFileBadFileDoesNotQuoteIt(t *testing.T) {
-	withoutLibraryEnv(t)
+	isolateEnv(t)
 	path := filepath.Join(t.TempDir(), "bad.env")
 	require.NoError(t, os.WriteFile(path, []byte("AZURE_OPENAI_API_KEY_1=\""+envSecret+"\nAZURE OPENAI=x\n"), 0o600))
 	c, err := NewFromEnvFile(path)

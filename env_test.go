@@ -3,7 +3,6 @@ package failover_test
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/aoai-failover/failover"
@@ -11,20 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// isolateEnv runs the test in an empty directory with none of the library's variables set in the process
-// environment (an empty variable counts as unset).
-func isolateEnv(t *testing.T) string {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "AZURE_OPENAI_") || strings.HasPrefix(k, "OPENAI_") || strings.HasPrefix(k, "FAILOVER_") {
-			t.Setenv(k, "")
-		}
-	}
-	dir := t.TempDir()
-	t.Chdir(dir)
-	return dir
-}
+// isolateEnv runs the test in an empty directory with none of the library's variables set (see
+// helpers_internal_test.go, which the package's own tests share).
+var isolateEnv = failover.IsolateEnv
 
 func writeDotEnv(t *testing.T, dir, text string) {
 	t.Helper()

@@ -2,6 +2,8 @@ package failover
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -64,3 +66,22 @@ func (b *chunkedBody) Read(p []byte) (int, error) {
 }
 
 func (b *chunkedBody) Close() error { b.closed = true; return nil }
+
+// isolateEnv runs the test in an empty directory with none of the library's variables set in the process
+// environment (an empty variable counts as unset).
+func isolateEnv(t *testing.T) string {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AZURE_OPENAI_") || strings.HasPrefix(k, "OPENAI_") || strings.HasPrefix(k, "FAILOVER_") {
+			t.Setenv(k, "")
+		}
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	return dir
+}
+
+// IsolateEnv is isolateEnv for the package's external tests (failover_test), which cannot see unexported
+// helpers; it exists only in test builds.
+var IsolateEnv = isolateEnv
