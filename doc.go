@@ -9,16 +9,17 @@
 //
 // # A request's path through the code
 //
-// A chat request goes through these files, in this order, and visits none twice:
+// A chat request goes through these files, in this order, and (without hedging) enters none twice:
 //
 //   - client.go: Client.CreateChatCompletion fills in the client's model and hands the request to go-openai, whose
 //     HTTP client is the engine.
 //   - failover.go: engine.Do builds a call (the request's body and model, from requestbody.go; its estimated
 //     cost, from estimate.go) and runs it. call.run makes passes over the backends, in the order route.go gives
 //     (the strategy, then quota steering); call.pass admits each backend in turn (call.admitNext), makes the
-//     attempt (call.one, or call.race in race.go when hedging), and call.attempt sends it and settles the
-//     region's state with the verdict (call.settle). call.report tells the trace, the hook and the log (trace.go).
-//   - exchange.go: call.try and call.exchange readdress the request to the backend (backend.go) with its
+//     attempt (call.one, or call.race in race.go when hedging), and request.attempt (the part of a call its
+//     attempts share) sends it and settles the region's state with the verdict (request.settle); call.report
+//     tells the trace, the hook and the log (trace.go).
+//   - exchange.go: request.try and request.exchange readdress the request to the backend (backend.go) with its
 //     credentials (entra.go for tokens), send it under the attempt timeout and read the answer: whole into a
 //     pooled buffer (answer.go), or a stream up to its first content (stream.go, over sse.go's EventReader); an
 //     error answer is scrubbed of secrets (scrub.go) and classified (classify.go, retryafter.go).
