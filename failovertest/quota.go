@@ -20,7 +20,9 @@ type Quota struct {
 	TokensPerMinute int
 }
 
-// WithQuota makes the server enforce q on each deployment separately (each model, on a fake OpenAI API).
+// WithQuota makes the server enforce q on each deployment separately (each model, on a fake OpenAI API). A
+// region's deployment has one quota whichever surface, classic or v1, a request reaches it by: it is the same
+// deployment.
 //
 // Each deployment has a sliding window: the requests it admitted in the last 60 seconds, not a count that starts
 // over on the minute. A request is admitted when the window, with the request added, holds no more than
@@ -37,9 +39,10 @@ type Quota struct {
 // have headers. A Reply's own Header still wins over them.
 //
 // The quota decides after the server's own checks and before the reply is chosen: requests that fail those
-// checks (a wrong key, an unknown path, a body that is not JSON, an unknown deployment) are answered as without a
-// quota and do not count, and a refused request neither uses up a scripted reply nor reaches the replier. Time is
-// time.Now's, so in a testing/synctest bubble the window moves with the bubble's fake clock.
+// checks (a wrong key, an unknown path, a dated api-version on the v1 surface, a body that is not JSON, an unknown
+// deployment) are answered as without a quota and do not count, and a refused request neither uses up a scripted
+// reply nor reaches the replier. Time is time.Now's, so in a testing/synctest bubble the window moves with the
+// bubble's fake clock.
 func WithQuota(q Quota) Option {
 	return func(s *Server) {
 		s.quota = nil

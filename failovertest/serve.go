@@ -32,13 +32,16 @@ type requestBody struct {
 }
 
 // ServeHTTP answers one request the way the real service would. Its steps check the request in a fixed order
-// (route, credentials, body, deployment, quota), so that a request with several faults gets the first one's
-// answer; the call is logged, and WithOnRequest told, once its answer is chosen but before it is sent, so that a
-// test learns of a request whose answer is still delayed.
+// (route, credentials, api-version on Azure's v1 surface, body, deployment, quota, then the script), so that a
+// request with several faults gets the first one's answer; the call is logged, and WithOnRequest told, once its
+// answer is chosen but before it is sent, so that a test learns of a request whose answer is still delayed.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	call, routed := s.route(r)
 	raw, body, bodyErr := readBody(r)
 	call.Model, call.Stream, call.Body = body.Model, body.Stream, raw
+	if call.V1 { // the v1 surface names the deployment in the body, not the path
+		call.Deployment = body.Model
+	}
 
 	reply, refused := s.refusal(r, call, routed, bodyErr)
 	var limits http.Header // the quota's headers; nil: none
@@ -52,22 +55,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.reply(&statusRecorder{ResponseWriter: w, server: s, index: index}, r, call, body, reply, limits)
 }
 
-// route starts the request's Call from its path, query and credentials, which differ between Azure and OpenAI.
-// routed reports whether the method, path, operation and (on Azure) api-version name something the service
-// serves; a request that is not routed is answered 404 whatever its credentials.
+// route starts the request's Call from its path, query and credentials, which differ between OpenAI and Azure's
+// two surfaces. routed reports whether the method, path, operation and (on Azure's classic surface, where it is
+// required) api-version name something the service serves; a request that is not routed is answered 404 whatever
+// its credentials. The v1 surface's deployment, in the body, is filled in once the body is read.
 func (s *Server) route(r *http.Request) (call Call, routed bool) {
 	call = Call{Time: time.Now(), Header: r.Header.Clone()}
-	if s.openai {
+	switch {
+	case s.openai:
 		call.Operation, routed = strings.CutPrefix(r.URL.Path, "/v1/")
 		call.Authorized = r.Header.Get("Authorization") == "Bearer "+s.Key
-	} else {
+	case strings.HasPrefix(r.URL.Path, v1Prefix+"/"):
+		call.V1 = true
+		call.Operation, routed = v1Operation(r.URL.Path)
+		call.APIVersion = r.URL.Query().Get("api-version")
+		call.Authorized = s.v1Authorized(r)
+	default:
 		call.Deployment, call.Operation, routed = azurePath(r.URL.Path)
 		call.APIVersion = r.URL.Query().Get("api-version")
 		call.Authorized = r.Header.Get("Api-Key") == s.Key || s.bearerValid(r)
 	}
 	routed = routed && r.Method == http.MethodPost &&
 		(call.Operation == "chat/completions" || call.Operation == "completions" || call.Operation == "embeddings") &&
-		(s.openai || call.APIVersion != "")
+		(s.openai || call.V1 || call.APIVersion != "")
 	return call, routed
 }
 
@@ -84,14 +94,16 @@ func readBody(r *http.Request) (raw []byte, body requestBody, err error) {
 }
 
 // refusal is the error the real service answers a request it will not serve, checked in its order: the path,
-// then the credentials, then the body, then the deployment or model. refused is false when the request passes
-// them all and goes on to the quota and the script.
+// then the credentials, then (on the v1 surface) the api-version, then the body, then the deployment or model.
+// refused is false when the request passes them all and goes on to the quota and the script.
 func (s *Server) refusal(r *http.Request, call Call, routed bool, bodyErr error) (reply Reply, refused bool) {
 	switch {
 	case !routed:
 		return Reply{Status: http.StatusNotFound, Body: azureError("404", "Resource not found")}, true
 	case !call.Authorized:
 		return s.unauthorized(r), true
+	case call.V1 && !v1APIVersionOK(call.APIVersion):
+		return v1APIVersionNotSupported(), true
 	case bodyErr != nil:
 		return BadRequest("We could not parse the JSON body of your request."), true
 	}
@@ -111,10 +123,13 @@ func (s *Server) unauthorized(r *http.Request) Reply {
 	return Unauthorized()
 }
 
-// notFound is the 404 for a model (OpenAI) or deployment (Azure) that WithDeployments left out; found is false
-// when it exists, or when every deployment does.
+// notFound is the refusal of a model (OpenAI) or deployment (Azure) that WithDeployments left out: 404, except on
+// Azure's v1 surface, which answers V1DeploymentNotFound, and answers it as well to a body that names no model (no
+// deployment has an empty name). found is false when the deployment exists, or when every deployment does.
 func (s *Server) notFound(call Call) (reply Reply, found bool) {
 	switch {
+	case call.V1 && (call.Deployment == "" || s.deployments != nil && !s.deployments[call.Deployment]):
+		return V1DeploymentNotFound(), true
 	case s.deployments == nil:
 		return Reply{}, false
 	case s.openai && !s.deployments[call.Model]:

@@ -10,12 +10,16 @@ import (
 )
 
 // Server is a fake Azure OpenAI region, or a fake public OpenAI API. It serves chat completions (streaming too),
-// completions and embeddings on the paths, with the auth, headers and bodies, of the real service. Replies are
-// scripted per request with Script; when the script is used up, every request gets the default reply (a success
-// unless SetDefault says otherwise). It is safe for concurrent use.
+// completions and embeddings on the paths, with the auth, headers and bodies, of the real service: a region on
+// both of Azure's surfaces, the classic one under URL and the v1 one under V1URL. Replies are scripted per request
+// with Script; when the script is used up, every request gets the default reply (a success unless SetDefault says
+// otherwise). It is safe for concurrent use.
 type Server struct {
 	// URL is the base URL to configure: a region's Endpoint, or the OpenAI fallback's base URL (it ends in /v1).
 	URL string
+	// V1URL is the base URL of a region's v1 surface, URL + "/openai/v1": a stock OpenAI client given it as its
+	// base URL, with the region's Key, reaches the region. Empty on a fake OpenAI API.
+	V1URL string
 	// Name is the region's name, sent back in the x-ms-region header.
 	Name string
 	// Key is the API key the server accepts: in the api-key header for a region, as a Bearer token for OpenAI.
@@ -48,12 +52,16 @@ type Server struct {
 type Call struct {
 	// Operation is "chat/completions", "completions" or "embeddings".
 	Operation string
-	// Deployment is the deployment named in the path (Azure only).
+	// Deployment is the deployment named in the path on Azure's classic surface, or in the body's model on its v1
+	// surface (Azure only).
 	Deployment string
 	// Model is the model named in the body.
 	Model string
-	// APIVersion is the api-version query parameter (Azure only).
+	// APIVersion is the api-version query parameter as sent (Azure only; empty when there was none, as the v1
+	// surface allows).
 	APIVersion string
+	// V1 reports whether the request came by Azure's v1 surface (under V1URL) rather than its classic one.
+	V1 bool
 	// Stream reports whether the request asked for a streamed answer.
 	Stream bool
 	// Authorized reports whether the request carried the server's key, or a valid token of its identity
@@ -77,8 +85,8 @@ type Option func(*Server)
 func WithKey(key string) Option { return func(s *Server) { s.Key = key } }
 
 // WithDeployments makes only the named deployments exist: a request for any other is answered 404
-// DeploymentNotFound. On a fake OpenAI API the names are models, and others are answered 404 model_not_found.
-// Default: every deployment exists.
+// DeploymentNotFound on a region's classic surface, and V1DeploymentNotFound (400) on its v1 surface. On a fake
+// OpenAI API the names are models, and others are answered 404 model_not_found. Default: every deployment exists.
 func WithDeployments(names ...string) Option {
 	return func(s *Server) {
 		s.deployments = make(map[string]bool, len(names))
@@ -99,7 +107,9 @@ func WithEcho() Option { return func(s *Server) { s.echo = true } }
 // OnNetwork serves on n, an in-memory network, instead of a loopback TCP port.
 func OnNetwork(n *Network) Option { return func(s *Server) { s.network = n } }
 
-// NewRegion starts a fake Azure OpenAI region called name. Close it when done.
+// NewRegion starts a fake Azure OpenAI region called name, serving both the classic surface (under URL) and the
+// v1 surface (under V1URL); a deployment is the same deployment, under one quota, whichever surface reaches it.
+// Close it when done.
 func NewRegion(name string, opts ...Option) *Server {
 	s := &Server{Name: name, Key: "key-" + name}
 	return s.start(opts, "")
@@ -124,6 +134,9 @@ func (s *Server) start(opts []Option, path string) *Server {
 		s.URL, s.shutdown = srv.URL, srv.Close
 	}
 	s.URL += path
+	if !s.openai {
+		s.V1URL = s.URL + v1Prefix
+	}
 	return s
 }
 
