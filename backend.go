@@ -6,17 +6,20 @@ import (
 	"time"
 )
 
-// backend is one place a request can be sent: an Azure region or the public OpenAI API. Its configuration is
-// fixed when the Client is built; what its answers taught is in health (state.go).
+// backend is one place a request can be sent: an Azure region (classic or v1), an OpenAI-compatible region, or
+// the OpenAI fallback. Its configuration is fixed when the Client is built; what its answers taught is in health
+// (state.go).
 type backend struct {
 	name        string
 	endpoint    string // canonical base URL: two backends with the same one are the same resource
 	id          string // the backend's name in a Store (backendID)
-	azure       bool
+	surface     surface
+	fallback    bool // the OpenAI fallback: last, for when every region is out
 	scheme      string
 	host        string
 	path        string // base path without a trailing slash; may be empty
-	query       string // api-version=…, Azure only
+	query       string // api-version=…, or empty
+	version     string // the classic surface's api-version: the floor of what is sent (see url)
 	authHeader  string // canonical header name
 	authValue   []string
 	secret      string       // what must never leave: the key, scrubbed from upstream error bodies
@@ -27,6 +30,18 @@ type backend struct {
 	weight      int
 	health      health
 }
+
+// surface is the shape of the requests a backend takes.
+type surface uint8
+
+const (
+	// surfaceClassic is Azure's {endpoint}/openai/deployments/{deployment}/{op}?api-version=….
+	surfaceClassic surface = iota
+	// surfaceV1 is Azure's {endpoint}/openai/v1/{op}, the deployment in the body's model.
+	surfaceV1
+	// surfaceOpenAI is an OpenAI-compatible {endpoint}/{op}, the model in the body.
+	surfaceOpenAI
+)
 
 // operations are the calls the engine can route: each exists on every Azure deployment.
 var operations = []string{"/chat/completions", "/completions", "/embeddings"}
@@ -41,31 +56,34 @@ func operationOf(path string) (string, bool) {
 	return "", false
 }
 
-// serves reports whether the backend has model, as far as its configuration says. An Azure region never gets a
-// model that cannot be its deployment's name: it is a segment of the request's path.
+// serves reports whether the backend has model, as far as its configuration says. A classic Azure region never
+// gets a model that cannot be its deployment's name: it is a segment of the request's path.
 func (b *backend) serves(model string) bool {
 	if !b.declared {
-		return !b.azure || strings.IndexByte(model, '/') < 0
+		return b.surface != surfaceClassic || strings.IndexByte(model, '/') < 0
 	}
 	_, ok := b.deployments[model]
 	return ok
 }
 
-// deployment is where a request for model goes on this backend.
+// deployment is what model is called on this backend: its deployment's name, or the provider's name for it.
 func (b *backend) deployment(model string) string {
-	if !b.azure {
-		return model
-	}
 	if d, ok := b.deployments[model]; ok {
 		return d
 	}
 	return model
 }
 
-// url is the address of operation op (such as "/chat/completions") for deployment on this backend.
-func (b *backend) url(op, deployment string) *url.URL {
-	u := &url.URL{Scheme: b.scheme, Host: b.host}
-	if !b.azure {
+// bodyNamesDeployment reports whether the backend reads the deployment from the body's model rather than from
+// the path: then a body naming another model must be rewritten for it.
+func (b *backend) bodyNamesDeployment() bool { return b.surface != surfaceClassic }
+
+// url is the address of operation op (such as "/chat/completions") for deployment on this backend. version is
+// the api-version the caller's request asked for, if any: on the classic surface a newer one than the region's
+// is sent instead (the region's is a floor, so that an SDK's newer features work), one rule for every caller.
+func (b *backend) url(op, deployment, version string) *url.URL {
+	u := &url.URL{Scheme: b.scheme, Host: b.host, RawQuery: b.query}
+	if b.surface != surfaceClassic {
 		u.Path = b.path + op
 		return u
 	}
@@ -73,8 +91,17 @@ func (b *backend) url(op, deployment string) *url.URL {
 	if escaped := url.PathEscape(deployment); escaped != deployment {
 		u.RawPath = b.path + "/openai/deployments/" + escaped + op
 	}
-	u.RawQuery = b.query
+	if newerAPIVersion(version, b.version) {
+		u.RawQuery = "api-version=" + url.QueryEscape(version)
+	}
 	return u
+}
+
+// newerAPIVersion reports whether the api-version a caller asked for is a valid one later than the region's.
+// Versions are dates (2024-10-21, 2025-04-01-preview): the later date is the newer; of one date, the region's
+// stands.
+func newerAPIVersion(asked, region string) bool {
+	return asked != "" && region != "" && apiVersionPattern.MatchString(asked) && asked[:10] > region[:min(10, len(region))]
 }
 
 // passedOver says why a request did not try b for model at now, as it was then: a short rest may have ended
@@ -88,4 +115,20 @@ func (b *backend) passedOver(model string, now time.Time) Skip {
 	}
 	s.Region = b.name
 	return s
+}
+
+// queryValue is the first value of key in a raw query, or "": url.ParseQuery would build a map per request.
+func queryValue(raw, key string) string {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if k, v, _ := strings.Cut(pair, "="); k == key {
+			v, err := url.QueryUnescape(v)
+			if err != nil {
+				return ""
+			}
+			return v
+		}
+	}
+	return ""
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -72,7 +73,8 @@ type verdict struct {
 //	x-should-retry: true            next       as the status says below; a 4xx rests as a failure
 //	400, 413, 415, 422, other 4xx   final      none: invalid request, content filter, context too long
 //	401, 403                        next       whole region, WithFaultRest (5 min), then a probe; logged at Error
-//	404                             next       none; the region lacks this model for WithMissingModelRest (1 h)
+//	a missing model (see missingModel) next    none; the region lacks this model for WithMissingModelRest (1 h)
+//	other 404 (a wrong path)        final      none: nothing is learned of the model
 //	429                             next       this model: Retry-After, else the backoff; then full traffic
 //	429 insufficient_quota          next       whole backend as for 401: the account is out of credit
 //	408, 409, 5xx, 1xx, 3xx         next       this model: Retry-After, else the backoff; then a probe
@@ -88,7 +90,7 @@ func classify(resp *http.Response, body []byte, now time.Time) verdict {
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		v.kind = restFault
-	case status == http.StatusNotFound:
+	case (status == http.StatusNotFound || status == http.StatusBadRequest) && missingModel(v.cause):
 		v.kind = restMissing
 	case status == http.StatusTooManyRequests && isInsufficientQuota(v.cause):
 		v.kind = restFault
@@ -111,6 +113,20 @@ func classify(resp *http.Response, body []byte, now time.Time) verdict {
 		v.wait = 0 // the rest is ours to size: a Retry-After on these is about load, which is not the problem
 	}
 	return v
+}
+
+// missingModel reports whether an answer's error (404, or 400 from Azure's v1 surface) says the backend lacks
+// the model: the classic surface's DeploymentNotFound, the v1 surface's "Could not find an existing deployment"
+// (which it answers with 400 or 404 and no code of its own), or OpenAI's model_not_found. Any other 404, such as
+// "Resource not found" for a wrong path, says nothing of the model.
+func missingModel(err error) bool {
+	var apiErr *openai.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	code, _ := apiErr.Code.(string)
+	return code == "DeploymentNotFound" || code == "model_not_found" ||
+		strings.Contains(apiErr.Message, "Could not find an existing deployment")
 }
 
 // isInsufficientQuota reports whether err is OpenAI's "insufficient_quota": the account is out of credit, and

@@ -34,7 +34,11 @@ func TestClassify(t *testing.T) {
 		{401, nil, `{"statusCode": 401, "message": "Unauthorized. Access token is missing"}`, false, restFault, 0},
 		{403, retry6, ``, false, restFault, 0}, // a fault's rest is ours to size
 		{404, nil, `{"error":{"code":"DeploymentNotFound","message":"no such deployment"}}`, false, restMissing, 0},
-		{404, nil, `{"error":{"code":"404","message":"Resource not found"}}`, false, restMissing, 0},
+		{404, nil, `{"error":{"code":"404","message":"Resource not found"}}`, true, restNone, 0}, // a wrong path
+		{404, nil, `{"error":{"message":"The model 'x' does not exist","type":"invalid_request_error","code":"model_not_found"}}`, false, restMissing, 0},
+		{400, http.Header{"X-Ms-Fe-Error": {"true"}}, `{"error":{"code":"BadRequest","message":"Could not find an existing deployment to match the model in the request."}}`, false, restMissing, 0},
+		{404, nil, `{"error":{"code":"BadRequest","message":"Could not find an existing deployment to match the model in the request."}}`, false, restMissing, 0},
+		{404, nil, `<html>Not Found</html>`, true, restNone, 0},
 		{408, nil, `{"error":{"code":"Timeout","message":"The operation was timeout."}}`, false, restFailing, 0},
 		{409, nil, ``, false, restFailing, 0},
 		{413, nil, ``, true, restNone, 0},

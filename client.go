@@ -98,7 +98,7 @@ func newEngine(s *settings, backends []*backend, regions int) *engine {
 // arrange sorts the backends by priority, keeping the given order within one priority, and groups the regions
 // into tiers for the strategies. The fallback, which is last in backends, stays last.
 func (e *engine) arrange(backends []*backend) {
-	if n := len(backends); n > 0 && !backends[n-1].azure {
+	if n := len(backends); n > 0 && backends[n-1].fallback {
 		e.fallback = backends[n-1]
 	}
 	regions := backends
@@ -135,6 +135,8 @@ func newFallbackBackend(f *fallbackSettings, keyField, urlField string) (*backen
 	}
 	return &backend{
 		weight:     1,
+		surface:    surfaceOpenAI,
+		fallback:   true,
 		name:       OpenAIFallbackName,
 		endpoint:   canonicalEndpoint(u),
 		scheme:     u.Scheme,
@@ -200,17 +202,6 @@ func (c *Client) CreateChatCompletion(ctx context.Context, req openai.ChatComple
 }
 
 var errNoModel = errors.New("failover: the request names no model; set its Model, or the client's with WithModel or FAILOVER_MODEL")
-
-// Do sends one OpenAI API request with failover; it makes the Client an HTTP doer for go-openai and other SDKs.
-// The request's host is ignored: its path must end in /chat/completions, /completions or /embeddings, and its JSON
-// body must name the model, or else its path must be Azure's /openai/deployments/{deployment}/…, whose deployment
-// is then taken for the model. Its auth headers are dropped and each backend's own are sent. A request with GetBody
-// (as http.NewRequest gives an in-memory body) has it called for each attempt, as net/http does for its own
-// retries, so GetBody must return the same bytes as Body. See ExampleClient_Do for use as go-openai's
-// HTTPClient.
-func (c *Client) Do(req *http.Request) (*http.Response, error) {
-	return c.engine.Do(req)
-}
 
 // CloseIdleConnections closes the idle connections of the client's HTTP client.
 func (c *Client) CloseIdleConnections() {

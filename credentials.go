@@ -3,6 +3,7 @@ package failover
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -16,7 +17,9 @@ const (
 	EnvAPIKey          = "AZURE_OPENAI_API_KEY"      // _N: region N's key; unsuffixed: region 1
 	EnvRegionName      = "AZURE_OPENAI_REGION"       // _N: region N's display name; unsuffixed: region 1
 	EnvDeployments     = "AZURE_OPENAI_DEPLOYMENTS"  // _N: the models region N has, model=deployment,…; unsuffixed: every region's
-	EnvAPIVersion      = "AZURE_OPENAI_API_VERSION"  // unsuffixed: every region's; _N: region N's
+	EnvAPIVersion      = "AZURE_OPENAI_API_VERSION"  // unsuffixed: every classic region's; _N: region N's
+	EnvOpenAIVersion   = "OPENAI_API_VERSION"        // read where AZURE_OPENAI_API_VERSION is not set (the npm AzureOpenAI client's)
+	EnvKind            = "AZURE_OPENAI_KIND"         // _N: azure (the default) or openai, an OpenAI-compatible API (Region.Kind)
 	EnvPriority        = "AZURE_OPENAI_PRIORITY"     // _N: region N's priority, 0 or more, lower first (Region.Priority)
 	EnvWeight          = "AZURE_OPENAI_WEIGHT"       // _N: region N's weight for StrategyWeighted (Region.Weight)
 	EnvAuth            = "AZURE_OPENAI_AUTH"         // _N: key or entra (Microsoft Entra ID); unsuffixed: every region's without a key
@@ -91,9 +94,10 @@ func configFromEnv(env map[string]string) (config, error) {
 
 // envDefaults are what the unsuffixed variables give every region that does not set its own.
 type envDefaults struct {
-	apiVersion  string            // AZURE_OPENAI_API_VERSION
-	deployments map[string]string // AZURE_OPENAI_DEPLOYMENTS; nil when unset
-	entra       bool              // AZURE_OPENAI_AUTH=entra, for the regions without a key
+	apiVersion    string            // AZURE_OPENAI_API_VERSION, else OPENAI_API_VERSION
+	apiVersionVar string            // which of the two it is
+	deployments   map[string]string // AZURE_OPENAI_DEPLOYMENTS; nil when unset
+	entra         bool              // AZURE_OPENAI_AUTH=entra, for the regions without a key
 }
 
 // envRegionDefaults reads the unsuffixed per-region variables. They are checked here, not with the regions: every
@@ -101,8 +105,12 @@ type envDefaults struct {
 func envRegionDefaults(g map[string]string) (envDefaults, []error) {
 	var d envDefaults
 	var errs []error
-	if d.apiVersion = g[EnvAPIVersion]; d.apiVersion != "" {
-		if err := checkAPIVersion(EnvAPIVersion, d.apiVersion); err != nil {
+	d.apiVersion, d.apiVersionVar = g[EnvAPIVersion], EnvAPIVersion
+	if d.apiVersion == "" {
+		d.apiVersion, d.apiVersionVar = g[EnvOpenAIVersion], EnvOpenAIVersion
+	}
+	if d.apiVersion != "" {
+		if err := checkAPIVersion(d.apiVersionVar, d.apiVersion); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -124,7 +132,7 @@ func envRegionDefaults(g map[string]string) (envDefaults, []error) {
 // regionVars names the variable base behind each Region field.
 var regionVars = map[string]string{"Name": EnvRegionName, "Endpoint": EnvEndpoint, "APIKey": EnvAPIKey,
 	"APIVersion": EnvAPIVersion, "Deployments": EnvDeployments, "Priority": EnvPriority, "Weight": EnvWeight,
-	"Credential": EnvAuth}
+	"Credential": EnvAuth, "Kind": EnvKind}
 
 // envRegions parses the regions' values, fills in the defaults, and names each field's variable: the region's
 // own, or the unsuffixed one it took its value from.
@@ -171,8 +179,17 @@ func envRegionConfig(sr *envRegion, d envDefaults) (regionConfig, map[string]str
 			*f.dst = n
 		}
 	}
-	if r.APIVersion == "" && d.apiVersion != "" {
-		r.APIVersion, vars["APIVersion"] = d.apiVersion, EnvAPIVersion
+	if raw, ok := v[EnvKind]; ok {
+		kind, err := parseKind(vars["Kind"], raw)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		r.Kind = kind
+	}
+	// Every classic region's api-version; a v1 or OpenAI-compatible region takes none, so the shared one is not
+	// theirs (a region's own is, and is checked).
+	if r.APIVersion == "" && d.apiVersion != "" && r.Kind == KindAzure && !isV1Endpoint(r.Endpoint) {
+		r.APIVersion, vars["APIVersion"] = d.apiVersion, d.apiVersionVar
 	}
 	if raw, ok := v[EnvDeployments]; ok {
 		m, err := parseDeployments(vars["Deployments"], raw)
@@ -314,6 +331,22 @@ func envHedging(delay, percentile string) (*Hedging, []error) {
 		h.Percentile = p
 	}
 	return &h, errs
+}
+
+// parseKind reads a region's kind: azure or openai.
+func parseKind(field, raw string) (Kind, error) {
+	for i, name := range kindNames {
+		if strings.EqualFold(raw, name) {
+			return Kind(i), nil
+		}
+	}
+	return 0, configErr(field, "is not a region kind; expected azure (Azure OpenAI, classic or v1) or openai (an OpenAI-compatible API)")
+}
+
+// isV1Endpoint reports whether a raw endpoint is one of Azure's v1 surface, as validation will find it.
+func isV1Endpoint(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && strings.HasSuffix(strings.TrimRight(u.Path, "/"), v1Suffix)
 }
 
 // parseAuth reads an authentication mode: key, or entra for Microsoft Entra ID. It reports whether it is entra.

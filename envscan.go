@@ -38,11 +38,11 @@ func readEnv(path string, required bool) (map[string]string, error) {
 }
 
 // perRegionVars are the variables that take a region number.
-var perRegionVars = []string{EnvEndpoint, EnvAPIKey, EnvRegionName, EnvDeployments, EnvAPIVersion, EnvPriority, EnvWeight, EnvAuth}
+var perRegionVars = []string{EnvEndpoint, EnvAPIKey, EnvRegionName, EnvDeployments, EnvAPIVersion, EnvPriority, EnvWeight, EnvAuth, EnvKind}
 
 var describe = map[string]string{EnvEndpoint: "endpoint", EnvAPIKey: "API key", EnvRegionName: "name",
 	EnvDeployments: "deployments", EnvAPIVersion: "API version", EnvPriority: "priority", EnvWeight: "weight",
-	EnvAuth: "authentication"}
+	EnvAuth: "authentication", EnvKind: "kind"}
 
 // envScan is the environment as read, before any value is parsed: trimmed strings, each region's with the
 // variable it was read from. Empty variables count as unset, as in a .env template.

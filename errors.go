@@ -86,6 +86,8 @@ type Skip struct {
 	Until time.Time
 	// Reason says why, such as "429 rate limited".
 	Reason string
+
+	kind restKind // the rest's kind, for the status mapping (AnswerError)
 }
 
 // String describes the skip in one line, e.g. "eastus: resting until 2026-11-22T10:00:00Z (429 rate limited)".

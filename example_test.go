@@ -266,8 +266,8 @@ func ExampleRegion_entra() {
 	fmt.Printf("%v\n", regions[2])
 	// Output:
 	// [eastus swedencentral westus]
-	// {Name:eastus Endpoint:https://my-eastus.openai.azure.com APIKey: Credential:*azidentity.DefaultAzureCredential APIVersion: Deployments:[] Priority:0 Weight:0}
-	// {Name:westus Endpoint:https://my-westus.openai.azure.com APIKey:[REDACTED] Credential: APIVersion: Deployments:[] Priority:0 Weight:0}
+	// {Name:eastus Endpoint:https://my-eastus.openai.azure.com APIKey: Credential:*azidentity.DefaultAzureCredential APIVersion: Deployments:[] Priority:0 Weight:0 Kind:azure}
+	// {Name:westus Endpoint:https://my-westus.openai.azure.com APIKey:[REDACTED] Credential: APIVersion: Deployments:[] Priority:0 Weight:0 Kind:azure}
 }
 
 // Steering is on with two regions or more: once eastus's answers say it has less quota left than a request

@@ -21,7 +21,7 @@ func (c *request) try(ctx context.Context, b *backend, body requestBody) (*http.
 	a := Attempt{Region: b.name, Deployment: b.deployment(c.model)}
 	actx, cancel := context.WithCancelCause(ctx)
 	timer := time.AfterFunc(e.attemptTimeout, func() { cancel(ErrAttemptTimeout) })
-	resp, outcome, v := c.exchange(actx, b, b.url(c.op, a.Deployment), body)
+	resp, outcome, v := c.exchange(actx, b, b.url(c.op, a.Deployment, c.version), body)
 	stopped := timer.Stop()
 	a.Duration, a.Outcome, a.Err = time.Since(start), outcome, v.cause
 	var stream *streamBody

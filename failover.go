@@ -46,6 +46,8 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 	return c.run()
 }
 
+var errUnsupportedOperation = errors.New("only chat completions, completions and embeddings are supported")
+
 // call is one request on its way through the backends: what it asks for, the order of the current pass, and
 // what became of its attempts. Its methods are the request's pipeline, in the order a request meets them:
 // run (the passes), pass (one pass over the order), admitNext (admission), one or race (hedging's one plug),
@@ -53,7 +55,6 @@ func (e *engine) Do(req *http.Request) (*http.Response, error) {
 type call struct {
 	request
 	ctx       context.Context
-	pathModel bool // the model came from an Azure path: the OpenAI fallback gets it written into its body
 	trace     *Trace
 	cost      float64   // the request's estimated tokens, when steering (see estimateTokens)
 	waitLimit time.Time // no wait may end later: the request has waited enough by then
@@ -74,7 +75,9 @@ type request struct {
 	req       *http.Request
 	op, model string
 	body      requestBody
-	stream    bool // the request asks for a stream, as far as its body says (read when hedging)
+	pathModel bool   // the model came from an Azure path: a backend that reads it from the body gets it written in
+	version   string // the api-version the request asked for, if any (see backend.url)
+	stream    bool   // the request asks for a stream, as far as its body says (read when hedging)
 }
 
 // newCall reads what req asks for: its operation, its model (from the body, else from an Azure path) and, for
@@ -84,7 +87,7 @@ func (e *engine) newCall(req *http.Request) (call, error) {
 	op, ok := operationOf(req.URL.Path)
 	if !ok {
 		closeBody(req)
-		return call{}, fmt.Errorf("failover: cannot route %s %s: only chat completions, completions and embeddings are supported", req.Method, req.URL.Path)
+		return call{}, fmt.Errorf("failover: cannot route %s %s: %w", req.Method, req.URL.Path, errUnsupportedOperation)
 	}
 	body, model, err := replayable(req)
 	if err != nil {
@@ -102,8 +105,8 @@ func (e *engine) newCall(req *http.Request) (call, error) {
 		// It becomes a path segment of an Azure URL, where it would climb out of /openai/deployments/.
 		return call{}, fmt.Errorf("failover: model %q is not a deployment name", model)
 	}
-	c := call{request: request{e: e, req: req, op: op, model: model, body: body}, ctx: ctx, pathModel: pathModel,
-		trace: ContextTrace(ctx), waitLimit: time.Now().Add(e.maxWait)}
+	c := call{request: request{e: e, req: req, op: op, model: model, body: body, pathModel: pathModel,
+		version: queryValue(req.URL.RawQuery, "api-version")}, ctx: ctx, trace: ContextTrace(ctx), waitLimit: time.Now().Add(e.maxWait)}
 	if deadline, ok := ctx.Deadline(); ok && deadline.Before(c.waitLimit) {
 		c.waitLimit = deadline
 	}
@@ -178,7 +181,7 @@ func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, 
 		if c.ctx.Err() != nil {
 			return nil, ticket{}, false, canceled(c.ctx, c.made)
 		}
-		if hedge && !b.azure {
+		if hedge && b.fallback {
 			return nil, ticket{}, false, nil
 		}
 		if !b.serves(c.model) {
@@ -198,7 +201,7 @@ func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, 
 			c.passedOver = append(c.passedOver, b.passedOver(c.model, now))
 			continue
 		}
-		if c.e.steering && b.azure {
+		if c.e.steering && !b.fallback {
 			t.quota = b.health.charge(c.model, c.cost, now)
 		}
 		c.next++
@@ -207,11 +210,15 @@ func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, 
 	return nil, ticket{}, false, nil
 }
 
-// bodyFor is the body to send b: the request's, or for the OpenAI fallback of a request that named its model only
-// in an Azure path, a copy with the model written in.
-func (c *call) bodyFor(b *backend) (requestBody, error) {
-	if !b.azure && c.pathModel {
-		return withModel(c.body, c.model)
+// bodyFor is the body to send b: the request's, or, for a backend that reads the model from the body (v1,
+// OpenAI-compatible, the fallback), a copy with b's name for the model written in when the body names another
+// one or none (a request that named its model only in an Azure path).
+func (c *request) bodyFor(b *backend) (requestBody, error) {
+	if !b.bodyNamesDeployment() {
+		return c.body, nil
+	}
+	if name := b.deployment(c.model); c.pathModel || name != c.model {
+		return withModel(c.body, name)
 	}
 	return c.body, nil
 }
@@ -220,7 +227,7 @@ func (c *call) bodyFor(b *backend) (requestBody, error) {
 // answer or error.
 func (c *call) one(b *backend, t ticket) (resp *http.Response, done bool, err error) {
 	sent, err := c.bodyFor(b)
-	if err != nil {
+	if err != nil { // the body must name b's deployment, and it is not a JSON object: the request's fault
 		c.release(c.ctx, b, t)
 		b.health.uncount(c.model, t.quota)
 		return nil, true, err

@@ -299,13 +299,18 @@ func TestDeploymentsAndAPIVersionPerRegion(t *testing.T) {
 func TestEndpointWithPathPrefix(t *testing.T) {
 	servers := startRegions(t, []string{"eastus"})
 	// An API Management front end adds a path; here the fake does not know it, so it answers 404 — which shows
-	// the prefix was kept.
+	// the prefix was kept. A wrong path's 404 is the request's answer: it says nothing of the model.
 	regions := regionsOf(servers...)
 	regions[0].Endpoint += "/gateway/"
 	client := newClient(t, regions)
 	_, err := client.ChatCompletion(t.Context(), hello())
-	require.ErrorIs(t, err, failover.ErrExhausted)
+	var apiErr *openai.APIError
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, 404, apiErr.HTTPStatusCode)
 	assert.Equal(t, 404, servers[0].Calls()[0].Status)
+	h := client.Health()[0]
+	assert.Equal(t, failover.StateServing, h.State, "a wrong path teaches nothing of the model")
+	assert.Empty(t, h.Models, "a wrong path teaches nothing of the model")
 }
 
 func TestCreateChatCompletionUsesTheDefaultModelOnlyWhenNoneIsGiven(t *testing.T) {
@@ -426,16 +431,18 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	assert.Zero(t, thief.Requests(), "the api-key must not follow a redirect")
 }
 
-func TestDoRejectsRequestsItCannotRoute(t *testing.T) {
+func TestDoAnswersRequestsItCannotRoute(t *testing.T) {
 	servers := startRegions(t, []string{"eastus"})
 	client := newClient(t, regionsOf(servers...))
 	cases := []struct {
-		name, path, body, want string
+		name, path, body string
+		status           int
+		want             string
 	}{
-		{"no body", "/v1/chat/completions", "", "has no body"},
-		{"no model", "/v1/chat/completions", `{"messages":[]}`, "names no model"},
-		{"not JSON", "/v1/embeddings", `model=gpt-4o`, "names no model"},
-		{"other operation", "/v1/files", `{"model":"gpt-4o"}`, "cannot route POST /v1/files"},
+		{"no body", "/v1/chat/completions", "", http.StatusBadRequest, "has no body"},
+		{"no model", "/v1/chat/completions", `{"messages":[]}`, http.StatusBadRequest, "names no model"},
+		{"not JSON", "/v1/embeddings", `model=gpt-4o`, http.StatusBadRequest, "names no model"},
+		{"other operation", "/v1/files", `{"model":"gpt-4o"}`, http.StatusNotFound, "cannot route POST /v1/files"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -446,8 +453,11 @@ func TestDoRejectsRequestsItCannotRoute(t *testing.T) {
 			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://ignored.example"+tc.path, body)
 			require.NoError(t, err)
 			resp, err := client.Do(req)
-			assert.Nil(t, resp)
-			require.ErrorContains(t, err, tc.want)
+			require.NoError(t, err, "only the context's end is an error")
+			assert.Equal(t, tc.status, resp.StatusCode)
+			assert.Equal(t, "false", resp.Header.Get("X-Should-Retry"), "an SDK must not send it again")
+			assert.Same(t, req, resp.Request)
+			assert.Contains(t, readAll(t, resp), tc.want)
 		})
 	}
 	assert.Zero(t, servers[0].Requests())

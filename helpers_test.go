@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -319,4 +320,22 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// assertSkip checks a Skip's exported fields (it also keeps the rest's kind, for the status mapping).
+func assertSkip(t *testing.T, want, got failover.Skip) {
+	t.Helper()
+	assert.Equal(t, want.Region, got.Region)
+	assert.Equal(t, want.State, got.State)
+	assert.Equal(t, want.Until, got.Until)
+	assert.Equal(t, want.Reason, got.Reason)
+}
+
+// readAll reads and closes an answer's body.
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(data)
 }

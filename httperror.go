@@ -27,11 +27,14 @@ type ErrorAnswer struct {
 // reads it, but access logs and metrics call it that.
 const StatusClientClosed = 499
 
-// AnswerError maps an error from a Client's call made with ctx to its HTTP answer:
-//   - a body over its limit (*http.MaxBytesError): 413;
-//   - no backend served it (*ExhaustedError): 429 with RetryAt when a backend comes back at a known time, which
-//     every OpenAI and Azure client honours; 404 when every backend lacks the model; 503 with a one-second
-//     RetryAt while the only candidates are being probed; 502 otherwise;
+// AnswerError maps an error from a Client's call made with ctx to its HTTP answer. It is the one status mapping:
+// RoundTrip, Do and the gateway answer with it.
+//   - a body over its limit (*http.MaxBytesError, or over the Client's own): 413;
+//   - no backend served it (*ExhaustedError): 429 with RetryAt when the regions are throttled; 404 when every
+//     backend lacks the model; 502 when the regions refused the Client's own credentials (not the caller's); 503
+//     with RetryAt when they rest for other reasons (5xx, timeouts, no answer), or with a one-second RetryAt while
+//     the only candidates are being probed; 502 otherwise;
+//   - an operation the Client does not route: 404;
 //   - ctx's deadline passed: 504; ctx was canceled: StatusClientClosed;
 //   - anything else is the request's own fault (no model, a body that is not JSON): 400.
 func AnswerError(ctx context.Context, err error) ErrorAnswer {
@@ -41,8 +44,12 @@ func AnswerError(ctx context.Context, err error) ErrorAnswer {
 	case errors.As(err, &tooLarge):
 		return ErrorAnswer{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
 			Message: "request body is larger than " + strconv.FormatInt(tooLarge.Limit, 10) + " bytes"}
+	case errors.Is(err, errBodyTooLarge):
+		return ErrorAnswer{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Message: err.Error()}
 	case errors.As(err, &exhausted):
 		return exhausted.answer()
+	case errors.Is(err, errUnsupportedOperation):
+		return ErrorAnswer{Status: http.StatusNotFound, Code: "404", Message: err.Error()}
 	case ctx.Err() == context.DeadlineExceeded:
 		return ErrorAnswer{Status: http.StatusGatewayTimeout, Code: "timeout", Message: err.Error()}
 	case ctx.Err() != nil:
@@ -55,12 +62,18 @@ func AnswerError(ctx context.Context, err error) ErrorAnswer {
 // answer is the HTTP answer to a request no backend served (see AnswerError).
 func (e *ExhaustedError) answer() ErrorAnswer {
 	a := ErrorAnswer{Message: e.Error()}
+	why := e.why()
 	switch {
-	case !e.RetryAt.IsZero():
+	case why[whyThrottled] > 0 && !e.RetryAt.IsZero():
 		a.Status, a.Code, a.RetryAt = http.StatusTooManyRequests, "429", e.RetryAt
-	case e.allMissing():
+	case why.only(whyMissing):
 		a.Status, a.Code = http.StatusNotFound, "DeploymentNotFound"
-	case e.anyProbing():
+	case why[whyRefused] > 0 && why.only(whyRefused, whyMissing):
+		a.Status, a.Code = http.StatusBadGateway, "upstream_credentials_refused"
+		a.Message = "failover: the regions refused this client's own credentials (its keys or identity, not the caller's): " + a.Message
+	case !e.RetryAt.IsZero():
+		a.Status, a.Code, a.RetryAt = http.StatusServiceUnavailable, "503", e.RetryAt
+	case why[whyProbing] > 0:
 		a.Status, a.Code, a.RetryAt = http.StatusServiceUnavailable, "503", time.Now().Add(time.Second)
 	default:
 		a.Status, a.Code = http.StatusBadGateway, "502"
@@ -68,33 +81,64 @@ func (e *ExhaustedError) answer() ErrorAnswer {
 	return a
 }
 
-// allMissing reports whether every backend lacked the model: declared without it, learned missing, or answering
-// 404 now.
-func (e *ExhaustedError) allMissing() bool {
-	if len(e.Attempts)+len(e.Skipped) == 0 {
-		return false
+// reason is why a backend did not serve a request, as the status mapping tells them apart.
+type reason uint8
+
+const (
+	whyFailing   reason = iota // 5xx, a timeout, no answer: it rests and comes back
+	whyThrottled               // 429: its quota is out for now
+	whyMissing                 // it lacks the model
+	whyRefused                 // it refused the client's credentials or account (401, 403, insufficient_quota)
+	whyProbing                 // another request probes it
+	reasons
+)
+
+// tally counts the backends of an ExhaustedError by reason.
+type tally [reasons]int
+
+// only reports whether every backend counted is for one of the reasons rs, and there is at least one.
+func (t tally) only(rs ...reason) bool {
+	n := 0
+	for _, r := range rs {
+		n += t[r]
 	}
-	for _, s := range e.Skipped {
-		if s.State != StateMissing {
-			return false
-		}
+	total := 0
+	for _, c := range t {
+		total += c
 	}
-	for _, a := range e.Attempts {
-		if a.Status != http.StatusNotFound {
-			return false
-		}
-	}
-	return true
+	return total > 0 && n == total
 }
 
-// anyProbing reports whether a backend was passed over because it is being probed.
-func (e *ExhaustedError) anyProbing() bool {
-	for _, s := range e.Skipped {
-		if s.State == StateProbing {
-			return true
+// why counts the attempts and the backends passed over by reason.
+func (e *ExhaustedError) why() tally {
+	var t tally
+	for _, a := range e.Attempts {
+		switch {
+		case a.Status == http.StatusTooManyRequests && !isInsufficientQuota(a.Err):
+			t[whyThrottled]++
+		case a.Status == http.StatusNotFound || missingModel(a.Err): // other 404s are not failed over
+			t[whyMissing]++
+		case a.Status == http.StatusUnauthorized || a.Status == http.StatusForbidden || isInsufficientQuota(a.Err):
+			t[whyRefused]++
+		default:
+			t[whyFailing]++
 		}
 	}
-	return false
+	for _, s := range e.Skipped {
+		switch {
+		case s.State == StateMissing:
+			t[whyMissing]++
+		case s.State == StateProbing:
+			t[whyProbing]++
+		case s.kind == restThrottled:
+			t[whyThrottled]++
+		case s.kind == restFault:
+			t[whyRefused]++
+		default:
+			t[whyFailing]++
+		}
+	}
+	return t
 }
 
 // apiError is an error body in the shape both Azure OpenAI and OpenAI use, so that either kind of client parses
@@ -121,22 +165,39 @@ func (a ErrorAnswer) Body() []byte {
 	return data
 }
 
-// Write answers w with the status and error body, and with Retry-After (whole seconds, rounded up) and
-// retry-after-ms, as Azure sends them on a 429, when RetryAt is set. It writes nothing for StatusClientClosed:
-// nobody is there to read it.
+// Write answers w with the status and error body (see Header). It writes nothing for StatusClientClosed: nobody is
+// there to read it.
 func (a ErrorAnswer) Write(w http.ResponseWriter) {
 	if a.Status == StatusClientClosed {
 		return
 	}
-	h := w.Header()
+	data := a.Body()
+	a.header(w.Header(), len(data))
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(data)
+}
+
+// response is the answer as the HTTP response to req that RoundTrip returns.
+func (a ErrorAnswer) response(req *http.Request) *http.Response {
+	data := a.Body()
+	h := make(http.Header, 5)
+	a.header(h, len(data))
+	return &http.Response{Status: strconv.Itoa(a.Status) + " " + http.StatusText(a.Status), StatusCode: a.Status,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, Body: newBodyReader(data),
+		ContentLength: int64(len(data)), Request: req}
+}
+
+// header sets the answer's headers for a body of n bytes: its type and length; Retry-After (whole seconds,
+// rounded up) and retry-after-ms, as Azure sends them on a 429, when RetryAt is set; and x-should-retry: false,
+// which the OpenAI SDKs obey: the Client has already tried every backend it could, and an SDK's own retries would
+// run the whole pass again.
+func (a ErrorAnswer) header(h http.Header, n int) {
 	if !a.RetryAt.IsZero() {
 		d := max(time.Until(a.RetryAt), time.Millisecond)
 		h.Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
 		h.Set("Retry-After-Ms", strconv.FormatInt(int64((d+time.Millisecond-1)/time.Millisecond), 10))
 	}
-	data := a.Body()
+	h.Set("X-Should-Retry", "false")
 	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(data)))
-	w.WriteHeader(a.Status)
-	_, _ = w.Write(data)
+	h.Set("Content-Length", strconv.Itoa(n))
 }

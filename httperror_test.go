@@ -24,6 +24,10 @@ func TestAnswerError(t *testing.T) {
 	missing := failover.Skip{Region: "eastus", State: failover.StateMissing, Reason: "404: model not deployed here"}
 	notFound := failover.Attempt{Region: "westus", Status: http.StatusNotFound, Outcome: failover.OutcomeFailedOver}
 	failed := failover.Attempt{Region: "westus", Status: http.StatusInternalServerError, Outcome: failover.OutcomeFailedOver}
+	throttled := failover.Attempt{Region: "westus", Status: http.StatusTooManyRequests, Outcome: failover.OutcomeFailedOver}
+	refused := failover.Attempt{Region: "westus", Status: http.StatusUnauthorized, Outcome: failover.OutcomeFailedOver}
+	broke := &openai.APIError{Code: "insufficient_quota", Message: "out of credit", HTTPStatusCode: http.StatusTooManyRequests}
+	noCredit := failover.Attempt{Region: "openai", Status: http.StatusTooManyRequests, Err: broke, Outcome: failover.OutcomeFailedOver}
 	probing := failover.Skip{Region: "eastus", State: failover.StateProbing}
 	resting := failover.Skip{Region: "eastus", State: failover.StateResting, Reason: "500"}
 	deadline, cancelDeadline := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
@@ -42,8 +46,16 @@ func TestAnswerError(t *testing.T) {
 	}{
 		{"body over its limit", nil, fmt.Errorf("failover: reading the body: %w", &http.MaxBytesError{Limit: 1024}),
 			http.StatusRequestEntityTooLarge, "request_too_large", false, "request body is larger than 1024 bytes"},
-		{"exhausted with RetryAt", nil, &failover.ExhaustedError{Model: "gpt-4o", Attempts: []failover.Attempt{failed}, RetryAt: retryAt},
+		{"exhausted, throttled", nil, &failover.ExhaustedError{Model: "gpt-4o", Attempts: []failover.Attempt{throttled}, RetryAt: retryAt},
 			http.StatusTooManyRequests, "429", true, `no region could serve the request for model "gpt-4o"`},
+		{"exhausted, throttled and failing", nil, &failover.ExhaustedError{Attempts: []failover.Attempt{failed, throttled}, RetryAt: retryAt},
+			http.StatusTooManyRequests, "429", true, ""},
+		{"exhausted, failing with RetryAt", nil, &failover.ExhaustedError{Model: "gpt-4o", Attempts: []failover.Attempt{failed}, RetryAt: retryAt},
+			http.StatusServiceUnavailable, "503", true, `no region could serve the request for model "gpt-4o"`},
+		{"exhausted, credentials refused", nil, &failover.ExhaustedError{Attempts: []failover.Attempt{refused, noCredit}, Skipped: []failover.Skip{missing}, RetryAt: retryAt},
+			http.StatusBadGateway, "upstream_credentials_refused", false, "not the caller's"},
+		{"exhausted, refused and failing", nil, &failover.ExhaustedError{Attempts: []failover.Attempt{refused, failed}, RetryAt: retryAt},
+			http.StatusServiceUnavailable, "503", true, ""},
 		{"exhausted, all skipped missing", nil, &failover.ExhaustedError{Skipped: []failover.Skip{missing, missing}},
 			http.StatusNotFound, "DeploymentNotFound", false, "missing"},
 		{"exhausted, all attempts 404", nil, &failover.ExhaustedError{Attempts: []failover.Attempt{notFound, notFound}},
@@ -80,12 +92,12 @@ func TestAnswerError(t *testing.T) {
 			assert.Contains(t, a.Message, tc.message)
 			var exhausted *failover.ExhaustedError
 			if errors.As(tc.err, &exhausted) {
-				assert.Equal(t, tc.err.Error(), a.Message, "an exhausted request says all it knows")
+				assert.Contains(t, a.Message, tc.err.Error(), "an exhausted request says all it knows")
 			}
 			switch {
 			case !tc.retryAt:
 				assert.Zero(t, a.RetryAt)
-			case tc.status == http.StatusTooManyRequests:
+			case exhausted != nil && !exhausted.RetryAt.IsZero():
 				assert.Equal(t, retryAt, a.RetryAt)
 			default: // 503: about a second ahead
 				assert.WithinDuration(t, time.Now().Add(time.Second), a.RetryAt, 200*time.Millisecond)
@@ -136,7 +148,7 @@ func TestAnswerErrorOfRealFailures(t *testing.T) {
 		_, err := client.ChatCompletion(t.Context(), hello())
 		require.Error(t, err)
 		a := failover.AnswerError(t.Context(), err)
-		assert.Equal(t, http.StatusTooManyRequests, a.Status)
+		assert.Equal(t, http.StatusServiceUnavailable, a.Status, "the region rests, but not for its quota")
 		assert.WithinDuration(t, start.Add(5*time.Second), a.RetryAt, 2*time.Second)
 		assert.Contains(t, a.Message, "500")
 	})
@@ -148,11 +160,12 @@ func TestAnswerErrorOfRealFailures(t *testing.T) {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://ignored.example/v1/chat/completions",
 			strings.NewReader(`{"messages":[]}`))
 		require.NoError(t, err)
-		_, err = client.Do(req)
-		require.Error(t, err)
-		a := failover.AnswerError(t.Context(), err)
-		assert.Equal(t, http.StatusBadRequest, a.Status)
-		assert.Equal(t, "invalid_request", a.Code)
+		resp, err := client.Do(req)
+		require.NoError(t, err, "as a doer, the Client answers")
+		body := readAll(t, resp)
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+		assert.Contains(t, body, `"code":"invalid_request"`)
+		assert.Contains(t, body, "names no model")
 		assert.Zero(t, servers[0].Requests())
 	})
 }

@@ -48,8 +48,9 @@ func TestWithModel(t *testing.T) {
 }
 
 func TestAzureRegionsNeverGetAModelWithASlash(t *testing.T) {
-	azure, openai := &backend{azure: true}, &backend{}
+	azure, v1, openai := &backend{}, &backend{surface: surfaceV1}, &backend{surface: surfaceOpenAI}
 	assert.False(t, azure.serves("meta-llama/Llama-3"), "it would be a path segment")
 	assert.True(t, azure.serves("gpt-4o"))
+	assert.True(t, v1.serves("meta-llama/Llama-3"), "the v1 surface reads it from the body")
 	assert.True(t, openai.serves("meta-llama/Llama-3"), "the public API reads it from the body")
 }

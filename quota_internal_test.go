@@ -584,7 +584,7 @@ func TestSteerPutsRoomFirst(t *testing.T) {
 			now := time.Now()
 			allShort := true
 			for i, b := range e.backends {
-				if !b.azure {
+				if b.fallback {
 					continue
 				}
 				if ago, short := tc.short[i]; short {

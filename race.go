@@ -13,13 +13,13 @@ import (
 // one left, b has a hedge delay, and a region follows b in the pass's order.
 func (c *call) mayHedge(order []*backend, b *backend) bool {
 	h := c.e.hedger
-	if h == nil || !b.azure || c.hedges >= h.maxHedges || !h.affordable() {
+	if h == nil || b.fallback || c.hedges >= h.maxHedges || !h.affordable() {
 		return false
 	}
 	if _, ok := h.delayFor(b, c.latencyKind()); !ok {
 		return false
 	}
-	return slices.ContainsFunc(order[c.next:], func(b *backend) bool { return b.azure && b.serves(c.model) })
+	return slices.ContainsFunc(order[c.next:], func(b *backend) bool { return !b.fallback && b.serves(c.model) })
 }
 
 // flight is one attempt of a race, in flight on a goroutine of its own.
@@ -46,11 +46,12 @@ func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response
 	// One attempt, and a hedge for each hedge left, each at a backend still to come in the order.
 	results := make(chan finished, 1+min(c.e.hedger.maxHedges-c.hedges, len(order)-c.next))
 	var inFlight []*flight
-	launch := func(b *backend, t ticket, hedged bool) bool {
+	launch := func(b *backend, t ticket, hedged bool) error {
 		sent, err := c.bodyFor(b)
-		if err != nil { // only the fallback's body is rewritten, and the fallback is never raced
+		if err != nil { // the body must name b's deployment, and it is not a JSON object: the request's fault
 			c.release(c.ctx, b, t)
-			return false
+			b.health.uncount(c.model, t.quota)
+			return err
 		}
 		ctx, cancel := context.WithCancelCause(c.ctx)
 		f := &flight{b: b, cancel: cancel}
@@ -69,10 +70,10 @@ func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response
 			r.resp, r.a, r.until = rq.attempt(ctx, b, t, sent)
 			r.a.Hedged = hedged
 		}()
-		return true
+		return nil
 	}
-	if !launch(b, t, false) {
-		return nil, false, nil
+	if err := launch(b, t, false); err != nil {
+		return nil, true, err
 	}
 	kind := c.latencyKind()
 	delay, _ := c.e.hedger.delayFor(b, kind)
@@ -107,7 +108,7 @@ func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response
 				c.next-- // not tried: this request may still fail over to it
 				continue
 			}
-			if launch(next, nt, true) {
+			if launch(next, nt, true) == nil {
 				c.hedges++
 				if d, ok := c.e.hedger.delayFor(next, kind); ok && c.hedges < c.e.hedger.maxHedges {
 					timer.Reset(d)

@@ -40,10 +40,12 @@ type Region struct {
 	// next; a refresh that fails while the token is still valid keeps the token. An *azidentity.DefaultAzureCredential or *azidentity.ManagedIdentityCredential is the
 	// usual choice; the identity needs the "Cognitive Services OpenAI User" role on the resource.
 	Credential azcore.TokenCredential
-	// APIVersion is the api-version query parameter. Default: DefaultAPIVersion.
+	// APIVersion is the api-version query parameter of the classic surface. Default: DefaultAPIVersion. It is a
+	// floor, not a ceiling: a request that asks for a newer api-version (an SDK's own) is sent with that one. A
+	// v1 region takes none (or "preview", for preview features), and a KindOpenAI region none.
 	APIVersion string
 	// Deployments declares the models this resource has, each mapped to its deployment name (empty: the
-	// model's own name). When it is set,
+	// model's own name; on a KindOpenAI region, the name the provider gives the model). When it is set,
 	// requests for any other model never go to this region (so a region without an embeddings model never
 	// receives an embeddings request). Empty: the region is taken to have every model, under a deployment of the
 	// model's name, until a 404 says otherwise.
@@ -53,13 +55,41 @@ type Region struct {
 	Priority int
 	// Weight is the region's share of load among regions of its priority under StrategyWeighted. Default (0): 1.
 	Weight int
+	// Kind is the API the region speaks: KindAzure (the default: classic or v1, as the Endpoint says) or
+	// KindOpenAI (any OpenAI-compatible API).
+	Kind Kind
+}
+
+// Kind is the API a region speaks.
+type Kind uint8
+
+const (
+	// KindAzure is Azure OpenAI, the default. An Endpoint ending in /openai/v1 selects Azure's v1 surface:
+	// {endpoint}/chat/completions, the deployment's name in the body's model, no dated api-version. Any other
+	// Endpoint is the resource's base URL for the classic surface:
+	// {endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…. Both take the key in an api-key
+	// header, or an Entra ID token as Authorization: Bearer.
+	KindAzure Kind = iota
+	// KindOpenAI is an OpenAI-compatible API at any base URL (the public API's https://api.openai.com/v1, a
+	// second OpenAI organisation, another provider's OpenAI-compatible endpoint): {endpoint}/chat/completions
+	// with Authorization: Bearer APIKey, and the model, mapped by Deployments, in the body.
+	KindOpenAI
+)
+
+var kindNames = [...]string{"azure", "openai"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
 // Format writes the region with its API key redacted, whatever the verb.
 func (r Region) Format(f fmt.State, verb rune) {
 	s := r.shown()
-	fmt.Fprintf(f, "{Name:%s Endpoint:%s APIKey:%s Credential:%s APIVersion:%s Deployments:%s Priority:%d Weight:%d}",
-		s.Name, s.Endpoint, s.APIKey, s.Credential, s.APIVersion, formatDeployments(s.Deployments), s.Priority, s.Weight)
+	fmt.Fprintf(f, "{Name:%s Endpoint:%s APIKey:%s Credential:%s APIVersion:%s Deployments:%s Priority:%d Weight:%d Kind:%s}",
+		s.Name, s.Endpoint, s.APIKey, s.Credential, s.APIVersion, formatDeployments(s.Deployments), s.Priority, s.Weight, r.Kind)
 }
 
 // redactURL prints an endpoint without the parts that can carry credentials: user info and query. New rejects
@@ -91,11 +121,12 @@ type shownRegion struct {
 	Deployments map[string]string `json:"deployments,omitempty"`
 	Priority    int               `json:"priority,omitempty"`
 	Weight      int               `json:"weight,omitempty"`
+	Kind        string            `json:"kind"`
 }
 
 func (r Region) shown() shownRegion {
 	s := shownRegion{Name: r.Name, Endpoint: redactURL(r.Endpoint), APIVersion: r.APIVersion, Deployments: r.Deployments,
-		Priority: r.Priority, Weight: r.Weight}
+		Priority: r.Priority, Weight: r.Weight, Kind: r.Kind.String()}
 	if r.APIKey != "" {
 		s.APIKey = redacted
 	}
@@ -121,7 +152,7 @@ func (r Region) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("name", s.Name), slog.String("endpoint", s.Endpoint),
 		slog.String("api_key", s.APIKey), slog.String("credential", s.Credential), slog.String("api_version", s.APIVersion),
 		slog.String("deployments", formatDeployments(s.Deployments)), slog.Int("priority", s.Priority),
-		slog.Int("weight", s.Weight))
+		slog.Int("weight", s.Weight), slog.String("kind", s.Kind))
 }
 
 func formatDeployments(m map[string]string) string {

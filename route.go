@@ -80,7 +80,7 @@ func steer(order, buf []*backend, shared bool, model string, cost float64) ([]*b
 	for _, b := range order {
 		var d time.Duration
 		switch {
-		case !b.azure:
+		case b.fallback:
 			d = math.MaxInt64
 		case b.serves(model):
 			d = b.health.roomFor(model, cost, now)

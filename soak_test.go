@@ -379,6 +379,16 @@ func (s *soak) clientRequest(t *testing.T, client *failover.Client, rng *rand.Ra
 		case s.steadyUp(start, end):
 			s.problem("client %s: failed although steady was up from %s before to its end: %v", kind, soakGrace, err)
 		}
+	case exhaustedAnswer(err) != nil: // the doer's answer: its message names every region as the error does
+		msg := exhaustedAnswer(err).Message
+		switch missing := s.missingFromMessage(msg); {
+		case missing != "":
+			s.problem("client %s: exhausted answer, but %s is not in it: %v", kind, missing, err)
+		case s.steadyUp(start, end) && steadyTooSlow(msg):
+			s.count("excused: steady timed out (the machine, not the library)", -1)
+		case s.steadyUp(start, end):
+			s.problem("client %s: failed although steady was up from %s before to its end: %v", kind, soakGrace, err)
+		}
 	default:
 		s.problem("client %s: an error that is neither exhausted nor a stream cut: %v", kind, err)
 	}
@@ -432,8 +442,24 @@ func outcomeOf(err error) string {
 		return "stream-cut"
 	case errors.Is(err, failover.ErrExhausted):
 		return "exhausted"
+	case exhaustedAnswer(err) != nil:
+		return "exhausted-answer"
 	}
 	return "other"
+}
+
+// exhaustedAnswer is the *openai.APIError of the answer the Client gives as an HTTP doer when no backend serves
+// (see RoundTrip): 429, 502 or 503 with the ExhaustedError's text. Nil for any other error.
+func exhaustedAnswer(err error) *openai.APIError {
+	var apiErr *openai.APIError
+	if !errors.As(err, &apiErr) || !strings.HasPrefix(apiErr.Message, failover.ErrExhausted.Error()) {
+		return nil
+	}
+	switch apiErr.HTTPStatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable:
+		return apiErr
+	}
+	return nil
 }
 
 // gatewayRequest sends one request through the gateway, as a caller in another language would, and reports

@@ -288,9 +288,9 @@ func (h *health) skipped(model string, now time.Time) (Skip, bool) {
 	for _, r := range [...]*rest{h.region, h.models[model]} {
 		switch s := r.state(now); s {
 		case StateResting, StateMissing:
-			return Skip{State: s, Until: r.until, Reason: r.reason()}, true
+			return Skip{State: s, Until: r.until, Reason: r.reason(), kind: r.kind}, true
 		case StateProbing:
-			return Skip{State: s, Reason: r.reason()}, true
+			return Skip{State: s, Reason: r.reason(), kind: r.kind}, true
 		}
 	}
 	return Skip{}, false

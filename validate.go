@@ -208,13 +208,11 @@ func (rb *regionBuilder) backend(i int, r *regionConfig) (*backend, []error) {
 	}
 	u, err := rb.endpoint(i, r, cred)
 	add(err)
+	sf, err := rb.surface(i, r, u)
+	add(err)
 	add(rb.authErr(i, r, cred))
-	version := r.APIVersion
-	if version == "" {
-		version = DefaultAPIVersion
-	} else {
-		add(checkAPIVersion(rb.names.region(i, "APIVersion"), version))
-	}
+	version, err := rb.apiVersion(i, r, sf)
+	add(err)
 	errs = append(errs, rb.deploymentErrs(i, r)...)
 	weight, rankErrs := rb.rank(i, r)
 	errs = append(errs, rankErrs...)
@@ -228,7 +226,7 @@ func (rb *regionBuilder) backend(i int, r *regionConfig) (*backend, []error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	b := newRegionBackend(r, u, name, version, weight)
+	b := newRegionBackend(r, u, name, sf, version, weight)
 	if cred != nil {
 		b.authHeader, b.authValue, b.tokens = "Authorization", nil, rb.tokens.get(cred, rb.logger)
 	}
@@ -254,6 +252,8 @@ func (rb *regionBuilder) endpoint(i int, r *regionConfig, cred azcore.TokenCrede
 func (rb *regionBuilder) authErr(i int, r *regionConfig, cred azcore.TokenCredential) error {
 	n := rb.names
 	switch {
+	case r.Kind == KindOpenAI && (r.Credential != nil || r.entra):
+		return configErr(n.region(i, "Credential"), "is set, but the region is an OpenAI-compatible API (Kind openai), which takes an API key")
 	case isNilCredential(r.Credential):
 		return configErr(n.region(i, "Credential"), "is a nil %T; was there an error building it?", r.Credential)
 	case r.APIKey != "" && r.entra:
@@ -278,9 +278,16 @@ func (rb *regionBuilder) deploymentErrs(i int, r *regionConfig) []error {
 	var errs []error
 	for _, model := range models {
 		// Values are not quoted: a key pasted into the wrong place must not be printed back.
+		name := deploymentName(model, r.Deployments[model])
 		if model == "" {
 			errs = append(errs, configErr(rb.names.region(i, "Deployments"), "has an empty model name"))
-		} else if !deploymentPattern.MatchString(deploymentName(model, r.Deployments[model])) {
+		} else if r.Kind == KindOpenAI {
+			// Another provider's model names have slashes and colons (meta-llama/Llama-3.3-70B); they only go
+			// in the body.
+			if len(name) > 256 || strings.ContainsFunc(name, func(c rune) bool { return c < ' ' || c == 0x7f }) {
+				errs = append(errs, configErr(rb.names.region(i, "Deployments"), "maps model %q to an invalid model name; expected 1 to 256 printable characters", model))
+			}
+		} else if !deploymentPattern.MatchString(name) {
 			errs = append(errs, configErr(rb.names.region(i, "Deployments"), "maps model %q to an invalid deployment name; expected 1 to 64 letters, digits, '.', '_' or '-'", model))
 		}
 	}
@@ -303,25 +310,74 @@ func (rb *regionBuilder) rank(i int, r *regionConfig) (weight int, errs []error)
 }
 
 // newRegionBackend builds the backend of a region that passed its checks, authenticating with its API key.
-func newRegionBackend(r *regionConfig, u *url.URL, name, version string, weight int) *backend {
+func newRegionBackend(r *regionConfig, u *url.URL, name string, sf surface, version string, weight int) *backend {
 	deployments := make(map[string]string, len(r.Deployments))
 	for model, deployment := range r.Deployments {
 		deployments[model] = deploymentName(model, deployment)
 	}
+	authHeader, authValue := "Api-Key", []string{r.APIKey}
+	if sf == surfaceOpenAI {
+		authHeader, authValue = "Authorization", []string{"Bearer " + r.APIKey}
+	}
+	query := ""
+	if version != "" {
+		query = "api-version=" + url.QueryEscape(version)
+	}
 	return &backend{
 		name:        name,
 		endpoint:    canonicalEndpoint(u),
-		azure:       true,
+		surface:     sf,
 		scheme:      u.Scheme,
 		host:        u.Host,
 		path:        u.Path,
-		query:       "api-version=" + url.QueryEscape(version),
-		authHeader:  "Api-Key",
-		authValue:   []string{r.APIKey},
+		query:       query,
+		version:     version,
+		authHeader:  authHeader,
+		authValue:   authValue,
 		secret:      r.APIKey,
 		deployments: deployments,
 		declared:    len(deployments) > 0,
 		priority:    r.Priority,
 		weight:      weight,
 	}
+}
+
+// v1Suffix ends the endpoint of a region on Azure's v1 surface.
+const v1Suffix = "/openai/v1"
+
+// surface checks the region's kind and finds the surface its endpoint selects. An Azure endpoint that ends in
+// /openai or goes into /openai/deployments would have the classic path written twice: it is refused, saying what
+// to give instead.
+func (rb *regionBuilder) surface(i int, r *regionConfig, u *url.URL) (surface, error) {
+	switch {
+	case r.Kind == KindOpenAI:
+		return surfaceOpenAI, nil
+	case r.Kind != KindAzure:
+		return 0, configErr(rb.names.region(i, "Kind"), "is %v; expected KindAzure or KindOpenAI", r.Kind)
+	case u == nil:
+		return surfaceClassic, nil
+	case strings.HasSuffix(u.Path, v1Suffix):
+		return surfaceV1, nil
+	case strings.HasSuffix(u.Path, "/openai") || strings.Contains(u.Path, "/openai/"):
+		return 0, configErr(rb.names.region(i, "Endpoint"), "has an /openai path; expected the resource's base URL (https://my-resource.openai.azure.com), or one ending in %s for Azure's v1 surface", v1Suffix)
+	}
+	return surfaceClassic, nil
+}
+
+// apiVersion checks the region's api-version for its surface and returns the one to send: the classic surface's
+// default when none is set; none, or "preview", on the v1 surface, which refuses dated ones; none on an
+// OpenAI-compatible API.
+func (rb *regionBuilder) apiVersion(i int, r *regionConfig, sf surface) (string, error) {
+	field, v := rb.names.region(i, "APIVersion"), r.APIVersion
+	switch {
+	case sf == surfaceOpenAI && v != "":
+		return "", configErr(field, "is set, but the region is an OpenAI-compatible API (Kind openai), which takes no api-version")
+	case sf == surfaceV1 && v != "" && v != "preview":
+		return "", configErr(field, "is set, but the endpoint is Azure's v1 surface (it ends in %s), which refuses a dated api-version; leave it empty, or set preview for preview features", v1Suffix)
+	case sf != surfaceClassic:
+		return v, nil
+	case v == "":
+		return DefaultAPIVersion, nil
+	}
+	return v, checkAPIVersion(field, v)
 }

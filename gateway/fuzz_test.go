@@ -52,7 +52,7 @@ var documentedStatuses = map[int]bool{200: true, 400: true, 401: true, 404: true
 	429: true, 502: true, 503: true, 504: true}
 
 // proxiedRoute is the gateway's documented proxied routes, by decoded path.
-var proxiedRoute = regexp.MustCompile(`^/(v1|openai/deployments/[A-Za-z0-9][A-Za-z0-9._-]{0,63})/(chat/completions|embeddings)$`)
+var proxiedRoute = regexp.MustCompile(`^/(v1|openai/v1|openai/deployments/[A-Za-z0-9][A-Za-z0-9._-]{0,63})/(chat/completions|completions|embeddings)$`)
 
 // fuzzGatewaySeeds are requests as the OpenAI and Azure OpenAI SDKs, curl, scanners and broken clients send them.
 var fuzzGatewaySeeds = []struct {

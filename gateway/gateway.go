@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -51,13 +52,21 @@ type Config struct {
 //
 //	POST /openai/deployments/{deployment}/chat/completions   (any api-version; the deployment names the model)
 //	POST /openai/deployments/{deployment}/embeddings
-//	POST /v1/chat/completions                                 (the model in the body)
+//	POST /openai/deployments/{deployment}/completions
+//	POST /openai/v1/chat/completions                          (Azure's v1 surface: the model in the body)
+//	POST /openai/v1/embeddings
+//	POST /openai/v1/completions
+//	POST /v1/chat/completions                                 (the OpenAI API: the model in the body)
 //	POST /v1/embeddings
+//	POST /v1/completions
 //	GET  /healthz   alive (no key needed)
 //	GET  /status    the client's Health() as JSON
 //	GET  /metrics   Prometheus text format
 //
-// Bodies pass through as they came; the client chooses region, deployment, api-version and upstream credentials.
+// Bodies pass through as they came; the client chooses region, deployment and upstream credentials, and
+// api-version: a classic region's own, or the caller's when it is newer. When no region serves a request, the
+// answer is failover.AnswerError's (429, 503, 404 or 502, with x-should-retry: false), and X-Failover-Attempts
+// says how many regions were asked; X-Failover-Region names the region whose answer it is, when one answered.
 // Every other path is 404: the gateway is not an open proxy.
 type Gateway struct {
 	client  *failover.Client
@@ -99,8 +108,8 @@ func New(client *failover.Client, cfg Config) (*Gateway, error) {
 
 // route is what a request asks for.
 type route struct {
-	api       string // "azure" or "openai"
-	operation string // "chat/completions" or "embeddings"
+	api       string // "azure", "azure-v1" or "openai"
+	operation string // "chat/completions", "completions" or "embeddings"
 	path      string // the logical request's path, which the client routes by
 }
 
@@ -147,7 +156,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt, ok := routeOf(r.URL.Path)
 	if !ok {
-		writeError(w, http.StatusNotFound, "404", "Resource not found: the gateway serves /openai/deployments/{deployment}/chat/completions and /embeddings, and /v1/chat/completions and /v1/embeddings")
+		writeError(w, http.StatusNotFound, "404", "Resource not found: the gateway serves chat/completions, completions and embeddings under /openai/deployments/{deployment}/, /openai/v1/ and /v1/")
 		return
 	}
 	if allowMethod(w, r, http.MethodPost) && g.authorize(w, r) {
@@ -160,6 +169,9 @@ func routeOf(path string) (route, bool) {
 	if op, ok := strings.CutPrefix(path, "/v1/"); ok && isOperation(op) {
 		return route{api: "openai", operation: op, path: path}, true
 	}
+	if op, ok := strings.CutPrefix(path, "/openai/v1/"); ok && isOperation(op) {
+		return route{api: "azure-v1", operation: op, path: path}, true
+	}
 	rest, ok := strings.CutPrefix(path, "/openai/deployments/")
 	if !ok {
 		return route{}, false
@@ -171,7 +183,9 @@ func routeOf(path string) (route, bool) {
 	return route{api: "azure", operation: op, path: path}, true
 }
 
-func isOperation(op string) bool { return op == "chat/completions" || op == "embeddings" }
+func isOperation(op string) bool {
+	return op == "chat/completions" || op == "completions" || op == "embeddings"
+}
 
 // validDeployment accepts the names Azure allows for deployments: at most 64 letters, digits, '-', '_' and '.',
 // starting with a letter or digit.
@@ -279,25 +293,28 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return writeAnswer(w, a)
 	}
 
+	target := "https://" + logicalHost + rt.path
+	if v := r.URL.Query().Get("api-version"); v != "" {
+		target += "?api-version=" + url.QueryEscape(v) // the client keeps it where it is newer than a region's
+	}
 	req, err := http.NewRequestWithContext(failover.WithTrace(ctx, &failover.Trace{AttemptDone: ex.add}),
-		http.MethodPost, "https://"+logicalHost+rt.path, bytes.NewReader(body))
+		http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return writeAnswer(w, failover.ErrorAnswer{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()})
 	}
 	copyRequestHeader(req.Header, r.Header)
 	resp, err := g.client.Do(req)
-	if err != nil {
-		// How many regions were asked before giving up; 0 when every one rested.
-		w.Header().Set("X-Failover-Attempts", strconv.Itoa(len(ex.attempts)))
+	// How many regions were asked; 0 when every one rested.
+	w.Header().Set("X-Failover-Attempts", strconv.Itoa(len(ex.attempts)))
+	if err != nil { // the request's context ended
 		return writeAnswer(w, failover.AnswerError(ctx, err))
 	}
 	defer resp.Body.Close()
 
 	h := w.Header()
 	copyResponseHeader(h, resp.Header)
-	if n := len(ex.attempts); n > 0 {
+	if n := len(ex.attempts); n > 0 && answeredBy(ex.attempts[n-1]) {
 		h.Set("X-Failover-Region", ex.attempts[n-1].Region)
-		h.Set("X-Failover-Attempts", strconv.Itoa(n))
 	}
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		if resp.ContentLength >= 0 {
@@ -318,6 +335,12 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 }
 
 func (ex *exchange) add(a failover.Attempt) { ex.attempts = append(ex.attempts, a) }
+
+// answeredBy reports whether the answer is the one a, the last attempt reported, got: it served the request, or
+// the region refused the request itself. Otherwise the client answered for the regions (see failover.RoundTrip).
+func answeredBy(a failover.Attempt) bool {
+	return a.Outcome == failover.OutcomeServed || a.Outcome == failover.OutcomeReturned
+}
 
 // writeAnswer answers with a, as failover.AnswerError decided it, and returns its status.
 func writeAnswer(w http.ResponseWriter, a failover.ErrorAnswer) int {

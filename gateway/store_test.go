@@ -78,9 +78,11 @@ func TestErrorAnswerCountsAttempts(t *testing.T) {
 	body := `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`
 	auth := map[string]string{"Authorization": "Bearer " + gatewayKey}
 	resp, text := post(t, f.url, "/v1/chat/completions", body, auth)
-	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "both failed and rest a second: %s", text)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "both failed and rest a second: %s", text)
 	assert.Equal(t, "2", resp.Header.Get("X-Failover-Attempts"))
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+	assert.Empty(t, resp.Header.Get("X-Failover-Region"), "no region's answer")
 	resp, text = post(t, f.url, "/v1/chat/completions", body, auth)
-	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "both rest now: %s", text)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "both rest now: %s", text)
 	assert.Equal(t, "0", resp.Header.Get("X-Failover-Attempts"), "every region rested: none was asked")
 }
