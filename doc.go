@@ -2,10 +2,12 @@
 // which regions rest after 429s or failures and which lack a model, and falling back to the public OpenAI API.
 //
 // A Client is built from an ordered list of Regions (New) or from the environment and a .env file (NewFromEnv,
-// NewFromEnvFile). Its calls (ChatCompletion, CreateChatCompletion, CreateChatCompletionStream,
-// CreateEmbeddings, the async and batch calls, and Do for any OpenAI SDK) take go-openai's types. When no region
-// can serve a request, the error is an *ExhaustedError that says what each region answered or why it was passed
-// over; AnswerError turns any error into the HTTP answer the gateway (package gateway) sends.
+// NewFromEnvFile); a region is Azure's classic surface, its v1 surface (an endpoint ending in /openai/v1) or any
+// OpenAI-compatible API (KindOpenAI). Its calls (ChatCompletion, CreateChatCompletion, CreateChatCompletionStream,
+// CreateEmbeddings, the async and batch calls) take go-openai's types; when no region can serve a request, the
+// error is an *ExhaustedError that says what each region answered or why it was passed over. The Client is also
+// an http.RoundTripper (RoundTrip, and Do for SDKs that take a doer), for openai-go or any other SDK: there a
+// failure is an HTTP answer, which AnswerError decides, as it does for the gateway (package gateway).
 //
 // # A request's path through the code
 //
@@ -19,7 +21,10 @@
 //     attempt (call.one, or call.race in race.go when hedging), and request.attempt (the part of a call its
 //     attempts share) sends it and settles the region's state with the verdict (request.settle); call.report
 //     tells the trace, the hook and the log (trace.go).
-//   - exchange.go: request.try and request.exchange readdress the request to the backend (backend.go) with its
+//   - roundtrip.go, for a request from another SDK: Client.RoundTrip hands it to engine.Do, and an error other
+//     than the context's end to AnswerError (httperror.go) for an HTTP answer.
+//   - exchange.go: request.try and request.exchange readdress the request to the backend (backend.go: its
+//     surface, classic, v1 or OpenAI-compatible, says the address, and whether the body names the deployment) with its
 //     credentials (entra.go for tokens), send it under the attempt timeout and read the answer: whole into a
 //     pooled buffer (answer.go), or a stream up to its first content (stream.go, over sse.go's EventReader); an
 //     error answer is scrubbed of secrets (scrub.go) and classified (classify.go, retryafter.go).

@@ -3,6 +3,7 @@ package failover_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/aoai-failover/failover"
@@ -103,6 +104,22 @@ func TestDotEnvExampleIsValid(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(c.CloseIdleConnections)
 	assert.Equal(t, []string{"eastus", "swedencentral", "openai"}, c.Regions())
+
+	// Regions 3 and 4, commented out, are a v1 region and an OpenAI-compatible one.
+	var lines []string
+	for _, line := range strings.Split(string(example), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# AZURE_OPENAI_"); ok && (strings.Contains(rest, "_3=") || strings.Contains(rest, "_4=")) {
+			line = "AZURE_OPENAI_" + rest
+		}
+		lines = append(lines, line)
+	}
+	writeDotEnv(t, dir, strings.Join(lines, "\n"))
+	t.Setenv("AZURE_OPENAI_API_KEY_3", secretKey)
+	t.Setenv("AZURE_OPENAI_API_KEY_4", secretKey)
+	c, err = failover.NewFromEnv()
+	require.NoError(t, err)
+	t.Cleanup(c.CloseIdleConnections)
+	assert.Equal(t, []string{"eastus", "swedencentral", "my-resource-westus.openai.azure.com/openai/v1", "api.openai.com/v1", "openai"}, c.Regions())
 
 	t.Setenv("AZURE_OPENAI_API_KEY_2", secretKey)
 	_, err = failover.NewFromEnv()

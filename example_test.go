@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -135,6 +137,46 @@ func ExampleClient_Do() {
 	}
 	fmt.Println(len(resp.Data), "embeddings")
 	// Output: 2 embeddings
+}
+
+// The Client is an http.RoundTripper: under any SDK's *http.Client, requests fail over across regions of every
+// kind (here a classic Azure region, throttled, and a v1 one). When no region can serve, the SDK gets an answer it
+// understands instead of a connection error: a status, Retry-After, and x-should-retry: false.
+func ExampleClient_RoundTrip() {
+	classic := failovertest.NewRegion("eastus")
+	defer classic.Close()
+	classic.Script(failovertest.RateLimited(30 * time.Second))
+	v1 := failovertest.NewRegion("swedencentral")
+	defer v1.Close()
+	client, err := failover.New([]failover.Region{
+		{Name: "eastus", Endpoint: classic.URL, APIKey: classic.Key},
+		{Name: "swedencentral", Endpoint: v1.V1URL, APIKey: v1.Key}, // ends in /openai/v1: the v1 surface
+	}, failover.WithMaxWait(0))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+	hc := &http.Client{Transport: client} // what openai-go's option.WithHTTPClient, or any SDK, takes
+
+	send := func() *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, "https://any-base-url.example/v1/chat/completions",
+			strings.NewReader(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+		resp, err := hc.Do(req)
+		if err != nil {
+			log.Fatal(err) // only when the request's context ends
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := send()
+	fmt.Println(resp.StatusCode, resp.Header.Get("X-Ms-Region"))
+
+	v1.SetDefault(failovertest.RateLimited(20 * time.Second))
+	resp = send()
+	fmt.Println(resp.StatusCode, resp.Header.Get("X-Should-Retry"), resp.Header.Get("Retry-After") != "")
+	// Output:
+	// 200 swedencentral
+	// 429 false true
 }
 
 // ChatCompletionBatch runs many requests, a few at a time, and returns the results in order.
