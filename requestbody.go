@@ -156,8 +156,6 @@ func modelMember(data []byte) (start, end int, found bool, err error) {
 	return 0, 0, false, nil
 }
 
-// report tells the trace, the attempt hook, the request's record and the logger about an attempt. The callbacks
-
 // modelOf finds the model a request body names.
 func modelOf(body []byte) string {
 	if model, ok := leadingModel(body); ok {
