@@ -101,7 +101,7 @@ func (b *backend) url(op, deployment, version string) *url.URL {
 // Versions are dates (2024-10-21, 2025-04-01-preview): the later date is the newer; of one date, the region's
 // stands.
 func newerAPIVersion(asked, region string) bool {
-	return asked != "" && region != "" && apiVersionPattern.MatchString(asked) && asked[:10] > region[:min(10, len(region))]
+	return asked != "" && region != "" && checkAPIVersion("", asked) == nil && asked[:10] > region[:min(10, len(region))]
 }
 
 // passedOver says why a request did not try b for model at now, as it was then: a short rest may have ended

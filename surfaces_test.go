@@ -157,6 +157,7 @@ func TestCallersNewerAPIVersionIsKept(t *testing.T) {
 		{"2024-02-01", "2024-10-21"},
 		{"2024-10-21-preview", "2024-10-21"}, // the same date: the region's stands
 		{"latest", "2024-10-21"},
+		{"2025-13-45", "2024-10-21"}, // not a date
 		{"", "2024-10-21"},
 	}
 	for _, tc := range cases {
