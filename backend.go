@@ -2,6 +2,7 @@ package failover
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -43,11 +44,21 @@ const (
 	surfaceOpenAI
 )
 
+// classicPrefix starts the deployment's part of a classic Azure path.
+const classicPrefix = "/openai/deployments/"
+
 // operations are the calls the engine can route: each exists on every Azure deployment.
 var operations = []string{"/chat/completions", "/completions", "/embeddings"}
 
-// operationOf is the operation a request's path ends in.
+// operationOf is the operation a request's path ends in. In a classic Azure path it is what follows the
+// deployment: /openai/deployments/chat/completions is the legacy completions of a deployment named chat.
 func operationOf(path string) (string, bool) {
+	if i := strings.LastIndex(path, classicPrefix); i >= 0 {
+		rest := path[i+len(classicPrefix):]
+		if j := strings.IndexByte(rest, '/'); j > 0 && slices.Contains(operations, rest[j:]) {
+			return rest[j:], true
+		}
+	}
 	for _, op := range operations {
 		if strings.HasSuffix(path, op) {
 			return op, true

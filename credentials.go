@@ -108,6 +108,11 @@ func envRegionDefaults(g map[string]string) (envDefaults, []error) {
 	d.apiVersion, d.apiVersionVar = g[EnvAPIVersion], EnvAPIVersion
 	if d.apiVersion == "" {
 		d.apiVersion, d.apiVersionVar = g[EnvOpenAIVersion], EnvOpenAIVersion
+		if d.apiVersion == "preview" || d.apiVersion == "v1" {
+			// Another client's setting for Azure's v1 surface, which takes no dated version: nothing for a
+			// classic region.
+			d.apiVersion = ""
+		}
 	}
 	if d.apiVersion != "" {
 		if err := checkAPIVersion(d.apiVersionVar, d.apiVersion); err != nil {
@@ -197,7 +202,8 @@ func envRegionConfig(sr *envRegion, d envDefaults) (regionConfig, map[string]str
 			errs = append(errs, err)
 		}
 		r.Deployments = m
-	} else if d.deployments != nil {
+	} else if d.deployments != nil && r.Kind == KindAzure {
+		// Azure's deployment names, not an OpenAI-compatible API's model names.
 		r.Deployments, vars["Deployments"] = d.deployments, EnvDeployments
 	}
 	return r, vars, errs

@@ -109,6 +109,13 @@ func (t tally) only(rs ...reason) bool {
 	return total > 0 && n == total
 }
 
+// identityRefused reports whether err is a region's Entra ID credential that cannot work here (rested as a fault,
+// as a 401 is), rather than an identity service that is down for now.
+func identityRefused(err error) bool {
+	var ce *CredentialError
+	return errors.As(err, &ce) && credentialRest(ce.Err) == restFault
+}
+
 // why counts the attempts and the backends passed over by reason.
 func (e *ExhaustedError) why() tally {
 	var t tally
@@ -118,7 +125,8 @@ func (e *ExhaustedError) why() tally {
 			t[whyThrottled]++
 		case a.Status == http.StatusNotFound || missingModel(a.Err): // other 404s are not failed over
 			t[whyMissing]++
-		case a.Status == http.StatusUnauthorized || a.Status == http.StatusForbidden || isInsufficientQuota(a.Err):
+		case a.Status == http.StatusUnauthorized || a.Status == http.StatusForbidden || isInsufficientQuota(a.Err) ||
+			identityRefused(a.Err):
 			t[whyRefused]++
 		default:
 			t[whyFailing]++

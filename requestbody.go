@@ -93,11 +93,11 @@ func pathDeployment(path, op string) string {
 	if !ok {
 		return ""
 	}
-	i := strings.LastIndex(rest, "/openai/deployments/")
+	i := strings.LastIndex(rest, classicPrefix)
 	if i < 0 {
 		return ""
 	}
-	d := rest[i+len("/openai/deployments/"):]
+	d := rest[i+len(classicPrefix):]
 	if strings.Contains(d, "/") {
 		return ""
 	}

@@ -83,3 +83,32 @@ func TestEnvRegionKindErrors(t *testing.T) {
 	assert.Contains(t, err.Error(), "AZURE_OPENAI_AUTH_3: is set, but the region is an OpenAI-compatible API")
 	assert.NotContains(t, err.Error(), envSecret)
 }
+
+// TestEnvSharedSettingsAreAzures: the unsuffixed deployments are Azure deployment names, not an OpenAI-compatible
+// API's model names; OPENAI_API_VERSION=preview (another client's setting for the v1 surface) is ignored.
+func TestEnvSharedSettingsAreAzures(t *testing.T) {
+	c, err := clientFromEnv(t, map[string]string{
+		"AZURE_OPENAI_ENDPOINT_1": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY_1": envSecret,
+		"AZURE_OPENAI_ENDPOINT_2": "https://api.other.example/v1", "AZURE_OPENAI_API_KEY_2": envSecret,
+		"AZURE_OPENAI_KIND_2":      "openai",
+		"AZURE_OPENAI_DEPLOYMENTS": "gpt-4o=gpt-4o-prod",
+		"OPENAI_API_VERSION":       "preview",
+	})
+	require.NoError(t, err)
+	b := c.engine.backends
+	assert.Equal(t, map[string]string{"gpt-4o": "gpt-4o-prod"}, b[0].deployments)
+	assert.Equal(t, "api-version="+DefaultAPIVersion, b[0].query)
+	assert.Empty(t, b[1].deployments)
+	assert.Equal(t, "gpt-4o", b[1].deployment("gpt-4o"))
+}
+
+// TestOneResourceOnTwoSurfacesIsOneRegion: a resource's classic and v1 endpoints share its quota; listing both
+// would fail over to the same deployments.
+func TestOneResourceOnTwoSurfacesIsOneRegion(t *testing.T) {
+	_, err := New([]Region{
+		{Name: "classic", Endpoint: "https://res.openai.azure.com", APIKey: envSecret},
+		{Name: "v1", Endpoint: "https://RES.openai.azure.com/openai/v1/", APIKey: envSecret},
+	})
+	require.ErrorIs(t, err, ErrConfig)
+	assert.ErrorContains(t, err, "regions[1].Endpoint: is the same endpoint as regions[0].Endpoint")
+}

@@ -117,7 +117,8 @@ type seenRegions struct{ endpoints, names map[string]string }
 
 // add takes region i's backend b, unless an earlier region has its endpoint or its name.
 func (seen seenRegions) add(i int, r *regionConfig, b *backend, names fieldNamer) error {
-	if first, dup := seen.endpoints[b.endpoint]; dup {
+	account := accountOf(b)
+	if first, dup := seen.endpoints[account]; dup {
 		return configErr(names.region(i, "Endpoint"), "is the same endpoint as %s; each region must be listed once", first)
 	}
 	if first, dup := seen.names[b.name]; dup {
@@ -127,9 +128,22 @@ func (seen seenRegions) add(i int, r *regionConfig, b *backend, names fieldNamer
 		}
 		return configErr(names.region(i, "Name"), problem, b.name, first)
 	}
-	seen.endpoints[b.endpoint] = names.region(i, "Endpoint")
+	seen.endpoints[account] = names.region(i, "Endpoint")
 	seen.names[b.name] = names.region(i, "Name")
 	return nil
+}
+
+// accountOf is what makes two regions one account, and so pointless to fail over between: an Azure resource,
+// whichever surface its endpoint names (its quota is the same); for an OpenAI-compatible API, whose base URL many
+// accounts share, the base URL and the key. It never leaves the validator.
+func accountOf(b *backend) string {
+	switch b.surface {
+	case surfaceV1:
+		return strings.TrimSuffix(b.endpoint, v1Suffix)
+	case surfaceOpenAI:
+		return b.endpoint + " " + b.secret
+	}
+	return b.endpoint
 }
 
 // settingsErrs checks the client-wide settings.

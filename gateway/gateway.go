@@ -337,9 +337,10 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 func (ex *exchange) add(a failover.Attempt) { ex.attempts = append(ex.attempts, a) }
 
 // answeredBy reports whether the answer is the one a, the last attempt reported, got: it served the request, or
-// the region refused the request itself. Otherwise the client answered for the regions (see failover.RoundTrip).
+// the region refused the request itself (with a status: a request that could not be sent has none). Otherwise the
+// client answered for the regions (see failover.RoundTrip).
 func answeredBy(a failover.Attempt) bool {
-	return a.Outcome == failover.OutcomeServed || a.Outcome == failover.OutcomeReturned
+	return a.Outcome == failover.OutcomeServed || a.Outcome == failover.OutcomeReturned && a.Status != 0
 }
 
 // writeAnswer answers with a, as failover.AnswerError decided it, and returns its status.

@@ -9,10 +9,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestReviewLegacyCompletionsOfDeploymentNamedChat: the gateway routes POST /openai/deployments/chat/completions as
+// TestLegacyCompletionsOfDeploymentNamedChat: the gateway routes POST /openai/deployments/chat/completions as
 // the legacy completions of deployment "chat" (routeOf), but hands the path to the client, whose operationOf
 // matches the suffix /chat/completions first: the region is sent a chat completion instead.
-func TestReviewLegacyCompletionsOfDeploymentNamedChat(t *testing.T) {
+func TestLegacyCompletionsOfDeploymentNamedChat(t *testing.T) {
 	f := startFleet(t, []string{"eastus"}, gateway.Config{})
 	resp, answer := post(t, f.url, "/openai/deployments/chat/completions?api-version=2024-10-21",
 		`{"model":"gpt-4o","prompt":"hi"}`, map[string]string{"api-key": gatewayKey})
