@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -77,14 +78,16 @@ func newSettings(opts []Option) settings {
 // newEngine assembles the engine of validated settings and backends (the regions', then the fallback's, if any).
 // Steering needs two regions to choose between.
 func newEngine(s *settings, backends []*backend, regions int) *engine {
-	httpClient := &http.Client{Transport: defaultTransport()}
+	transport := defaultTransport()
+	httpClient := &http.Client{Transport: transport}
+	send := func(req *http.Request) (*http.Response, error) { return roundTrip(transport, req) }
 	if s.httpClient != nil {
 		c := *s.httpClient
-		httpClient = &c
+		httpClient, send = &c, c.Do
 	}
 	// Azure OpenAI never redirects, and net/http would carry the api-key header to wherever a redirect points.
 	httpClient.CheckRedirect = refuseRedirect
-	e := &engine{client: httpClient, strategy: s.strategy, attemptTimeout: s.attemptTimeout, maxWait: s.maxWait,
+	e := &engine{client: httpClient, send: send, strategy: s.strategy, attemptTimeout: s.attemptTimeout, maxWait: s.maxWait,
 		rests:  restPolicy{backoff: s.backoff, fault: s.faultRest, missing: s.missingRest},
 		logger: s.logger, onAttempt: s.onAttempt, hedger: newHedger(s.hedging)}
 	e.arrange(backends)
@@ -146,6 +149,18 @@ func newFallbackBackend(f *fallbackSettings, keyField, urlField string) (*backen
 		authValue:  []string{"Bearer " + f.apiKey},
 		secret:     f.apiKey,
 	}, nil
+}
+
+// roundTrip sends req on t as an http.Client without a timeout, a cookie jar or redirects (refuseRedirect) sends
+// it, errors wrapped in *url.Error as the client wraps them, without the client's copy of the request's headers
+// for redirects that are never followed: one copy fewer per attempt.
+func roundTrip(t http.RoundTripper, req *http.Request) (*http.Response, error) {
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		op := req.Method[:1] + strings.ToLower(req.Method[1:])
+		return nil, &url.Error{Op: op, URL: req.URL.String(), Err: err}
+	}
+	return resp, nil
 }
 
 // refuseRedirect makes a redirect answer an answer like any other; it is classified as a failure of its backend.

@@ -77,7 +77,7 @@ func (c *request) exchange(ctx context.Context, b *backend, u *url.URL, body req
 		// The caller's body could not be replayed: no backend is at fault, and no other would fare better.
 		return nil, OutcomeReturned, verdict{cause: err, final: true}
 	}
-	resp, err := e.client.Do(req)
+	resp, err := e.send(req)
 	if err != nil {
 		return nil, OutcomeFailedOver, verdict{cause: err, kind: restUnreachable}
 	}

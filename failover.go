@@ -18,7 +18,8 @@ type engine struct {
 	tiers          []*tier    // the regions by priority, for strategies other than StrategyOrdered
 	fallback       *backend
 	strategy       Strategy
-	client         *http.Client
+	client         *http.Client // what sends attempts: the default transport's, or the caller's (WithHTTPClient)
+	send           func(*http.Request) (*http.Response, error)
 	attemptTimeout time.Duration
 	maxWait        time.Duration
 	rests          restPolicy

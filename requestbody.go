@@ -42,15 +42,22 @@ func replayable(req *http.Request) (requestBody, string, error) {
 		if err != nil {
 			return requestBody{}, "", err
 		}
-		model, ok := leadingModel(head)
-		if !ok {
-			all, err := readBody(req.GetBody, req.ContentLength)
-			if err != nil {
+		if model, ok := leadingModel(head); ok {
+			return requestBody{get: req.GetBody, length: req.ContentLength}, model, nil
+		}
+		// Another SDK's body (openai-go writes the model after the messages): scanned whole. One of at most
+		// maxScanned bytes is kept for the estimate too; every attempt still replays the caller's GetBody.
+		all := head
+		if int64(len(head)) < req.ContentLength {
+			if all, err = readBody(req.GetBody, req.ContentLength); err != nil {
 				return requestBody{}, "", err
 			}
-			model = modelOf(all)
 		}
-		return requestBody{get: req.GetBody, length: req.ContentLength}, model, nil
+		b := requestBody{get: req.GetBody, length: req.ContentLength}
+		if req.ContentLength <= maxScanned {
+			b.data = all
+		}
+		return b, modelOf(all), nil
 	}
 	data, err := readAll(nil, req.Body, req.ContentLength, maxBody)
 	req.Body.Close()
@@ -154,20 +161,6 @@ func modelMember(data []byte) (start, end int, found bool, err error) {
 		}
 	}
 	return 0, 0, false, nil
-}
-
-// modelOf finds the model a request body names.
-func modelOf(body []byte) string {
-	if model, ok := leadingModel(body); ok {
-		return model
-	}
-	var m struct {
-		Model string `json:"model"`
-	}
-	if json.Unmarshal(body, &m) != nil {
-		return ""
-	}
-	return m.Model
 }
 
 // leadingModel reads the model from a body that starts with it, as go-openai writes chat requests, without a

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/failovertest"
@@ -48,6 +49,9 @@ func BenchmarkOpenAIGoChat(b *testing.B) {
 	defer fc.Close()
 	viaFailover := openai.NewClient(option.WithHTTPClient(&http.Client{Transport: fc}), option.WithAPIKey("unused"))
 
+	b.Run("paired", func(b *testing.B) {
+		pairs(b, direct, viaFailover, params)
+	})
 	b.Run("direct", func(b *testing.B) {
 		directRuns = append(directRuns, measure(b, direct, params))
 	})
@@ -57,6 +61,31 @@ func BenchmarkOpenAIGoChat(b *testing.B) {
 			b.ReportMetric(nsPerOp/median(directRuns), "failover/direct")
 		}
 	})
+}
+
+// pairs makes one call through each client per iteration, in the order ABBA (direct first on even iterations,
+// failover first on odd ones), timing each call, so that drift over the run (the heap growing, the machine
+// getting busier) and any advantage of going first or second fall on both alike. It reports each client's mean
+// ns per call and their ratio, failover/direct: the figure BENCHMARKS.md records.
+func pairs(b *testing.B, direct, viaFailover openai.Client, params openai.ChatCompletionNewParams) {
+	call(b, direct, params)
+	call(b, viaFailover, params)
+	var spent [2]time.Duration
+	clients := [2]openai.Client{direct, viaFailover}
+	i := 0
+	for b.Loop() {
+		for k := range 2 {
+			c := (i + k) % 2 // 0, 1 on even iterations; 1, 0 on odd ones
+			start := time.Now()
+			call(b, clients[c], params)
+			spent[c] += time.Since(start)
+		}
+		i++
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(spent[0].Nanoseconds())/n, "direct-ns/call")
+	b.ReportMetric(float64(spent[1].Nanoseconds())/n, "failover-ns/call")
+	b.ReportMetric(float64(spent[1])/float64(spent[0]), "failover/direct")
 }
 
 // directRuns are the ns/op of every run of BenchmarkOpenAIGoChat/direct in this process, for failover/direct.
