@@ -173,8 +173,8 @@ func (a ErrorAnswer) Body() []byte {
 	return data
 }
 
-// Write answers w with the status and error body (see Header). It writes nothing for StatusClientClosed: nobody is
-// there to read it.
+// Write answers w with the status and error body, Retry-After and retry-after-ms when RetryAt is set, and
+// x-should-retry: false. It writes nothing for StatusClientClosed: nobody is there to read it.
 func (a ErrorAnswer) Write(w http.ResponseWriter) {
 	if a.Status == StatusClientClosed {
 		return
