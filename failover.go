@@ -368,37 +368,6 @@ func (c *call) report(a Attempt) {
 	c.e.reportAttempt(c.ctx, c.trace, a)
 }
 
-// earliest is the earlier of two times, where zero means never.
-func earliest(a, b time.Time) time.Time {
-	if a.IsZero() || !b.IsZero() && b.Before(a) {
-		return b
-	}
-	return a
-}
-
-// later is the later of two times.
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-// sleep waits for d or until ctx ends, and reports whether it waited the whole time.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 func canceled(ctx context.Context, attempts int) error {
 	return fmt.Errorf("failover: request ended by its context (attempts made: %d): %w", attempts, ctx.Err())
 }
