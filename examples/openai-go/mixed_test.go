@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
@@ -47,16 +46,6 @@ func startMixedFleet(t *testing.T) *mixedFleet {
 	return f
 }
 
-// bodyModel is the model the JSON body of c names.
-func bodyModel(t *testing.T, c failovertest.Call) string {
-	t.Helper()
-	var body struct {
-		Model string `json:"model"`
-	}
-	require.NoError(t, json.Unmarshal(c.Body, &body))
-	return body.Model
-}
-
 // TestMixedKindsFailOver: each operation, from plain openai-go and from the azure package, goes through all three
 // kinds: the classic region on its classic surface (deployment in the path, api-key, dated api-version), the v1
 // region on its v1 surface (deployment in the body, no dated api-version), and the OpenAI-compatible one with its
@@ -90,13 +79,13 @@ func TestMixedKindsFailOver(t *testing.T) {
 				v1 := f.v1.Calls()[0]
 				assert.True(t, v1.V1)
 				assert.Equal(t, op.operation, v1.Operation)
-				assert.Equal(t, op.deployment(f.v1.Name), bodyModel(t, v1), "the deployment in the body's model")
+				assert.Equal(t, op.deployment(f.v1.Name), v1.Model, "the deployment in the body's model")
 				assert.Empty(t, v1.APIVersion)
 
 				require.Equal(t, []int{http.StatusOK}, statuses(f.openai))
 				oa := f.openai.Calls()[0]
 				assert.Equal(t, op.operation, oa.Operation)
-				assert.Equal(t, openAIModels[op.model], bodyModel(t, oa), "the provider's name for the model")
+				assert.Equal(t, openAIModels[op.model], oa.Model, "the provider's name for the model")
 				assert.Equal(t, "Bearer "+f.openai.Key, oa.Header.Get("Authorization"))
 				assert.Empty(t, oa.Header.Get("Api-Key"), "no Azure header to an OpenAI API")
 				assert.Empty(t, oa.APIVersion)
