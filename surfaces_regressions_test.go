@@ -28,9 +28,9 @@ func (*refusedIdentity) GetToken(context.Context, policy.TokenRequestOptions) (a
 
 // TestRefusedIdentityIsA502: when the only region refuses the client's own identity (its Entra ID credential
 // cannot give a token: a fault, rested like a 401), RoundTrip must answer 502 upstream_credentials_refused, as it
-// does for a 401 and as it does for the next request, which passes the resting region over. httperror.go's why()
-// counts the attempt by its HTTP status only (0: nothing was sent), so the first request gets 503 with a
-// five-minute Retry-After instead.
+// does for a 401 and as it does for the next request, which passes the resting region over. (Found in review:
+// why() in httperror.go counted the attempt by its HTTP status only, 0 as nothing was sent, so the first request
+// got 503 with a five-minute Retry-After.)
 func TestRefusedIdentityIsA502(t *testing.T) {
 	servers := startRegions(t, []string{"eastus"})
 	client := newClient(t, []failover.Region{{Name: "eastus", Endpoint: servers[0].URL, Credential: &refusedIdentity{}}},
@@ -46,10 +46,10 @@ func TestRefusedIdentityIsA502(t *testing.T) {
 }
 
 // TestLegacyCompletionsOfDeploymentNamedChat: the legacy completions of a deployment named "chat" is
-// /openai/deployments/chat/completions (openai-go's azure package and go-openai build it so). operationOf
-// (backend.go) matches the suffix /chat/completions first, so the request is taken for a chat completion of a
-// model the path does not name: sent to the region as chat/completions, or refused with 400 when the body names
-// no model.
+// /openai/deployments/chat/completions (openai-go's azure package and go-openai build it so). (Found in review:
+// operationOf in backend.go matched the suffix /chat/completions first, so the request was taken for a chat
+// completion of a model the path does not name: sent to the region as chat/completions, or refused with 400 when
+// the body named no model.)
 func TestLegacyCompletionsOfDeploymentNamedChat(t *testing.T) {
 	servers := startRegions(t, []string{"eastus"})
 	client := newClient(t, regionsOf(servers...))
@@ -71,8 +71,9 @@ func TestLegacyCompletionsOfDeploymentNamedChat(t *testing.T) {
 }
 
 // TestTwoOpenAIOrganisationsOnOneBaseURL: a KindOpenAI region is "a second OpenAI organisation" (docs/sdks.md,
-// Region.Kind): two organisations are two accounts behind one base URL, told apart by their keys. validate.go's
-// duplicate check takes the endpoint alone for the resource, and refuses the second as "the same endpoint".
+// Region.Kind): two organisations are two accounts behind one base URL, told apart by their keys. (Found in
+// review: the duplicate check in validate.go took the endpoint alone for the account, and refused the second as
+// "the same endpoint".)
 func TestTwoOpenAIOrganisationsOnOneBaseURL(t *testing.T) {
 	c, err := failover.New([]failover.Region{
 		{Name: "org-a", Endpoint: "https://api.openai.com/v1", APIKey: "sk-org-a-0123456789", Kind: failover.KindOpenAI},

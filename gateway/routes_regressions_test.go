@@ -10,8 +10,8 @@ import (
 )
 
 // TestLegacyCompletionsOfDeploymentNamedChat: the gateway routes POST /openai/deployments/chat/completions as
-// the legacy completions of deployment "chat" (routeOf), but hands the path to the client, whose operationOf
-// matches the suffix /chat/completions first: the region is sent a chat completion instead.
+// the legacy completions of deployment "chat" (routeOf), and the client must agree. (Found in review: the
+// client's operationOf matched the suffix /chat/completions first, and the region was sent a chat completion.)
 func TestLegacyCompletionsOfDeploymentNamedChat(t *testing.T) {
 	f := startFleet(t, []string{"eastus"}, gateway.Config{})
 	resp, answer := post(t, f.url, "/openai/deployments/chat/completions?api-version=2024-10-21",
