@@ -339,3 +339,17 @@ func readAll(t *testing.T, resp *http.Response) string {
 	require.NoError(t, err)
 	return string(data)
 }
+
+// exhaustedAnswer is the *openai.APIError of the answer the Client gives as an HTTP doer when no backend serves
+// (see RoundTrip): 429, 502 or 503 with the ExhaustedError's text. Nil for any other error.
+func exhaustedAnswer(err error) *openai.APIError {
+	var apiErr *openai.APIError
+	if !errors.As(err, &apiErr) || !strings.HasPrefix(apiErr.Message, failover.ErrExhausted.Error()) {
+		return nil
+	}
+	switch apiErr.HTTPStatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable:
+		return apiErr
+	}
+	return nil
+}

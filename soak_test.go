@@ -448,20 +448,6 @@ func outcomeOf(err error) string {
 	return "other"
 }
 
-// exhaustedAnswer is the *openai.APIError of the answer the Client gives as an HTTP doer when no backend serves
-// (see RoundTrip): 429, 502 or 503 with the ExhaustedError's text. Nil for any other error.
-func exhaustedAnswer(err error) *openai.APIError {
-	var apiErr *openai.APIError
-	if !errors.As(err, &apiErr) || !strings.HasPrefix(apiErr.Message, failover.ErrExhausted.Error()) {
-		return nil
-	}
-	switch apiErr.HTTPStatusCode {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable:
-		return apiErr
-	}
-	return nil
-}
-
 // gatewayRequest sends one request through the gateway, as a caller in another language would, and reports
 // whether it failed.
 func (s *soak) gatewayRequest(rng *rand.Rand, check bool) bool {

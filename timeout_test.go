@@ -132,7 +132,8 @@ func TestStreamTimeoutRaceInRealTime(t *testing.T) {
 		var rec recorder
 		stream, err := doerClient(client).CreateChatCompletionStream(rec.context(t.Context()), chatRequest())
 		if err != nil {
-			require.ErrorIs(t, err, failover.ErrExhausted) // westus timed out too, on a slow moment
+			// westus timed out too, on a slow moment: as a doer the client answers for the regions (503).
+			require.NotNil(t, exhaustedAnswer(err), "%v", err)
 		} else {
 			_, err = failovertest.ReadStream(stream)
 			stream.Close()
