@@ -57,9 +57,10 @@ func WithQuota(q Quota) Option {
 //
 // The prompt's tokens are the bytes of text the request sends, divided by 4 and rounded up, plus 4 for each chat
 // message. The text is the content of every message (a string, or the text of its parts), the prompt of a
-// completion and the input of an embedding (a string or an array of strings; token arrays count nothing). The
-// completion budget is max_tokens, or when that is missing (or 0) max_completion_tokens, or 0; multiplied by n when n
-// is more than 1. A body that is not JSON counts 0.
+// completion, the input of an embedding (a string or an array of strings; token arrays count nothing) and the input
+// of a Responses API create (a string, or the content of its items). The completion budget is max_tokens, or when
+// that is missing (or 0) max_completion_tokens, or else max_output_tokens, or 0; multiplied by n when n is more
+// than 1. A body that is not JSON counts 0.
 func RequestTokens(body []byte) int {
 	var b requestBody
 	if json.Unmarshal(body, &b) != nil {
@@ -77,6 +78,9 @@ func (b *requestBody) tokens() int {
 	budget := intOf(b.MaxTokens)
 	if budget <= 0 {
 		budget = intOf(b.MaxCompletionTokens)
+	}
+	if budget <= 0 {
+		budget = intOf(b.MaxOutputTokens)
 	}
 	if n := intOf(b.N); n > 1 {
 		budget *= n
@@ -103,7 +107,7 @@ func contentLen(content any) int {
 	return 0
 }
 
-// textLen is the length of a prompt or an input: a string, or an array of strings.
+// textLen is the length of a prompt or an input: a string, or an array of strings or of Responses API items.
 func textLen(raw json.RawMessage) int {
 	var one string
 	if json.Unmarshal(raw, &one) == nil {
@@ -113,8 +117,11 @@ func textLen(raw json.RawMessage) int {
 	_ = json.Unmarshal(raw, &many)
 	n := 0
 	for _, m := range many {
-		if s, ok := m.(string); ok {
-			n += len(s)
+		switch m := m.(type) {
+		case string:
+			n += len(m)
+		case map[string]any: // an item of a Responses API input
+			n += contentLen(m["content"])
 		}
 	}
 	return n

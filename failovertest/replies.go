@@ -34,6 +34,10 @@ type Reply struct {
 	// StreamErrorAt, for a streaming request, sends an error event (server_error, as the service does when it
 	// fails mid-answer) in place of content chunk number StreamErrorAt, then ends the stream without [DONE]. 1
 	// sends it before any content. 0 sends none.
+	//
+	// On a streamed Responses API create, StreamCutAfter and StreamErrorAt count response.output_text.delta
+	// events, the error is an "event: error", and the stream ends without response.completed (it has no [DONE]
+	// either way); the response is then not stored. BodyDelay applies to those streams too.
 	StreamErrorAt int
 	// EmptyBody answers with no body at all (Content-Length: 0), whatever the status, as a broken proxy might.
 	EmptyBody bool

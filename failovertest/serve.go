@@ -29,6 +29,12 @@ type requestBody struct {
 	MaxTokens           json.RawMessage `json:"max_tokens"`
 	MaxCompletionTokens json.RawMessage `json:"max_completion_tokens"`
 	N                   json.RawMessage `json:"n"`
+	// The Responses API's: input is Input above (a string or an array of items).
+	PreviousResponseID string          `json:"previous_response_id"`
+	Store              *bool           `json:"store"` // nil: true
+	Background         bool            `json:"background"`
+	Include            []string        `json:"include"`
+	MaxOutputTokens    json.RawMessage `json:"max_output_tokens"`
 }
 
 // ServeHTTP answers one request the way the real service would. Its steps check the request in a fixed order
@@ -39,13 +45,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	call, routed := s.route(r)
 	raw, body, bodyErr := readBody(r)
 	call.Model, call.Stream, call.Body = body.Model, body.Stream, raw
-	if call.V1 { // the v1 surface names the deployment in the body, not the path
+	if call.V1 || call.Operation == "responses" && !s.openai { // the deployment is in the body, not the path
 		call.Deployment = body.Model
+	}
+	if len(raw) == 0 && responsesByID(call.Operation) { // a GET, DELETE or cancel has no body to parse
+		bodyErr = nil
 	}
 
 	reply, refused := s.refusal(r, call, routed, bodyErr)
-	var limits http.Header // the quota's headers; nil: none
-	if !refused {
+	var limits http.Header                         // the quota's headers; nil: none
+	if !refused && responsesByID(call.Operation) { // only creates are charged to a deployment's quota
+		reply = s.next(call)
+	} else if !refused {
 		reply, limits = s.admit(call, body)
 	}
 	index := s.logCall(call)
@@ -64,19 +75,25 @@ func (s *Server) route(r *http.Request) (call Call, routed bool) {
 	switch {
 	case s.openai:
 		call.Operation, routed = strings.CutPrefix(r.URL.Path, "/v1/")
+		call.Operation, call.ResponseID, routed = responsesRoute(r.Method, call.Operation, routed)
 		call.Authorized = r.Header.Get("Authorization") == "Bearer "+s.Key
 	case strings.HasPrefix(r.URL.Path, v1Prefix+"/"):
 		call.V1 = true
 		call.Operation, routed = v1Operation(r.URL.Path)
+		call.Operation, call.ResponseID, routed = responsesRoute(r.Method, call.Operation, routed)
 		call.APIVersion = r.URL.Query().Get("api-version")
 		call.Authorized = s.v1Authorized(r)
+	case strings.HasPrefix(r.URL.Path, classicResponsesPrefix):
+		call.Operation, call.ResponseID, routed = responsesRoute(r.Method, strings.TrimPrefix(r.URL.Path, "/openai/"), true)
+		call.APIVersion = r.URL.Query().Get("api-version")
+		call.Authorized = r.Header.Get("Api-Key") == s.Key || s.bearerValid(r)
 	default:
 		call.Deployment, call.Operation, routed = azurePath(r.URL.Path)
 		call.APIVersion = r.URL.Query().Get("api-version")
 		call.Authorized = r.Header.Get("Api-Key") == s.Key || s.bearerValid(r)
 	}
-	routed = routed && r.Method == http.MethodPost &&
-		(call.Operation == "chat/completions" || call.Operation == "completions" || call.Operation == "embeddings") &&
+	routed = routed && (isResponses(call.Operation) || r.Method == http.MethodPost &&
+		(call.Operation == "chat/completions" || call.Operation == "completions" || call.Operation == "embeddings")) &&
 		(s.openai || call.V1 || call.APIVersion != "")
 	return call, routed
 }
@@ -94,7 +111,8 @@ func readBody(r *http.Request) (raw []byte, body requestBody, err error) {
 }
 
 // refusal is the error the real service answers a request it will not serve, checked in its order: the path,
-// then the credentials, then (on the v1 surface) the api-version, then the body, then the deployment or model.
+// then the credentials, then the api-version (on the v1 surface, and for the Responses API on the classic one),
+// then the body, then the deployment or model (not for a Responses request by id, which the store answers).
 // refused is false when the request passes them all and goes on to the quota and the script.
 func (s *Server) refusal(r *http.Request, call Call, routed bool, bodyErr error) (reply Reply, refused bool) {
 	switch {
@@ -104,8 +122,12 @@ func (s *Server) refusal(r *http.Request, call Call, routed bool, bodyErr error)
 		return s.unauthorized(r), true
 	case call.V1 && !v1APIVersionOK(call.APIVersion):
 		return v1APIVersionNotSupported(), true
+	case isResponses(call.Operation) && !s.openai && !call.V1 && !responsesAPIVersionOK(call.APIVersion):
+		return ResponsesAPIVersionNotSupported(), true
 	case bodyErr != nil:
 		return BadRequest("We could not parse the JSON body of your request."), true
+	case responsesByID(call.Operation): // names a stored response, not a deployment: the store answers
+		return Reply{}, false
 	}
 	return s.notFound(call)
 }
@@ -256,6 +278,12 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, call Call, body r
 		return
 	}
 	data := reply.Body
+	if status == http.StatusOK && data == "" && isResponses(call.Operation) {
+		var streamed bool
+		if status, data, streamed = s.answerResponses(w, r, call, body, reply); streamed {
+			return
+		}
+	}
 	if data == "" {
 		data = s.defaultBody(call, body, reply)
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 // Server is a fake Azure OpenAI region, or a fake public OpenAI API. It serves chat completions (streaming too),
-// completions and embeddings on the paths, with the auth, headers and bodies, of the real service: a region on
+// completions, embeddings and the Responses API (see responses.go) on the paths, with the auth, headers and bodies, of the real service: a region on
 // both of Azure's surfaces, the classic one under URL and the v1 one under V1URL. Replies are scripted per request
 // with Script; when the script is used up, every request gets the default reply (a success unless SetDefault says
 // otherwise). It is safe for concurrent use.
@@ -33,6 +33,7 @@ type Server struct {
 	echo        bool
 	identity    *Identity
 	quota       *quotaLimiter // nil: no quota
+	stored      responseStore // the Responses API's stored responses
 
 	mu       sync.Mutex
 	script   []Reply
@@ -50,10 +51,15 @@ type Server struct {
 
 // Call is what a fake server saw of one request.
 type Call struct {
-	// Operation is "chat/completions", "completions" or "embeddings".
+	// Operation is "chat/completions", "completions" or "embeddings", or one of the Responses API's:
+	// "responses" (POST /responses, a create), "responses.get" (GET /responses/{id}), "responses.delete"
+	// (DELETE /responses/{id}), "responses.cancel" (POST /responses/{id}/cancel) or "responses.input_items"
+	// (GET /responses/{id}/input_items).
 	Operation string
+	// ResponseID is the response id named in the path of a Responses API request other than a create.
+	ResponseID string
 	// Deployment is the deployment named in the path on Azure's classic surface, or in the body's model on its v1
-	// surface (Azure only).
+	// surface and in a Responses API create on either (Azure only).
 	Deployment string
 	// Model is the model named in the body.
 	Model string
@@ -127,6 +133,7 @@ func (s *Server) start(opts []Option, path string) *Server {
 	}
 	s.closing = make(chan struct{})
 	s.statuses = make(map[int]int)
+	s.stored.init()
 	if s.network != nil {
 		s.URL, s.shutdown = s.network.serve(s)
 	} else {

@@ -249,12 +249,12 @@ func TestV1UnknownPaths(t *testing.T) {
 	s := failovertest.NewRegion("eastus", failovertest.WithKey("right"))
 	defer s.Close()
 	key := http.Header{"Api-Key": {"right"}}
-	for _, path := range []string{"/responses", "/models", "/chat/completions/", "/deployments/gpt-4o/chat/completions", ""} {
+	for _, path := range []string{"/files", "/models", "/chat/completions/", "/deployments/gpt-4o/chat/completions", ""} {
 		resp, body := post(t, s.V1URL+path, key, v1Chat("gpt-4o"))
 		assert.Equal(t, 404, resp.StatusCode, path)
 		assert.JSONEq(t, resourceNotFound, body, path)
 	}
-	resp, _ := post(t, s.V1URL+"/responses", http.Header{"Api-Key": {"wrong"}}, v1Chat("gpt-4o"))
+	resp, _ := post(t, s.V1URL+"/files", http.Header{"Api-Key": {"wrong"}}, v1Chat("gpt-4o"))
 	assert.Equal(t, 404, resp.StatusCode, "the path is checked before the credentials")
 
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.V1URL+"/chat/completions", nil)
