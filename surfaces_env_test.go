@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"maps"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -42,13 +43,8 @@ func TestEnvRegionKinds(t *testing.T) {
 func TestEnvOpenAIAPIVersion(t *testing.T) {
 	regions := map[string]string{"AZURE_OPENAI_ENDPOINT_1": "https://one.openai.azure.com", "AZURE_OPENAI_API_KEY_1": envSecret}
 	with := func(extra map[string]string) map[string]string {
-		env := map[string]string{}
-		for k, v := range regions {
-			env[k] = v
-		}
-		for k, v := range extra {
-			env[k] = v
-		}
+		env := maps.Clone(regions)
+		maps.Copy(env, extra)
 		return env
 	}
 	c, err := clientFromEnv(t, with(map[string]string{"OPENAI_API_VERSION": "2025-03-01-preview"}))

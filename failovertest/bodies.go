@@ -162,19 +162,29 @@ func base64Vector(v []float64) string {
 // streamErrorEvent is what the service sends when an answer fails mid-stream.
 const streamErrorEvent = `{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}`
 
-// stream answers a streaming chat completion with server-sent events, word by word, as Azure does: a first event
-// with the prompt filter results and no choices, a role event, content events, a finish event, then [DONE].
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, call Call, body requestBody, reply Reply) {
+// startStream sends a stream's headers and, for reply.BodyDelay, holds its events back; ok is false when the
+// client or the server gave up meanwhile.
+func (s *Server) startStream(w http.ResponseWriter, r *http.Request, reply Reply) (rc *http.ResponseController, ok bool) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
+	rc = http.NewResponseController(w)
 	if reply.BodyDelay > 0 {
 		_ = rc.Flush()
 		if !s.wait(r, reply.BodyDelay, false) {
-			return
+			return rc, false
 		}
+	}
+	return rc, true
+}
+
+// stream answers a streaming chat completion with server-sent events, word by word, as Azure does: a first event
+// with the prompt filter results and no choices, a role event, content events, a finish event, then [DONE].
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, call Call, body requestBody, reply Reply) {
+	rc, ok := s.startStream(w, r, reply)
+	if !ok {
+		return
 	}
 	id, created := s.id("chatcmpl"), time.Now().Unix()
 	model := call.Model

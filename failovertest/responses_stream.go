@@ -20,16 +20,9 @@ import (
 // StreamCutAfter closes the connection after that many deltas. Either way response.completed is not sent and the
 // response is not stored.
 func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, resp responseObject, message map[string]any, input []map[string]any, reply Reply) {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	if reply.BodyDelay > 0 {
-		_ = rc.Flush()
-		if !s.wait(r, reply.BodyDelay, false) {
-			return
-		}
+	rc, ok := s.startStream(w, r, reply)
+	if !ok {
+		return
 	}
 	seq := 0
 	send := func(typ string, fields map[string]any) {

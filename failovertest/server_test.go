@@ -33,17 +33,10 @@ func azureClient(t *testing.T, s *failovertest.Server, key string) *openai.Clien
 	return openai.NewClientWithConfig(cfg)
 }
 
+// post is send with POST.
 func post(t *testing.T, url string, header http.Header, body string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
-	require.NoError(t, err)
-	req.Header = header
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp, string(data)
+	return send(t, http.MethodPost, url, header, body)
 }
 
 func TestRegionAnswersLikeAzure(t *testing.T) {
