@@ -11,7 +11,8 @@ import (
 
 // modelOf finds the model a request body names: the string value of its top-level "model" member (the last, if
 // there are several, as encoding/json takes it); "" when there is none, it is not a string, or the body is not a
-// JSON object.
+// JSON object. The member's name is matched exactly, as the OpenAI API reads it: "Model" is not the model (though
+// encoding/json would match it into a struct field tagged "model").
 func modelOf(body []byte) string {
 	if model, ok := leadingModel(body); ok {
 		return model
@@ -37,7 +38,7 @@ func scanModel(data []byte) (model string, ok bool) {
 		if keyEnd < 0 {
 			return "", false
 		}
-		isModel := !keyEscaped && string(data[i+1:keyEnd-1]) == "model" // compared without a copy
+		isModel := isModelKey(data[i:keyEnd], keyEscaped)
 		i = skipSpaceAt(data, keyEnd)
 		if i >= len(data) || data[i] != ':' {
 			return "", false
@@ -61,6 +62,15 @@ func scanModel(data []byte) (model string, ok bool) {
 		}
 	}
 	return "", false
+}
+
+// isModelKey reports whether the JSON string key (quotes included) is "model" once decoded.
+func isModelKey(key []byte, escaped bool) bool {
+	if !escaped {
+		return string(key[1:len(key)-1]) == "model" // compared without a copy
+	}
+	var name string
+	return json.Unmarshal(key, &name) == nil && name == "model" // "mod\u0065l" is rare, and still the model
 }
 
 // stringValue is the JSON value v as a Go string, "" when it is not a string.
