@@ -24,9 +24,9 @@ import (
 //
 // Store will not grow: what later versions share more comes as optional interfaces, which a Store implements
 // beside it and the Client finds by type assertion when it is built (see storeExtrasOf), so that a Store
-// written against this version keeps working, sharing what it can. Today there is one: io.Closer, which
-// Client.Close calls on a Store the Client opened itself (WithStoreOpener); redisstore.Store and
-// storetest.Memory implement it.
+// written against this version keeps working, sharing what it can. Today there are two: io.Closer, which
+// Client.Close calls on a Store the Client opened itself (WithStoreOpener), and OwnerStore, which shares which
+// backend holds a stored response, file or batch; redisstore.Store and storetest.Memory implement both.
 type Store interface {
 	// Load returns the records in force at now (Until after now) of the given backends, in any order.
 	Load(ctx context.Context, backends []string, now time.Time) ([]Record, error)
@@ -154,12 +154,14 @@ func (s *settings) openStore() (Store, io.Closer, error) {
 // not. Every capability a later version adds to sharing is found here, in one place.
 type storeExtras struct {
 	closer io.Closer
+	owners OwnerStore // nil when the Store does not share owners
 }
 
 // storeExtrasOf finds the optional interfaces store implements.
 func storeExtrasOf(store Store) storeExtras {
 	var x storeExtras
 	x.closer, _ = store.(io.Closer)
+	x.owners, _ = store.(OwnerStore)
 	return x
 }
 
@@ -194,4 +196,15 @@ func withoutUserinfo(msg, raw string) string {
 		}
 	}
 	return msg
+}
+
+// OwnerStore is an optional interface of a Store (see Store): it shares which backend holds an object that lives
+// in one region only, a stored response or one of its items, a file or a batch, so that a replica sends a request
+// about it where it is, though another replica made it.
+type OwnerStore interface {
+	// SaveOwner records that backend (named as in Record.Backend) holds the object id until now+ttl, replacing
+	// what was recorded for id.
+	SaveOwner(ctx context.Context, id, backend string, ttl time.Duration, now time.Time) error
+	// LoadOwner returns the backend recorded for id and in force at now; "" and no error when there is none.
+	LoadOwner(ctx context.Context, id string, now time.Time) (string, error)
 }
