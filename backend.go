@@ -2,7 +2,6 @@ package failover
 
 import (
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 )
@@ -47,26 +46,6 @@ const (
 // classicPrefix starts the deployment's part of a classic Azure path.
 const classicPrefix = "/openai/deployments/"
 
-// operations are the calls the engine can route: each exists on every Azure deployment.
-var operations = []string{"/chat/completions", "/completions", "/embeddings"}
-
-// operationOf is the operation a request's path ends in. In a classic Azure path it is what follows the
-// deployment: /openai/deployments/chat/completions is the legacy completions of a deployment named chat.
-func operationOf(path string) (string, bool) {
-	if i := strings.LastIndex(path, classicPrefix); i >= 0 {
-		rest := path[i+len(classicPrefix):]
-		if j := strings.IndexByte(rest, '/'); j > 0 && slices.Contains(operations, rest[j:]) {
-			return rest[j:], true
-		}
-	}
-	for _, op := range operations {
-		if strings.HasSuffix(path, op) {
-			return op, true
-		}
-	}
-	return "", false
-}
-
 // serves reports whether the backend has model, as far as its configuration says. A classic Azure region never
 // gets a model that cannot be its deployment's name: it is a segment of the request's path.
 func (b *backend) serves(model string) bool {
@@ -85,9 +64,10 @@ func (b *backend) deployment(model string) string {
 	return model
 }
 
-// bodyNamesDeployment reports whether the backend reads the deployment from the body's model rather than from
-// the path: then a body naming another model must be rewritten for it.
-func (b *backend) bodyNamesDeployment() bool { return b.surface != surfaceClassic }
+// bodyNamesDeployment reports whether the backend reads the deployment of operation op from the body's model
+// rather than from the path: then a body naming another model must be rewritten for it. The classic surface
+// takes a response's deployment from the body too.
+func (b *backend) bodyNamesDeployment(op string) bool { return b.surface != surfaceClassic || op == "/responses" }
 
 // url is the address of operation op (such as "/chat/completions") for deployment on this backend. version is
 // the api-version the caller's request asked for, if any: on the classic surface a newer one than the region's
@@ -98,6 +78,9 @@ func (b *backend) url(op, deployment, version string) *url.URL {
 		u.Path = b.path + op
 		return u
 	}
+	if op == "/responses" {
+		return b.objectURL(op, "", version)
+	}
 	u.Path = b.path + "/openai/deployments/" + deployment + op
 	if escaped := url.PathEscape(deployment); escaped != deployment {
 		u.RawPath = b.path + "/openai/deployments/" + escaped + op
@@ -106,6 +89,56 @@ func (b *backend) url(op, deployment, version string) *url.URL {
 		u.RawQuery = "api-version=" + url.QueryEscape(version)
 	}
 	return u
+}
+
+// objectURL is the address of the object path rest (such as "/responses/resp_1/cancel" or "/files") on this
+// backend, with the caller's query (less its api-version), escaped as the caller sent them. version is the
+// api-version the caller asked for: on the classic surface, the newer of it and the region's is sent, and for the
+// Responses API one new enough for it (see responsesVersion).
+func (b *backend) objectURL(rest, query, version string) *url.URL {
+	u := &url.URL{Scheme: b.scheme, Host: b.host}
+	path := b.path + rest
+	if b.surface == surfaceClassic {
+		path = b.path + "/openai" + rest
+	}
+	u.Path, _ = url.PathUnescape(path)
+	u.RawPath = path
+	var q []string
+	for pair := range strings.SplitSeq(query, "&") {
+		if pair != "" && !strings.HasPrefix(pair, "api-version=") {
+			q = append(q, pair)
+		}
+	}
+	if b.surface == surfaceClassic {
+		v := b.version
+		switch {
+		case strings.HasPrefix(rest, "/responses"):
+			v = responsesVersion(version, b.version)
+		case newerAPIVersion(version, b.version):
+			v = version
+		}
+		if v != "" {
+			q = append(q, "api-version="+url.QueryEscape(v))
+		}
+	}
+	u.RawQuery = strings.Join(q, "&")
+	return u
+}
+
+// responsesAPIVersion is the api-version sent for the Responses API on the classic surface when neither the
+// caller's nor the region's serves it: the classic surface serves it at 2025-03-01-preview and later previews.
+const responsesAPIVersion = "2025-04-01-preview"
+
+// responsesVersion is the api-version for the Responses API on the classic surface: the newer of the caller's
+// and the region's that serves it, else responsesAPIVersion.
+func responsesVersion(asked, region string) string {
+	v := responsesAPIVersion
+	for _, c := range [...]string{region, asked} {
+		if strings.HasSuffix(c, "-preview") && checkAPIVersion("", c) == nil && c[:10] >= "2025-03-01" && c[:10] > v[:10] {
+			v = c
+		}
+	}
+	return v
 }
 
 // newerAPIVersion reports whether the api-version a caller asked for is a valid one later than the region's.

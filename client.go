@@ -56,6 +56,7 @@ func build(c config) (*Client, error) {
 	if store != nil {
 		e.share = newSharing(store, closer, s.storeTiming, s.attemptTimeout, s.logger, e.backends)
 	}
+	e.owners = newOwners(e.share)
 	cfg := openai.DefaultConfig("")
 	cfg.BaseURL = logicalBaseURL
 	cfg.HTTPClient = e

@@ -40,6 +40,10 @@ type ExhaustedError struct {
 	// RetryAt is the soonest time a resting backend comes back, when a retry can succeed; zero when none is
 	// known to (every candidate lacks the model, or is being probed).
 	RetryAt time.Time
+	// HeldBy is the region that holds the stored state the request names (a previous response, a stored item, a
+	// file, a batch), when it is the only one the request could go to; the error then matches
+	// ErrStoredStateUnavailable too. Empty otherwise.
+	HeldBy string
 }
 
 func (e *ExhaustedError) Error() string {
@@ -103,7 +107,9 @@ func (s Skip) String() string {
 }
 
 // Is reports whether target is ErrExhausted.
-func (e *ExhaustedError) Is(target error) bool { return target == ErrExhausted }
+func (e *ExhaustedError) Is(target error) bool {
+	return target == ErrExhausted || target == ErrStoredStateUnavailable && e.HeldBy != ""
+}
 
 // Unwrap returns the attempts' causes, latest first.
 func (e *ExhaustedError) Unwrap() []error {
@@ -277,6 +283,9 @@ func oneLine(text string) string {
 func (c *call) exhausted(retryAt time.Time) error {
 	model, attempts, passedOver := c.model, c.attempts, c.passedOver
 	err := &ExhaustedError{Attempts: attempts, Model: model, RetryAt: retryAt}
+	if c.pin != nil {
+		err.HeldBy = c.pin.name
+	}
 	for _, b := range c.e.backends {
 		if slices.ContainsFunc(attempts, func(a Attempt) bool { return a.Region == b.name }) {
 			continue

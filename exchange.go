@@ -86,7 +86,11 @@ func (c *request) exchange(ctx context.Context, b *backend, u *url.URL, body req
 		if isEventStream(resp) {
 			// Read, still under the attempt timeout, up to the stream's first content: a stream that fails or
 			// ends before it is this backend's failure, and the next one can still serve it unseen.
-			stream, err := openStream(resp.Body, e.scrub)
+			open := openStream
+			if c.op == "/responses" {
+				open = openTypedStream
+			}
+			stream, err := open(resp.Body, e.scrub)
 			if err != nil {
 				resp.Body.Close()
 				e.scrubHeader(resp.Header)
@@ -102,7 +106,7 @@ func (c *request) exchange(ctx context.Context, b *backend, u *url.URL, body req
 			e.scrubHeader(resp.Header)
 			return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
 		}
-		if !looksLikeObject(answer.data) {
+		if !looksLikeObject(answer.data) && !strings.HasPrefix(c.op, "/audio/") { // audio answers text and sound too
 			e.scrubHeader(resp.Header)
 			return resp, OutcomeFailedOver, verdict{kind: restFailing,
 				cause: fmt.Errorf("malformed answer: %d bytes that are not a JSON object", len(answer.data))}

@@ -28,6 +28,7 @@ type engine struct {
 	share          *sharing // nil without a Store
 	steering       bool     // WithQuotaSteering, with two regions or more to steer between
 	hedger         *hedger  // nil without WithHedging
+	owners         *owners  // which backend holds each stored object (affinity.go)
 }
 
 // maxPasses bounds the passes over the backends that one request makes, waiting for rests (or for probes, in
@@ -40,14 +41,22 @@ const maxPasses = 40
 // WithMaxWait of the request's start, it waits for it and goes round again. Otherwise it returns an
 // *ExhaustedError, or the context's error, wrapped, when the context ends first.
 func (e *engine) Do(req *http.Request) (*http.Response, error) {
-	c, err := e.newCall(req)
+	r, ok := routeOf(req.URL.EscapedPath())
+	if !ok {
+		closeBody(req)
+		return nil, fmt.Errorf("failover: cannot route %s %s: %w", req.Method, req.URL.Path, errUnsupportedOperation)
+	}
+	if r.kind != opFailover {
+		return e.direct(req, r)
+	}
+	c, err := e.newCall(req, r.op)
 	if err != nil {
 		return nil, err
 	}
 	return c.run()
 }
 
-var errUnsupportedOperation = errors.New("only chat completions, completions and embeddings are supported")
+var errUnsupportedOperation = errors.New("not an operation of the OpenAI API that the client routes")
 
 // call is one request on its way through the backends: what it asks for, the order of the current pass, and
 // what became of its attempts. Its methods are the request's pipeline, in the order a request meets them:
@@ -66,6 +75,10 @@ type call struct {
 	soonest    time.Time // when the first resting backend comes back; zero if none will
 	hedges     int       // hedges sent
 	made       int       // attempts reported
+
+	pin      *backend       // the one backend a Responses create naming its stored state may go to (responses.go)
+	seek     bool           // the create names state no one knows the place of: "not here" answers move on
+	notFound *http.Response // the last "not here" answer of a seek, returned if no backend has the state
 }
 
 // request is what every attempt of a call reads and none changes. Attempts are its methods (attempt, then
@@ -83,13 +96,8 @@ type request struct {
 
 // newCall reads what req asks for: its operation, its model (from the body, else from an Azure path) and, for
 // steering and hedging, its shape.
-func (e *engine) newCall(req *http.Request) (call, error) {
+func (e *engine) newCall(req *http.Request, op string) (call, error) {
 	ctx := req.Context()
-	op, ok := operationOf(req.URL.Path)
-	if !ok {
-		closeBody(req)
-		return call{}, fmt.Errorf("failover: cannot route %s %s: %w", req.Method, req.URL.Path, errUnsupportedOperation)
-	}
 	body, model, err := replayable(req)
 	if err != nil {
 		return call{}, err
@@ -111,6 +119,11 @@ func (e *engine) newCall(req *http.Request) (call, error) {
 	if deadline, ok := ctx.Deadline(); ok && deadline.Before(c.waitLimit) {
 		c.waitLimit = deadline
 	}
+	if op == "/responses" {
+		if err := c.placeStored(); err != nil {
+			return call{}, err
+		}
+	}
 	if e.steering || e.hedger != nil {
 		shape(&c)
 	}
@@ -130,6 +143,9 @@ func (c *call) run() (*http.Response, error) {
 		}
 		c.passedOver, c.soonest, c.next = c.passedOver[:0], time.Time{}, 0
 		order, roomIn := c.e.order(buf[:0], c.model, c.cost)
+		if c.pin != nil {
+			order, roomIn = append(buf[:0], c.pin), 0
+		}
 		if roomIn > 0 && pass < maxPasses && !c.e.fallbackServes(c.model) && !time.Now().Add(roomIn).After(c.waitLimit) {
 			// No region has room: a request sent now would pay for a 429. Wait for the first to have it, as for
 			// a rest; with an OpenAI fallback, the regions are tried as they are, and the fallback after them.
@@ -140,6 +156,9 @@ func (c *call) run() (*http.Response, error) {
 		}
 		if resp, done, err := c.pass(order); done {
 			return resp, err
+		}
+		if c.notFound != nil { // no backend has the state it names: the last one's word for it
+			return c.notFound, nil
 		}
 		soonest := c.soonest
 		if soonest.IsZero() || soonest.After(c.waitLimit) || !time.Now().Before(c.waitLimit) || pass == maxPasses {
@@ -215,7 +234,7 @@ func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, 
 // OpenAI-compatible, the fallback), a copy with b's name for the model written in when the body names another
 // one or none (a request that named its model only in an Azure path).
 func (c *request) bodyFor(b *backend) (requestBody, error) {
-	if !b.bodyNamesDeployment() {
+	if !b.bodyNamesDeployment(c.op) {
 		return c.body, nil
 	}
 	if name := b.deployment(c.model); c.pathModel || name != c.model {
@@ -240,6 +259,11 @@ func (c *call) one(b *backend, t ticket) (resp *http.Response, done bool, err er
 		if resp == nil { // the request could not be sent: the caller's own failure, not a backend's
 			return nil, true, fmt.Errorf("failover: %w", a.Err)
 		}
+		if c.seek && a.Outcome == OutcomeReturned && notHere(a) {
+			closeResponse(c.notFound)
+			c.notFound = resp
+			return nil, false, nil
+		}
 		return resp, true, nil
 	case OutcomeCanceled:
 		return nil, true, canceled(c.ctx, c.made)
@@ -261,6 +285,9 @@ func (c *request) attempt(ctx context.Context, b *backend, t ticket, body reques
 	resp, a, v := c.try(ctx, b, body)
 	until := c.settle(ctx, b, t, &a, v)
 	settled = true
+	if a.Outcome == OutcomeServed && c.op == "/responses" {
+		c.learnResponse(ctx, b, resp) // also of a race's loser: the response is stored there all the same
+	}
 	s, stream := bodyOf(resp).(*streamBody)
 	if stream {
 		e, model := c.e, c.model // not c: the closure outlives the call

@@ -382,9 +382,20 @@ func TestDoServesGoOpenAIClients(t *testing.T) {
 		assert.Equal(t, "embeddings", last.Operation)
 		assert.Equal(t, string(openai.SmallEmbedding3), last.Deployment)
 	})
+	t.Run("models, from the configuration", func(t *testing.T) {
+		before := servers[0].Requests()
+		models, err := api.ListModels(t.Context())
+		require.NoError(t, err)
+		var ids []string
+		for _, m := range models.Models {
+			ids = append(ids, m.ID)
+		}
+		assert.Empty(t, ids, "no region declares its deployments (see TestModelListIsTheConfiguredModels)")
+		assert.Equal(t, before, servers[0].Requests(), "no region is asked")
+	})
 	t.Run("unsupported operation", func(t *testing.T) {
 		before := servers[0].Requests()
-		_, err := api.ListModels(t.Context())
+		_, err := api.RetrieveFineTuningJob(t.Context(), "ftjob-1")
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "cannot route")
 		assert.Equal(t, before, servers[0].Requests())
@@ -442,7 +453,7 @@ func TestDoAnswersRequestsItCannotRoute(t *testing.T) {
 		{"no body", "/v1/chat/completions", "", http.StatusBadRequest, "has no body"},
 		{"no model", "/v1/chat/completions", `{"messages":[]}`, http.StatusBadRequest, "names no model"},
 		{"not JSON", "/v1/embeddings", `model=gpt-4o`, http.StatusBadRequest, "names no model"},
-		{"other operation", "/v1/files", `{"model":"gpt-4o"}`, http.StatusNotFound, "cannot route POST /v1/files"},
+		{"other operation", "/v1/fine_tuning/jobs", `{"model":"gpt-4o"}`, http.StatusNotFound, "cannot route POST /v1/fine_tuning/jobs"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

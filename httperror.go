@@ -64,6 +64,10 @@ func (e *ExhaustedError) answer() ErrorAnswer {
 	a := ErrorAnswer{Message: e.Error()}
 	why := e.why()
 	switch {
+	case e.HeldBy != "":
+		// Only that region can answer: whatever it suffers from, the caller waits for it.
+		a.Status, a.Code, a.RetryAt = http.StatusServiceUnavailable, "stored_state_unavailable", e.RetryAt
+		a.Message = "failover: only region " + e.HeldBy + " holds the stored state this request names, and it is unavailable: " + a.Message
 	case why[whyThrottled] > 0 && !e.RetryAt.IsZero():
 		a.Status, a.Code, a.RetryAt = http.StatusTooManyRequests, "429", e.RetryAt
 	case why.only(whyMissing):

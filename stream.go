@@ -36,6 +36,11 @@ type streamBody struct {
 	done    bool                        // "data: [DONE]" was seen
 	err     error                       // returned once pending is empty
 	scrub   func([]byte) ([]byte, bool) // removes secrets from an error event
+
+	typed      bool         // the Responses API's typed events (typedstream.go), not chat's data-only chunks
+	name       []byte       // the name of the typed event being read, from its "event:" line
+	onResponse func([]byte) // called with the response object of response.created and .completed events
+	responses  [][]byte     // those seen before onResponse was set
 }
 
 // openStream reads an event stream until it carries content, and returns a body that replays what was read and
@@ -229,6 +234,10 @@ func (s *streamBody) nextEvent() ([]byte, error) {
 // step reads one line of the upstream stream into pending, as it goes on to the caller, and sets err when the
 // stream is over.
 func (s *streamBody) step() {
+	if s.typed {
+		s.stepTyped()
+		return
+	}
 	line, err := s.readLine()
 	s.pending = line
 	data, isData := eventData(line)
@@ -249,11 +258,17 @@ func (s *streamBody) step() {
 	case !passedOn(line):
 		s.pending = nil // a comment, another field or stray text: see passedOn
 	}
+	s.end(err, "data: [DONE]")
+}
+
+// end sets the stream's error from the upstream's err, if any: a stream that ends before its end marker (what
+// its kind of stream ends with) is cut.
+func (s *streamBody) end(err error, marker string) {
 	switch {
 	case err == io.EOF && s.done:
 		s.err = io.EOF
 	case err == io.EOF:
-		s.err = fmt.Errorf("%w: the connection ended without data: [DONE]", ErrStreamCut)
+		s.err = fmt.Errorf("%w: the connection ended without %s", ErrStreamCut, marker)
 	case err != nil && !errors.Is(err, ErrStreamCut):
 		s.err = fmt.Errorf("%w: %w", ErrStreamCut, err)
 	case err != nil:

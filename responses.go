@@ -1,0 +1,99 @@
+package failover
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// The Responses API's stored state. A create that names none (no previous_response_id, no input item with an id
+// or encrypted reasoning) fails over like chat. One that names state goes to the backend that made it, as far as
+// the Client knows (affinity.go): it is pinned there, and waits for it or fails with ErrStoredStateUnavailable
+// rather than go where its state is not. When no one knows where the state is (the Client forgot, or another
+// Client made it), the create seeks it: it goes to the backends in order, and an answer that says the state is
+// not there moves on, unseen, to the next.
+
+// storedRefs are the stored objects a Responses create names: its previous response, and the ids of its input
+// items; encrypted is set when an input item carries encrypted reasoning, which only its region can read.
+func storedRefs(data []byte) (ids []string, encrypted bool) {
+	if !bytes.Contains(data, []byte(`"previous_response_id"`)) && !bytes.Contains(data, []byte(`"id"`)) &&
+		!bytes.Contains(data, []byte(`"encrypted_content"`)) {
+		return nil, false // the common first turn: not decoded
+	}
+	var create struct {
+		PreviousResponseID string          `json:"previous_response_id"`
+		Input              json.RawMessage `json:"input"`
+	}
+	if json.Unmarshal(data, &create) != nil {
+		return nil, false // the region will say what is wrong with it
+	}
+	if create.PreviousResponseID != "" {
+		ids = append(ids, create.PreviousResponseID)
+	}
+	var items []struct {
+		ID               string  `json:"id"`
+		EncryptedContent *string `json:"encrypted_content"`
+	}
+	if len(create.Input) > 0 && create.Input[0] == '[' && json.Unmarshal(create.Input, &items) == nil {
+		for _, item := range items {
+			if item.ID != "" {
+				ids = append(ids, item.ID)
+			}
+			encrypted = encrypted || item.EncryptedContent != nil && *item.EncryptedContent != ""
+		}
+	}
+	return ids, encrypted
+}
+
+// placeStored pins a Responses create that names stored state to the backend that holds it, or makes it seek
+// the state when no one knows where that is.
+func (c *call) placeStored() error {
+	data := c.body.data
+	if data == nil {
+		var err error
+		if data, err = readBody(c.body.get, c.body.length); err != nil {
+			return err
+		}
+	}
+	ids, encrypted := storedRefs(data)
+	for _, id := range ids {
+		if b := c.e.owners.find(c.ctx, id); b != nil {
+			c.pin = b
+			return nil
+		}
+	}
+	c.seek = len(ids) > 0 || encrypted
+	return nil
+}
+
+// notHere reports whether an answer to a Responses request says the state it names is not in that region: a
+// 404, or the 400s for an unknown previous response, an unknown input item, or encrypted reasoning made elsewhere.
+func notHere(a Attempt) bool {
+	if a.Status == http.StatusNotFound {
+		return true
+	}
+	var apiErr *openai.APIError
+	if a.Status != http.StatusBadRequest || !errors.As(a.Err, &apiErr) {
+		return false
+	}
+	code, _ := apiErr.Code.(string)
+	return code == "previous_response_not_found" || code == "invalid_encrypted_content" ||
+		apiErr.Param != nil && *apiErr.Param == "input" && strings.Contains(apiErr.Message, "not found")
+}
+
+// learnResponse remembers that b made the response (and its output items) a served create answered with: from
+// the JSON answer, or, for a stream, from its response.created and response.completed events as they pass.
+func (c *request) learnResponse(ctx context.Context, b *backend, resp *http.Response) {
+	e := c.e
+	switch body := bodyOf(resp).(type) {
+	case *bodyReader:
+		e.owners.learn(ctx, b, storedIDs(body.data)...)
+	case *streamBody:
+		body.learnFrom(func(data []byte) { e.owners.learn(ctx, b, storedIDs(data)...) })
+	}
+}
