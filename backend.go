@@ -67,7 +67,9 @@ func (b *backend) deployment(model string) string {
 // bodyNamesDeployment reports whether the backend reads the deployment of operation op from the body's model
 // rather than from the path: then a body naming another model must be rewritten for it. The classic surface
 // takes a response's deployment from the body too.
-func (b *backend) bodyNamesDeployment(op string) bool { return b.surface != surfaceClassic || op == "/responses" }
+func (b *backend) bodyNamesDeployment(op string) bool {
+	return b.surface != surfaceClassic || op == "/responses"
+}
 
 // url is the address of operation op (such as "/chat/completions") for deployment on this backend. version is
 // the api-version the caller's request asked for, if any: on the classic surface a newer one than the region's

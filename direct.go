@@ -84,6 +84,15 @@ func (e *engine) direct(req *http.Request, r route) (*http.Response, error) {
 			closeResponse(resp) // not here: perhaps in the next region
 			attempts = append(attempts, a)
 			continue
+		case held && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500):
+			// The one region that can answer cannot now: the caller is told when to come back.
+			closeResponse(resp)
+			wait, ok := retryAfter(resp.Header, time.Now())
+			if !ok {
+				wait = time.Second
+			}
+			a.Err = fmt.Errorf("HTTP %d", resp.StatusCode)
+			return nil, &ExhaustedError{HeldBy: b.name, Attempts: append(attempts, a), RetryAt: time.Now().Add(wait)}
 		}
 		return e.learnFrom(ctx, resp, b, r, req.Method)
 	}

@@ -77,7 +77,6 @@ type call struct {
 	made       int       // attempts reported
 
 	pin      *backend       // the one backend a Responses create naming its stored state may go to (responses.go)
-	seek     bool           // the create names state no one knows the place of: "not here" answers move on
 	notFound *http.Response // the last "not here" answer of a seek, returned if no backend has the state
 }
 
@@ -89,9 +88,11 @@ type request struct {
 	req       *http.Request
 	op, model string
 	body      requestBody
-	pathModel bool   // the model came from an Azure path: a backend that reads it from the body gets it written in
-	version   string // the api-version the request asked for, if any (see backend.url)
-	stream    bool   // the request asks for a stream, as far as its body says (read when hedging)
+	pathModel bool     // the model came from an Azure path: a backend that reads it from the body gets it written in
+	version   string   // the api-version the request asked for, if any (see backend.url)
+	stream    bool     // the request asks for a stream, as far as its body says (read when hedging)
+	seek      bool     // a Responses create that names state no one knows the place of (responses.go)
+	refs      []string // the stored objects a Responses create names
 }
 
 // newCall reads what req asks for: its operation, its model (from the body, else from an Azure path) and, for

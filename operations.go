@@ -103,4 +103,6 @@ func operationOf(path string) (string, bool) {
 }
 
 // isAudioUpload reports whether op takes a multipart form (with the model as a field) rather than JSON.
-func isAudioUpload(op string) bool { return op == "/audio/transcriptions" || op == "/audio/translations" }
+func isAudioUpload(op string) bool {
+	return op == "/audio/transcriptions" || op == "/audio/translations"
+}

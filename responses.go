@@ -61,6 +61,7 @@ func (c *call) placeStored() error {
 		}
 	}
 	ids, encrypted := storedRefs(data)
+	c.refs = ids
 	for _, id := range ids {
 		if b := c.e.owners.find(c.ctx, id); b != nil {
 			c.pin = b
@@ -87,9 +88,13 @@ func notHere(a Attempt) bool {
 }
 
 // learnResponse remembers that b made the response (and its output items) a served create answered with: from
-// the JSON answer, or, for a stream, from its response.created and response.completed events as they pass.
+// the JSON answer, or, for a stream, from its response.created and response.completed events as they pass. The
+// state a served create named is in b too.
 func (c *request) learnResponse(ctx context.Context, b *backend, resp *http.Response) {
 	e := c.e
+	if c.seek {
+		e.owners.learn(ctx, b, c.refs...)
+	}
 	switch body := bodyOf(resp).(type) {
 	case *bodyReader:
 		e.owners.learn(ctx, b, storedIDs(body.data)...)
