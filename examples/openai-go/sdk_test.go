@@ -10,7 +10,6 @@ import (
 	"github.com/aoai-failover/failover/failovertest"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
-	"github.com/openai/openai-go/v3/responses"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -94,17 +93,14 @@ func TestSDKGetsOneAnswerWhenEveryRegionIsFailing(t *testing.T) {
 	}
 }
 
-// TestSDKResponsesAreNotRouted: the Responses API is not an operation the failover client routes: it answers 404
+// TestSDKFineTuningIsNotRouted: fine-tuning is not an operation the failover client routes: it answers 404
 // itself, at once, without asking a region, and the SDK does not retry it.
-func TestSDKResponsesAreNotRouted(t *testing.T) {
+func TestSDKFineTuningIsNotRouted(t *testing.T) {
 	servers := startRegions(t, "eastus")
 	rt := &countingTransport{next: newFailover(t, azureRegions(servers...))}
 	client := plainSDK(rt)
 
-	_, err := client.Responses.New(t.Context(), responses.ResponseNewParams{
-		Model: chatModel,
-		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("Say hello.")},
-	})
+	_, err := client.FineTuning.Jobs.Get(t.Context(), "ftjob-1")
 	var apiErr *openai.Error
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, http.StatusNotFound, apiErr.StatusCode)
