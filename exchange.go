@@ -141,8 +141,8 @@ func attemptRequest(ctx context.Context, orig *http.Request, b *backend, u *url.
 	}
 	for k := range h {
 		// The caller's credentials never travel, however their header is spelled.
-		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Api-Key") {
-			delete(h, k)
+		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Api-Key") || strings.EqualFold(k, HeaderPinRegion) {
+			delete(h, k) // the pin is the Client's to read, not the region's
 		}
 	}
 	h[b.authHeader] = auth

@@ -18,15 +18,16 @@ import (
 // Client made it), the create seeks it: it goes to the backends in order, and an answer that says the state is
 // not there moves on, unseen, to the next.
 
-// storedRefs are the stored objects a Responses create names: its previous response, and the ids of its input
-// items; encrypted is set when an input item carries encrypted reasoning, which only its region can read.
+// storedRefs are the stored objects a Responses create names: its previous response, its conversation, and the
+// ids of its input items; encrypted is set when an input item carries encrypted reasoning, which only its region can read.
 func storedRefs(data []byte) (ids []string, encrypted bool) {
 	if !bytes.Contains(data, []byte(`"previous_response_id"`)) && !bytes.Contains(data, []byte(`"id"`)) &&
-		!bytes.Contains(data, []byte(`"encrypted_content"`)) {
+		!bytes.Contains(data, []byte(`"encrypted_content"`)) && !bytes.Contains(data, []byte(`"conversation"`)) {
 		return nil, false // the common first turn: not decoded
 	}
 	var create struct {
 		PreviousResponseID string          `json:"previous_response_id"`
+		Conversation       json.RawMessage `json:"conversation"` // "conv_…" or {"id": "conv_…"}
 		Input              json.RawMessage `json:"input"`
 	}
 	if json.Unmarshal(data, &create) != nil {
@@ -34,6 +35,15 @@ func storedRefs(data []byte) (ids []string, encrypted bool) {
 	}
 	if create.PreviousResponseID != "" {
 		ids = append(ids, create.PreviousResponseID)
+	}
+	var conversation struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(create.Conversation, &conversation.ID) != nil {
+		_ = json.Unmarshal(create.Conversation, &conversation)
+	}
+	if conversation.ID != "" {
+		ids = append(ids, conversation.ID)
 	}
 	var items []struct {
 		ID               string  `json:"id"`
