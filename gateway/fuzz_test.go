@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,8 +52,45 @@ var fuzzReplies = []failovertest.Reply{
 var documentedStatuses = map[int]bool{200: true, 400: true, 401: true, 404: true, 405: true, 408: true, 413: true,
 	429: true, 502: true, 503: true, 504: true}
 
-// proxiedRoute is the gateway's documented proxied routes, by decoded path.
-var proxiedRoute = regexp.MustCompile(`^/(v1|openai/v1|openai/deployments/[A-Za-z0-9][A-Za-z0-9._-]{0,63})/(chat/completions|completions|embeddings)$`)
+// proxiedRoutes are the gateway's documented proxied routes (the package documentation), by decoded path, with
+// the methods each allows.
+var proxiedRoutes = func() []struct {
+	path    *regexp.Regexp
+	methods []string
+} {
+	const (
+		id       = `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`
+		prefixes = `/(v1|openai/v1|openai)/`
+	)
+	routes := []struct {
+		path    *regexp.Regexp
+		methods []string
+	}{{regexp.MustCompile(`^/(v1|openai/v1|openai/deployments/[A-Za-z0-9][A-Za-z0-9._-]{0,63})/` +
+		`(chat/completions|completions|embeddings|images/generations|audio/(speech|transcriptions|translations))$`), []string{"POST"}}}
+	for resource, methods := range map[string][]string{
+		"responses": {"POST"}, "responses/ID": {"GET", "DELETE"}, "responses/ID/cancel": {"POST"},
+		"responses/ID/input_items": {"GET"}, "files": {"GET", "POST"}, "files/ID": {"GET", "DELETE"},
+		"files/ID/content": {"GET"}, "batches": {"GET", "POST"}, "batches/ID": {"GET"}, "batches/ID/cancel": {"POST"},
+		"models": {"GET"},
+	} {
+		re := regexp.MustCompile("^" + prefixes + strings.Replace(resource, "ID", id, 1) + "$")
+		routes = append(routes, struct {
+			path    *regexp.Regexp
+			methods []string
+		}{re, methods})
+	}
+	return routes
+}()
+
+// proxied reports whether the gateway proxies path (known), and method on it (allowed).
+func proxied(method, path string) (known, allowed bool) {
+	for _, r := range proxiedRoutes {
+		if r.path.MatchString(path) {
+			return true, slices.Contains(r.methods, method)
+		}
+	}
+	return false, false
+}
 
 // fuzzGatewaySeeds are requests as the OpenAI and Azure OpenAI SDKs, curl, scanners and broken clients send them.
 var fuzzGatewaySeeds = []struct {
@@ -137,6 +175,24 @@ var fuzzGatewaySeeds = []struct {
 	{"DELETE", "/metrics?x=1", 2, "", "", "", ``, 0},
 	{"PROPFIND", "/", 0, "", "", "", ``, 0},
 	{"GET", "/status?api-key=gwkey-3b9f17c2d4e8a6", 0, "", "", "", ``, 0},
+	// The Responses API, files, batches and models, by id, with the wrong methods and odd ids.
+	{"POST", "/openai/responses?api-version=2025-04-01-preview", 1, "", "", "Content-Type: application/json\r\n",
+		`{"model":"gpt-4o","input":"Say hello.","stream":true}`, 6},
+	{"GET", "/v1/responses/resp_0123abc?include[]=reasoning.encrypted_content", 2, "", "", "", ``, 0},
+	{"DELETE", "/openai/v1/responses/resp_0123abc", 2, "", "", "", ``, 0},
+	{"PUT", "/v1/responses/resp_0123abc", 2, "", "", "", ``, 0},
+	{"POST", "/v1/responses/resp_0123abc/cancel", 2, "", "", "", ``, 0},
+	{"GET", "/v1/responses/../input_items", 2, "", "", "", ``, 0},
+	{"GET", "/v1/files?purpose=batch&api-key=gwkey-3b9f17c2d4e8a6", 2, "", "", "X-Failover-Pin-Region: westus\r\n", ``, 0},
+	{"POST", "/v1/files", 2, "", "", "Content-Type: multipart/form-data; boundary=b\r\n",
+		"--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--b--\r\n", 0},
+	{"GET", "/openai/files/file-abc/content?api-version=2024-10-21", 1, "", "", "", ``, 0},
+	{"GET", "/v1/files/file%2Fabc/content", 2, "", "", "", ``, 0},
+	{"POST", "/openai/v1/batches/batch_1/cancel", 2, "", "", "", ``, 0},
+	{"GET", "/v1/models", 2, "", "", "", ``, 0},
+	{"GET", "/openai/models", 0, "", "", "", ``, 0},
+	{"POST", "/v1/audio/transcriptions", 2, "", "", "Content-Type: multipart/form-data; boundary=b\r\n",
+		"--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper\r\n--b--\r\n", 0},
 }
 
 func FuzzGatewayRequest(f *testing.F) {
@@ -196,15 +252,16 @@ func FuzzGatewayRequest(f *testing.F) {
 		// route's method.
 		path := req.URL.Path
 		admitted, strictly := presentsGatewayKey(req.Header)
+		route, allowed := proxied(req.Method, path)
 		if status < 300 {
 			ok := path == "/healthz" && (req.Method == http.MethodGet || req.Method == http.MethodHead) ||
 				admitted && req.Method == http.MethodGet && (path == "/status" || path == "/metrics") ||
-				admitted && req.Method == http.MethodPost && proxiedRoute.MatchString(path)
+				admitted && allowed
 			if !ok {
 				t.Fatalf("%s %q (key presented: %v): %d", req.Method, req.URL, admitted, status)
 			}
 		}
-		known := proxiedRoute.MatchString(path) || path == "/healthz" || path == "/status" || path == "/metrics"
+		known := route || path == "/healthz" || path == "/status" || path == "/metrics"
 		switch {
 		case !known && status != http.StatusNotFound:
 			t.Fatalf("%s %q: %d for a path the gateway does not serve", req.Method, req.URL, status)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 // Defaults for the zero values of Config's fields.
 const (
 	DefaultMaxBodyBytes    = 16 << 20
+	DefaultMaxUploadBytes  = 25 << 20
 	DefaultRequestTimeout  = 10 * time.Minute
 	DefaultBodyReadTimeout = 30 * time.Second
 )
@@ -36,6 +36,11 @@ type Config struct {
 	AllowNoAuth bool
 	// MaxBodyBytes caps a request body: a larger one gets 413. Zero means DefaultMaxBodyBytes (16 MiB).
 	MaxBodyBytes int64
+	// MaxUploadBytes caps the body of an upload in place of MaxBodyBytes: an audio transcription or translation
+	// (25 MB is the audio API's own limit) and a file upload (POST files). Zero means DefaultMaxUploadBytes
+	// (25 MiB); a gateway that uploads larger batch files raises it. The gateway holds a body in memory while
+	// the client sends it, so the limit also bounds what each upload costs.
+	MaxUploadBytes int64
 	// RequestTimeout bounds one request from its arrival to the last byte of its answer, streams included; a
 	// request that has no answer by then gets 504. Zero means DefaultRequestTimeout (10 min).
 	RequestTimeout time.Duration
@@ -48,26 +53,13 @@ type Config struct {
 }
 
 // Gateway is an http.Handler that serves a failover.Client to callers that speak the Azure OpenAI or the OpenAI
-// API:
-//
-//	POST /openai/deployments/{deployment}/chat/completions   (any api-version; the deployment names the model)
-//	POST /openai/deployments/{deployment}/embeddings
-//	POST /openai/deployments/{deployment}/completions
-//	POST /openai/v1/chat/completions                          (Azure's v1 surface: the model in the body)
-//	POST /openai/v1/embeddings
-//	POST /openai/v1/completions
-//	POST /v1/chat/completions                                 (the OpenAI API: the model in the body)
-//	POST /v1/embeddings
-//	POST /v1/completions
-//	GET  /healthz   alive (no key needed)
-//	GET  /status    the client's Health() as JSON
-//	GET  /metrics   Prometheus text format
+// API, on the routes the package documentation lists; every other path is 404, as the gateway is not an open
+// proxy.
 //
 // Bodies pass through as they came; the client chooses region, deployment and upstream credentials, and
 // api-version: a classic region's own, or the caller's when it is newer. When no region serves a request, the
 // answer is failover.AnswerError's (429, 503, 404 or 502, with x-should-retry: false), and X-Failover-Attempts
 // says how many regions were asked; X-Failover-Region names the region whose answer it is, when one answered.
-// Every other path is 404: the gateway is not an open proxy.
 type Gateway struct {
 	client  *failover.Client
 	keys    keyring
@@ -89,11 +81,14 @@ func New(client *failover.Client, cfg Config) (*Gateway, error) {
 	if len(cfg.Keys) == 0 && !cfg.AllowNoAuth {
 		return nil, errors.New("gateway: Keys: none given; callers must authenticate (set AllowNoAuth only for a gateway no other machine can reach)")
 	}
-	if cfg.MaxBodyBytes < 0 || cfg.RequestTimeout < 0 || cfg.BodyReadTimeout < 0 {
-		return nil, errors.New("gateway: MaxBodyBytes, RequestTimeout and BodyReadTimeout must not be negative (0 means the default)")
+	if cfg.MaxBodyBytes < 0 || cfg.MaxUploadBytes < 0 || cfg.RequestTimeout < 0 || cfg.BodyReadTimeout < 0 {
+		return nil, errors.New("gateway: MaxBodyBytes, MaxUploadBytes, RequestTimeout and BodyReadTimeout must not be negative (0 means the default)")
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxUploadBytes == 0 {
+		cfg.MaxUploadBytes = DefaultMaxUploadBytes
 	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
@@ -104,13 +99,6 @@ func New(client *failover.Client, cfg Config) (*Gateway, error) {
 	g := &Gateway{client: client, keys: newKeyring(cfg.Keys), open: len(cfg.Keys) == 0, cfg: cfg, metrics: newMetrics()}
 	g.cfg.Keys = nil // only the digests are kept
 	return g, nil
-}
-
-// route is what a request asks for.
-type route struct {
-	api       string // "azure", "azure-v1" or "openai"
-	operation string // "chat/completions", "completions" or "embeddings"
-	path      string // the logical request's path, which the client routes by
 }
 
 // timeoutAnswerGrace is how long past its RequestTimeout a request's answer may still be written.
@@ -127,13 +115,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout))
 	switch r.URL.Path {
 	case "/healthz":
-		if allowMethod(w, r, http.MethodGet, http.MethodHead) {
+		if g.allowMethod(w, r, http.MethodGet, http.MethodHead) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			_, _ = io.WriteString(w, "ok\n")
 		}
 		return
 	case "/status":
-		if allowMethod(w, r, http.MethodGet) && g.authorize(w, r) {
+		if g.allowMethod(w, r, http.MethodGet) && g.authorize(w, r) {
 			status := struct {
 				Regions []failover.RegionHealth `json:"regions"`
 				Store   *storeStatus            `json:"store,omitempty"`
@@ -145,7 +133,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	case "/metrics":
-		if allowMethod(w, r, http.MethodGet) && g.authorize(w, r) {
+		if g.allowMethod(w, r, http.MethodGet) && g.authorize(w, r) {
 			var text bytes.Buffer
 			g.metrics.write(&text, g.client) // under the metrics lock: never written to the caller from there
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -154,75 +142,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	rt, ok := routeOf(r.URL.Path)
+	rt, ok := routeOf(r.Method, r.URL.Path)
 	if !ok {
-		writeError(w, http.StatusNotFound, "404", "Resource not found: the gateway serves chat/completions, completions and embeddings under /openai/deployments/{deployment}/, /openai/v1/ and /v1/")
+		g.refused(r, http.StatusNotFound, refusedNotFound)
+		writeError(w, http.StatusNotFound, "404", notFoundMessage)
 		return
 	}
-	if allowMethod(w, r, http.MethodPost) && g.authorize(w, r) {
+	if g.allowMethod(w, r, rt.methods...) && g.authorize(w, r) {
 		g.proxy(w, r, rt)
 	}
-}
-
-// routeOf finds the proxied route of path.
-func routeOf(path string) (route, bool) {
-	if op, ok := strings.CutPrefix(path, "/v1/"); ok && isOperation(op) {
-		return route{api: "openai", operation: op, path: path}, true
-	}
-	if op, ok := strings.CutPrefix(path, "/openai/v1/"); ok && isOperation(op) {
-		return route{api: "azure-v1", operation: op, path: path}, true
-	}
-	rest, ok := strings.CutPrefix(path, "/openai/deployments/")
-	if !ok {
-		return route{}, false
-	}
-	deployment, op, ok := strings.Cut(rest, "/")
-	if !ok || !isOperation(op) || !validDeployment(deployment) {
-		return route{}, false
-	}
-	return route{api: "azure", operation: op, path: path}, true
-}
-
-func isOperation(op string) bool {
-	return op == "chat/completions" || op == "completions" || op == "embeddings"
-}
-
-// validDeployment accepts the names Azure allows for deployments: at most 64 letters, digits, '-', '_' and '.',
-// starting with a letter or digit.
-func validDeployment(name string) bool {
-	if name == "" || len(name) > 64 || !isAlphanumeric(name[0]) {
-		return false
-	}
-	for _, c := range []byte(name) {
-		if !isAlphanumeric(c) && c != '-' && c != '_' && c != '.' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlphanumeric(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-}
-
-func allowMethod(w http.ResponseWriter, r *http.Request, methods ...string) bool {
-	for _, m := range methods {
-		if r.Method == m {
-			return true
-		}
-	}
-	w.Header().Set("Allow", strings.Join(methods, ", "))
-	writeError(w, http.StatusMethodNotAllowed, "405", "method "+r.Method+" not allowed; use "+strings.Join(methods, " or "))
-	return false
-}
-
-func (g *Gateway) authorize(w http.ResponseWriter, r *http.Request) bool {
-	if g.open || g.keys.admits(r) {
-		return true
-	}
-	w.Header().Set("WWW-Authenticate", `Bearer realm="aoai-gateway"`)
-	writeError(w, http.StatusUnauthorized, "401", "Access denied: a valid gateway key is required, in the api-key header or as Authorization: Bearer")
-	return false
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -271,19 +199,32 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt route) {
 
 // forward makes the request and writes the answer, returning its status.
 func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, rc *http.ResponseController, rt route, ex *exchange) int {
-	if r.ContentLength > g.cfg.MaxBodyBytes {
+	limit := g.cfg.MaxBodyBytes
+	if rt.upload {
+		limit = g.cfg.MaxUploadBytes
+	}
+	if r.ContentLength > limit {
+		g.refused(r, http.StatusRequestEntityTooLarge, refusedTooLarge)
 		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large",
-			"request body is larger than "+strconv.FormatInt(g.cfg.MaxBodyBytes, 10)+" bytes")
+			"request body is larger than "+strconv.FormatInt(limit, 10)+" bytes")
 		return http.StatusRequestEntityTooLarge
 	}
 	// Read the body whole, under the deadline ServeHTTP set, before anything goes upstream: the deadline must be
 	// lifted before the (long) wait for the answer (net/http lifts it too once the body is read to its end), and
-	// the client needs the body for every attempt anyway.
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
+	// the client needs the body for every attempt anyway. A request without one (a GET, a DELETE, a cancel) reads
+	// as empty: net/http gives it http.NoBody, a handler called directly may give it nil.
+	in := r.Body
+	if in == nil {
+		in = http.NoBody
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, in, limit))
 	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		a := failover.AnswerError(ctx, err)
+		var tooLarge *http.MaxBytesError
 		switch {
+		case errors.As(err, &tooLarge):
+			g.refused(r, http.StatusRequestEntityTooLarge, refusedTooLarge)
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			a = failover.ErrorAnswer{Status: http.StatusRequestTimeout, Code: "408",
 				Message: "the request body did not arrive within " + g.cfg.BodyReadTimeout.String()}
@@ -293,16 +234,10 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return writeAnswer(w, a)
 	}
 
-	target := "https://" + logicalHost + rt.path
-	if v := r.URL.Query().Get("api-version"); v != "" {
-		target += "?api-version=" + url.QueryEscape(v) // the client keeps it where it is newer than a region's
-	}
-	req, err := http.NewRequestWithContext(failover.WithTrace(ctx, &failover.Trace{AttemptDone: ex.add}),
-		http.MethodPost, target, bytes.NewReader(body))
+	req, err := upstreamRequest(failover.WithTrace(ctx, &failover.Trace{AttemptDone: ex.add}), r, rt, body)
 	if err != nil {
 		return writeAnswer(w, failover.ErrorAnswer{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()})
 	}
-	copyRequestHeader(req.Header, r.Header)
 	resp, err := g.client.Do(req)
 	// How many regions were asked; 0 when every one rested.
 	w.Header().Set("X-Failover-Attempts", strconv.Itoa(len(ex.attempts)))
@@ -328,13 +263,29 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	h.Set("X-Accel-Buffering", "no") // tell nginx and the like in front not to hold events back
 	w.WriteHeader(resp.StatusCode)
 	_ = rc.Flush()
-	if streamEvents(w, rc, resp.Body) {
+	if streamEvents(w, rc, resp.Body, rt.typed) {
 		g.metrics.streamCuts.Add(1)
 	}
 	return resp.StatusCode
 }
 
 func (ex *exchange) add(a failover.Attempt) { ex.attempts = append(ex.attempts, a) }
+
+// upstreamRequest is the request the client is handed for r, whose body was read: r's method, path and query
+// (but for an api-key parameter, see forwardedQuery) at the logical host, with the headers a region may see. The
+// client keeps the caller's api-version where it is newer than a region's.
+func upstreamRequest(ctx context.Context, r *http.Request, rt route, body []byte) (*http.Request, error) {
+	target := "https://" + logicalHost + rt.path
+	if q := forwardedQuery(r.URL.RawQuery); q != "" {
+		target += "?" + q
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, target, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	copyRequestHeader(req.Header, r.Header)
+	return req, nil
+}
 
 // answeredBy reports whether the answer is the one a, the last attempt reported, got: it served the request, or
 // the region refused the request itself (with a status: a request that could not be sent has none). Otherwise the
@@ -355,9 +306,10 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 }
 
 // forwardedRequestHeaders are the caller's headers the upstream request carries; the client adds the backend's
-// credentials. Nothing else passes: not the caller's key, cookies, or Accept-Encoding (the client's transport
-// negotiates compression itself).
-var forwardedRequestHeaders = []string{"Content-Type", "Accept", "User-Agent", "X-Ms-Client-Request-Id"}
+// credentials. X-Failover-Pin-Region is for the client, which sends files and batches to the region it names.
+// Nothing else passes: not the caller's key, cookies, or Accept-Encoding (the client's transport negotiates
+// compression itself).
+var forwardedRequestHeaders = []string{"Content-Type", "Accept", "User-Agent", "X-Ms-Client-Request-Id", headerPinRegion}
 
 func copyRequestHeader(dst, src http.Header) {
 	for _, k := range forwardedRequestHeaders {

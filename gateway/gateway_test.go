@@ -275,8 +275,8 @@ func TestOnlyTheRoutesAreServed(t *testing.T) {
 	f := startFleet(t, []string{"eastus"}, gateway.Config{})
 	auth := map[string]string{"api-key": gatewayKey}
 	for _, path := range []string{
-		"/", "/v1/models", "/v1/chat/completions/x", "/openai/v1/models", "/openai/v1/responses", "/openai/v1/",
-		"/openai/v1/chat/completions/x", "/openai/deployments/gpt-4o/images/generations", "/openai/deployments/../chat/completions",
+		"/", "/v1/models/gpt-4o", "/v1/chat/completions/x", "/openai/v1/fine_tuning/jobs", "/openai/v1/responses/", "/openai/v1/",
+		"/openai/v1/chat/completions/x", "/openai/deployments/gpt-4o/responses", "/openai/deployments/../chat/completions",
 		"/openai/deployments/a%2Fb/chat/completions", "/http://example.com/v1/chat/completions",
 	} {
 		resp, answer := post(t, f.url, path, `{"model":"gpt-4o"}`, auth)

@@ -21,6 +21,7 @@ import (
 type metrics struct {
 	inFlight   atomic.Int64
 	streamCuts atomic.Uint64
+	refused    [refusals]atomic.Uint64 // by refusal
 
 	mu         sync.Mutex
 	requests   map[[3]string]uint64 // api, operation, status
@@ -110,6 +111,10 @@ func (m *metrics) write(b *bytes.Buffer, client *failover.Client) {
 
 	family(b, "aoai_gateway_stream_cuts_total", "counter", "Streams cut upstream after their first content, which ended with a stream_cut error event.")
 	fmt.Fprintf(b, "aoai_gateway_stream_cuts_total %d\n", m.streamCuts.Load())
+	family(b, "aoai_gateway_refused_total", "counter", "Requests the gateway refused itself, before any region was asked, by reason: an unknown path, a method the path does not allow, a body over its limit, no valid gateway key.")
+	for why := range refusals {
+		fmt.Fprintf(b, "aoai_gateway_refused_total{reason=%s} %d\n", label(why.String()), m.refused[why].Load())
+	}
 	family(b, "aoai_gateway_in_flight_requests", "gauge", "Requests being served now.")
 	fmt.Fprintf(b, "aoai_gateway_in_flight_requests %d\n", m.inFlight.Load())
 	family(b, "aoai_gateway_region_resting", "gauge", "1 while the whole region rests (401/403, no answer, no token), else 0.")

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -12,10 +13,13 @@ import (
 // streamEvents passes a stream of server-sent events on, event by event as the client hands them over, flushing
 // at the end of every event so that each reaches the caller as soon as it arrived. A stream cut upstream ends
 // with an error event of its own, which OpenAI clients raise as an error, rather than with a silent end that some
-// would take for a complete answer. It reports whether the stream was cut upstream.
-func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Reader) (cut bool) {
+// would take for a complete answer: for a stream of typed events (typed: a Responses API route; or any stream
+// with "event:" lines) the Responses API's error event, else chat's error data. It reports whether the stream was
+// cut upstream.
+func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Reader, typed bool) (cut bool) {
 	events := failover.NewEventReader(body)
 	var sent eventTail
+	seq := typedSequence{typed: typed}
 	for {
 		event, err := events.Next()
 		if err != nil && err != io.EOF {
@@ -25,6 +29,7 @@ func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Re
 			return false // the caller is gone; closing the body ends the upstream stream
 		}
 		sent.add(event)
+		seq.add(event)
 		switch {
 		case err == nil:
 			if sent.atEventEnd() && !flush(rc) {
@@ -38,8 +43,12 @@ func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Re
 			if !sent.atEventEnd() {
 				write(w, []byte("\n"))
 			}
-			event := failover.ErrorAnswer{Status: http.StatusBadGateway, Code: "stream_cut", Message: err.Error()}.Body()
-			write(w, []byte("data: "+string(event)+"\n\n"))
+			if seq.typed {
+				write(w, seq.cutEvent(err))
+			} else {
+				event := failover.ErrorAnswer{Status: http.StatusBadGateway, Code: "stream_cut", Message: err.Error()}.Body()
+				write(w, []byte("data: "+string(event)+"\n\n"))
+			}
 			flush(rc)
 			return true
 		}
@@ -83,3 +92,49 @@ func (t *eventTail) add(lines []byte) {
 
 // atEventEnd reports whether nothing was sent yet or the last line sent was blank.
 func (t *eventTail) atEventEnd() bool { return !t.started || t.blank }
+
+// typedSequence follows a stream of typed events (the Responses API's), whose every event carries a
+// sequence_number: the gateway's own error event, at a cut, continues the sequence, as the service's would.
+type typedSequence struct {
+	typed bool  // the stream is typed: its route's are, or it carried an "event:" line
+	next  int64 // one past the last sequence_number seen, or 0
+}
+
+// add notes what event, one event or a piece of one, says: whether it is typed, and its sequence_number.
+func (s *typedSequence) add(event []byte) {
+	var data []byte
+	for line := range bytes.Lines(event) {
+		line = bytes.TrimRight(line, "\r\n")
+		if bytes.HasPrefix(line, []byte("event:")) {
+			s.typed = true
+		}
+		if d, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+			if data != nil {
+				data = append(data, '\n')
+			}
+			data = append(data, bytes.TrimPrefix(d, []byte(" "))...)
+		}
+	}
+	if !s.typed || len(data) == 0 {
+		return // chat's events are not parsed: they have no sequence to continue
+	}
+	var fields struct {
+		SequenceNumber *int64 `json:"sequence_number"`
+	}
+	if json.Unmarshal(data, &fields) == nil && fields.SequenceNumber != nil {
+		s.next = *fields.SequenceNumber + 1
+	}
+}
+
+// cutEvent is the Responses API's error event for a stream cut by err, which the openai SDKs raise as an error:
+// the service sends one when it fails a stream, and a cut stream must not end as if it were complete.
+func (s *typedSequence) cutEvent(err error) []byte {
+	data, _ := json.Marshal(struct {
+		Type           string  `json:"type"`
+		Code           string  `json:"code"`
+		Message        string  `json:"message"`
+		Param          *string `json:"param"`
+		SequenceNumber int64   `json:"sequence_number"`
+	}{Type: "error", Code: "stream_cut", Message: err.Error(), SequenceNumber: s.next})
+	return append(append([]byte("event: error\ndata: "), data...), "\n\n"...)
+}
