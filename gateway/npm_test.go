@@ -40,6 +40,13 @@ type nodeLine struct {
 	AuthenticationError bool              `json:"authenticationError"`
 	Code                string            `json:"code"`
 	Message             string            `json:"message"`
+	// The Responses API's: the response's id, the previous_response_id it continues, its status, and for a
+	// stream the types of its events in order and the text of its response.completed.
+	ID                 string   `json:"id"`
+	PreviousResponseID string   `json:"previousResponseId"`
+	ResponseStatus     string   `json:"responseStatus"`
+	Events             []string `json:"events"`
+	CompletedText      string   `json:"completedText"`
 }
 
 // TestOfficialNodeClient runs the official openai npm package, both its OpenAI and its AzureOpenAI class, against
@@ -68,7 +75,7 @@ func TestOfficialNodeClient(t *testing.T) {
 	srv := httptest.NewServer(gw) // 127.0.0.1 only
 	defer srv.Close()
 
-	lines := runNodeClient(t, node, srv.URL, key)
+	lines := runNodeClient(t, node, srv.URL, key, "chat")
 
 	// What each class saw, call by call.
 	const hello = "Hello from swedencentral." // failovertest's default answer, from the region that served
@@ -181,6 +188,187 @@ func TestOfficialNodeClient(t *testing.T) {
 	}
 }
 
+// TestOfficialNodeClientResponses runs the official openai npm package's Responses API, through its OpenAI class
+// (/v1/responses) and its AzureOpenAI class (/openai/responses?api-version=…), against the gateway in front of two
+// fake regions: creates and streams, and follow-ups by previous_response_id of responses the second region made
+// while the first was rate-limited, which only the second region can serve.
+func TestOfficialNodeClientResponses(t *testing.T) {
+	node := requireNode(t)
+	installNodeModules(t)
+
+	east := failovertest.NewRegion("eastus")
+	defer east.Close()
+	west := failovertest.NewRegion("swedencentral")
+	defer west.Close()
+	// eastus answers 429 to every first turn ("Say hello."), at the moment it is asked, and serves everything else.
+	// The 429 has no Retry-After and the backoff is 0, so eastus never rests: every request finds it first in the
+	// order and free, and only a response stored in swedencentral can send a request past it.
+	east.SetReplier(func(c failovertest.Call) failovertest.Reply {
+		var body struct {
+			Input any `json:"input"`
+		}
+		if c.Operation == "responses" && json.Unmarshal(c.Body, &body) == nil && body.Input == "Say hello." {
+			return failovertest.RateLimited(0)
+		}
+		return failovertest.Reply{}
+	})
+
+	client, err := failover.New([]failover.Region{
+		{Name: east.Name, Endpoint: east.URL, APIKey: east.Key},
+		{Name: west.Name, Endpoint: west.URL, APIKey: west.Key},
+	}, failover.WithMaxWait(0), failover.WithBackoff(func(int) time.Duration { return 0 }),
+		// The 429's x-ratelimit-remaining-*: 0 would otherwise steer gpt-4o away from eastus for a minute.
+		failover.WithQuotaSteering(false))
+	require.NoError(t, err)
+	defer client.CloseIdleConnections()
+	key := "gw-npm-" + rand.Text()
+	gw, err := gateway.New(client, gateway.Config{Keys: []string{key}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(gw) // 127.0.0.1 only
+	defer srv.Close()
+
+	lines := runNodeClient(t, node, srv.URL, key, "responses")
+
+	// What each class saw, call by call. failovertest's default answer names the region that made it.
+	const fromWest, fromEast = "Hello from swedencentral.", "Hello from eastus."
+	got := make(map[string]nodeLine)
+	for _, l := range lines {
+		got[l.Class+" "+l.Op] = l
+	}
+	require.Contains(t, got, " done", "client.mjs ran to its end")
+	classes := []string{"OpenAI", "AzureOpenAI"}
+	var madeWest, madeEast []string // the ids of the responses each region made, in order
+	for _, cls := range classes {
+		first, stream := got[cls+" responses"], got[cls+" responses-stream"]
+		follow, streamFollow := got[cls+" responses-followup"], got[cls+" responses-stream-followup"]
+		fresh := got[cls+" responses-new"]
+		for _, l := range []nodeLine{first, stream, follow, streamFollow, fresh} {
+			require.NotEmpty(t, l.Op, "%s: a line for each Responses call", cls)
+			where := cls + " " + l.Op
+			assert.Equal(t, 200, l.Status, where)
+			assert.Equal(t, "completed", l.ResponseStatus, where)
+			assert.Equal(t, "gpt-4o", l.Model, where)
+			assert.NotEmpty(t, l.ID, where)
+		}
+		madeWest = append(madeWest, first.ID, stream.ID, follow.ID, streamFollow.ID)
+		madeEast = append(madeEast, fresh.ID)
+
+		assert.Equal(t, fromWest, first.Text, "%s responses: the answer passes through whole", cls)
+		assert.Empty(t, first.PreviousResponseID, cls)
+		assert.Equal(t, west.Name, first.Headers["x-failover-region"], "%s responses: eastus rate-limited it", cls)
+		assert.Equal(t, "2", first.Headers["x-failover-attempts"], "%s responses: eastus answered 429, swedencentral served", cls)
+
+		assert.Equal(t, fromWest, stream.Text, "%s responses-stream: the deltas add up to the answer", cls)
+		assert.Equal(t, stream.Text, stream.CompletedText, "%s responses-stream: response.completed holds what the deltas said", cls)
+		assertResponseEvents(t, stream.Events, cls+" responses-stream")
+		assert.Equal(t, west.Name, stream.Headers["x-failover-region"], "%s responses-stream: eastus rate-limited it", cls)
+		assert.Equal(t, "2", stream.Headers["x-failover-attempts"], "%s responses-stream: a 429 before the stream began fails over", cls)
+
+		// The follow-ups continue responses only swedencentral has: they go there alone, though eastus is first
+		// and free (responses-new, sent after them, shows it).
+		assert.Equal(t, first.ID, follow.PreviousResponseID, "%s responses-followup", cls)
+		assert.Equal(t, fromWest, follow.Text, cls)
+		assert.Equal(t, west.Name, follow.Headers["x-failover-region"], "%s responses-followup: to the region that made %s", cls, first.ID)
+		assert.Equal(t, "1", follow.Headers["x-failover-attempts"], "%s responses-followup: eastus is not asked for what it does not have", cls)
+
+		assert.Equal(t, stream.ID, streamFollow.PreviousResponseID, "%s responses-stream-followup", cls)
+		assert.Equal(t, fromWest, streamFollow.Text, cls)
+		assert.Equal(t, streamFollow.Text, streamFollow.CompletedText, cls)
+		assertResponseEvents(t, streamFollow.Events, cls+" responses-stream-followup")
+		assert.Equal(t, west.Name, streamFollow.Headers["x-failover-region"],
+			"%s responses-stream-followup: to the region whose stream made %s", cls, stream.ID)
+		assert.Equal(t, "1", streamFollow.Headers["x-failover-attempts"], cls)
+
+		assert.Empty(t, fresh.PreviousResponseID, cls)
+		assert.Equal(t, fromEast, fresh.Text, "%s responses-new: eastus, first in the order, serves what continues nothing", cls)
+		assert.Equal(t, east.Name, fresh.Headers["x-failover-region"], cls)
+		assert.Equal(t, "1", fresh.Headers["x-failover-attempts"], cls)
+	}
+	assert.Equal(t, madeWest, west.Responses(), "swedencentral stored the first turns and their follow-ups, and nothing else")
+	assert.Equal(t, madeEast, east.Responses(), "eastus stored only the new conversations")
+
+	// What the regions saw: every Responses call of each class on the classic surface (the deployment in the
+	// body), with an api-version that serves it, the region's key and never the gateway's; and the follow-ups only
+	// at swedencentral.
+	type want struct {
+		userAgent, input, previous string
+		stream                     bool
+		status                     int
+	}
+	const oai, azure = "OpenAI/JS ", "AzureOpenAI/JS "
+	var wantEast, wantWest []want
+	for i, ua := range []string{oai, azure} {
+		cls := classes[i]
+		first, stream := got[cls+" responses"].ID, got[cls+" responses-stream"].ID
+		wantEast = append(wantEast,
+			want{ua, "Say hello.", "", false, 429},
+			want{ua, "Say hello.", "", true, 429},
+			want{ua, "Say goodbye.", "", false, 200})
+		wantWest = append(wantWest,
+			want{ua, "Say hello.", "", false, 200},
+			want{ua, "Say hello.", "", true, 200},
+			want{ua, "Say it again.", first, false, 200},
+			want{ua, "Say it again.", stream, true, 200})
+	}
+	for _, r := range []struct {
+		region *failovertest.Server
+		want   []want
+	}{{east, wantEast}, {west, wantWest}} {
+		calls := r.region.Calls()
+		require.Len(t, calls, len(r.want), "%s: the calls of both classes, in order", r.region.Name)
+		for i, c := range calls {
+			w := r.want[i]
+			where := fmt.Sprintf("%s call %d", r.region.Name, i)
+			assert.Equal(t, "responses", c.Operation, where)
+			assert.False(t, c.V1, "%s: the region's endpoint is its classic surface", where)
+			assert.Equal(t, "gpt-4o", c.Deployment, where)
+			assert.Equal(t, "gpt-4o", c.Model, where)
+			assert.Equal(t, w.stream, c.Stream, where)
+			assert.Equal(t, w.status, c.Status, where)
+			if w.userAgent == azure {
+				assert.Equal(t, "2025-04-01-preview", c.APIVersion, "%s: the caller's, which serves the Responses API", where)
+			} else {
+				assert.NotEmpty(t, c.APIVersion, "%s: the classic surface needs one (the fake refuses one too old with 400)", where)
+			}
+			var body struct {
+				Input              any    `json:"input"`
+				PreviousResponseID string `json:"previous_response_id"`
+			}
+			require.NoError(t, json.Unmarshal(c.Body, &body), where)
+			assert.Equal(t, w.input, body.Input, where)
+			assert.Equal(t, w.previous, body.PreviousResponseID, where)
+			assert.True(t, strings.HasPrefix(c.Header.Get("User-Agent"), w.userAgent), "%s: User-Agent %q, want the %s class",
+				where, c.Header.Get("User-Agent"), w.userAgent)
+			assert.True(t, c.Authorized, where)
+			assert.Equal(t, r.region.Key, c.Header.Get("Api-Key"), where)
+			assert.Empty(t, c.Header.Get("Authorization"), "%s: the caller's Bearer token stays behind", where)
+			for name, values := range c.Header {
+				for _, v := range values {
+					assert.NotContains(t, v, key, "%s: header %s carries the gateway key", where, name)
+				}
+			}
+			assert.NotContains(t, string(c.Body), key, where)
+		}
+	}
+}
+
+// assertResponseEvents checks the types of a Responses stream's events, as the package read them: the service's
+// own, from response.created to response.completed, with the text in deltas and no failure.
+func assertResponseEvents(t *testing.T, events []string, where string) {
+	t.Helper()
+	require.NotEmpty(t, events, where)
+	assert.Equal(t, "response.created", events[0], where)
+	assert.Equal(t, "response.completed", events[len(events)-1], "%s: the stream ends at response.completed", where)
+	deltas := 0
+	for _, e := range events {
+		if e == "response.output_text.delta" {
+			deltas++
+		}
+		assert.NotContains(t, []string{"error", "response.failed", "response.incomplete"}, e, where)
+	}
+	assert.Greater(t, deltas, 1, "%s: the text came in deltas, one per word", where)
+}
+
 // requireNode returns the path of node, and checks that npm is there too. Their absence fails the test, so that
 // the test command never passes without this client having run; FAILOVER_SKIP_NODE=1 skips it instead, on a
 // machine that cannot have Node.js.
@@ -218,12 +406,13 @@ func installNodeModules(t *testing.T) {
 	}
 }
 
-// runNodeClient runs client.mjs against the gateway at url and returns the lines it printed.
-func runNodeClient(t *testing.T, node, url, key string) []nodeLine {
+// runNodeClient runs client.mjs's suite ("chat" or "responses") against the gateway at url and returns the lines
+// it printed.
+func runNodeClient(t *testing.T, node, url, key, suite string) []nodeLine {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "client.mjs")
+	cmd := exec.CommandContext(ctx, node, "client.mjs", suite)
 	cmd.Dir = nodeDir
 	cmd.WaitDelay = 5 * time.Second
 	// The package reads OPENAI_* and AZURE_OPENAI_* variables (OPENAI_BASE_URL and an endpoint together are an
