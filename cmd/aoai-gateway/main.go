@@ -55,6 +55,7 @@ type options struct {
 	addr           string
 	insecureNoAuth bool
 	maxBody        int64
+	maxUpload      int64
 	requestTimeout time.Duration
 	bodyTimeout    time.Duration
 	drainTimeout   time.Duration
@@ -124,6 +125,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	flags.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on, host:port")
 	flags.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "serve callers without a gateway key; refused unless -addr is a loopback address")
 	flags.Int64Var(&o.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "largest request body accepted, in bytes; larger ones get 413")
+	flags.Int64Var(&o.maxUpload, "max-upload", gateway.DefaultMaxUploadBytes, "largest audio or file upload accepted, in bytes; larger ones get 413")
 	flags.DurationVar(&o.requestTimeout, "request-timeout", gateway.DefaultRequestTimeout, "limit for one request, from arrival to the last byte of its answer (streams included)")
 	flags.DurationVar(&o.bodyTimeout, "body-timeout", gateway.DefaultBodyReadTimeout, "limit for reading a request body")
 	flags.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish before they are cut")
@@ -136,8 +138,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if flags.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q; every setting is a flag or an environment variable", flags.Arg(0))
 	}
-	if o.maxBody <= 0 || o.requestTimeout <= 0 || o.bodyTimeout <= 0 || o.drainTimeout < 0 {
-		return o, errors.New("-max-body, -request-timeout and -body-timeout must be positive, -drain-timeout not negative")
+	if o.maxBody <= 0 || o.maxUpload <= 0 || o.requestTimeout <= 0 || o.bodyTimeout <= 0 || o.drainTimeout < 0 {
+		return o, errors.New("-max-body, -max-upload, -request-timeout and -body-timeout must be positive, -drain-timeout not negative")
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return o, errors.New("-tls-cert and -tls-key go together: give both files, or neither")
@@ -165,7 +167,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		return err
 	}
 	defer client.Close()
-	gw, err := gateway.New(client, gateway.Config{Keys: keys, AllowNoAuth: o.insecureNoAuth, MaxBodyBytes: o.maxBody,
+	gw, err := gateway.New(client, gateway.Config{Keys: keys, AllowNoAuth: o.insecureNoAuth, MaxBodyBytes: o.maxBody, MaxUploadBytes: o.maxUpload,
 		RequestTimeout: o.requestTimeout, BodyReadTimeout: o.bodyTimeout, Logger: logger})
 	if err != nil {
 		return err

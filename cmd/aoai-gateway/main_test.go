@@ -350,6 +350,7 @@ func TestRefusals(t *testing.T) {
 		{name: "trailing comma", env: map[string]string{EnvGatewayKeys: "k-alpha-3c9f,"}, host: "127.0.0.1",
 			want: []string{EnvGatewayKeys, "key 2 is empty"}, secrets: []string{"k-alpha-3c9f"}},
 		{name: "max body 0", env: map[string]string{EnvGatewayKeys: gatewayKey}, host: "127.0.0.1", args: []string{"-max-body", "0"}, want: []string{"-max-body"}},
+		{name: "max upload 0", env: map[string]string{EnvGatewayKeys: gatewayKey}, host: "127.0.0.1", args: []string{"-max-upload", "0"}, want: []string{"-max-upload"}},
 		{name: "negative drain timeout", env: map[string]string{EnvGatewayKeys: gatewayKey}, host: "127.0.0.1", args: []string{"-drain-timeout", "-1s"}, want: []string{"-drain-timeout"}},
 		{name: "unknown flag", env: map[string]string{EnvGatewayKeys: gatewayKey}, host: "127.0.0.1", args: []string{"-no-such-flag"}, want: []string{"no-such-flag"}},
 		{name: "extra argument", env: map[string]string{EnvGatewayKeys: gatewayKey}, host: "127.0.0.1", args: []string{"serve"}, want: []string{"unexpected argument", `"serve"`}},
