@@ -28,6 +28,9 @@ const DefaultPrefix = "failover"
 // it), expires when the last of them ends, and is written by one Lua script per change, in one round trip. Clients read it at most once a second each (failover.StoreTiming), so a
 // request seldom waits on Redis, and never longer than the timeout there. Redis 6 or later; a Redis Cluster
 // works too.
+//
+// Store is also a failover.OwnerStore: which backend holds a stored response, file or batch is one string key per
+// object under the prefix, "<prefix>:owner:<id>", that expires with it (see SaveOwner).
 type Store struct {
 	client redis.UniversalClient
 	prefix string

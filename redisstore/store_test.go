@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,4 +221,111 @@ func storeAndReader(t *testing.T) (*redisstore.Store, *redis.Client, string) {
 	url := redisURL(t)
 	p := prefix(t)
 	return open(t, url, p), rawClient(t, url), p
+}
+
+func TestOwnerKeys(t *testing.T) {
+	s, rdb, p := storeAndReader(t)
+	ctx, now := t.Context(), time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC) // far from Redis's clock: expiry is relative
+	require.NoError(t, s.SaveOwner(ctx, "resp_1", "eastus@0123456789abcdef", 30*time.Second, now))
+	require.NoError(t, s.SaveOwner(ctx, "file@x%y", "westus@fedcba9876543210", time.Hour+time.Nanosecond, now))
+
+	keys, err := rdb.Keys(ctx, p+":*").Result()
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{p + ":owner:resp_1", p + ":owner:file%40x%25y"}, keys,
+		"one string per object, under the prefix, its id's @ and % escaped")
+	value, err := rdb.Get(ctx, p+":owner:resp_1").Result()
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprint(now.Add(30*time.Second).UnixNano(), " eastus@0123456789abcdef"), value,
+		"the end on the Client's clock, then the backend")
+	ttl, err := rdb.PTTL(ctx, p+":owner:resp_1").Result()
+	require.NoError(t, err)
+	assert.Greater(t, ttl, 29*time.Second)
+	assert.LessOrEqual(t, ttl, 30*time.Second, "the key goes when the owner ends")
+	ttl, err = rdb.PTTL(ctx, p+":owner:file%40x%25y").Result()
+	require.NoError(t, err)
+	assert.Greater(t, ttl, time.Hour-time.Second, "rounded up to the millisecond")
+	assert.LessOrEqual(t, ttl, time.Hour+time.Millisecond)
+
+	require.NoError(t, s.SaveOwner(ctx, "resp_1", "eastus@0123456789abcdef", 0, now))
+	n, err := rdb.Exists(ctx, p+":owner:resp_1").Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "a save with no ttl deletes the key")
+}
+
+// TestOwnerGarbageIsIgnored: a value someone else wrote, or a later version's, loads as no owner, not an error.
+func TestOwnerGarbageIsIgnored(t *testing.T) {
+	s, rdb, p := storeAndReader(t)
+	ctx, now := t.Context(), time.Now()
+	for _, v := range []string{"", "eastus@1", "soon eastus@1", "-1x eastus@1", "99999999999999999999 eastus@1"} {
+		require.NoError(t, rdb.Set(ctx, p+":owner:resp_1", v, time.Minute).Err())
+		got, err := s.LoadOwner(ctx, "resp_1", now)
+		require.NoError(t, err, v)
+		assert.Empty(t, got, v)
+	}
+	require.NoError(t, rdb.HSet(ctx, p+":owner:resp_2", "f", "v").Err())
+	_, err := s.LoadOwner(ctx, "resp_2", now)
+	assert.Error(t, err, "a key of another type is an error of the store")
+}
+
+// TestOwnerCallsAreOneRoundTrip: SaveOwner and LoadOwner each send Redis one command, not a pipeline or a script
+// load.
+func TestOwnerCallsAreOneRoundTrip(t *testing.T) {
+	opt, err := redis.ParseURL(redisURL(t))
+	require.NoError(t, err)
+	opt.ContextTimeoutEnabled = true
+	c := redis.NewClient(opt)
+	defer c.Close()
+	counter := &commandCounter{}
+	c.AddHook(counter)
+	s, err := redisstore.New(c, prefix(t))
+	require.NoError(t, err)
+	ctx, now := t.Context(), time.Now()
+	require.NoError(t, c.Ping(ctx).Err()) // the connection's handshake is not the store's
+	counter.reset()
+	require.NoError(t, s.SaveOwner(ctx, "resp_1", "eastus@1", time.Minute, now))
+	assert.Equal(t, []string{"set"}, counter.reset())
+	got, err := s.LoadOwner(ctx, "resp_1", now)
+	require.NoError(t, err)
+	assert.Equal(t, "eastus@1", got)
+	assert.Equal(t, []string{"get"}, counter.reset())
+	got, err = s.LoadOwner(ctx, "resp_2", now)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	assert.Equal(t, []string{"get"}, counter.reset())
+	require.NoError(t, s.SaveOwner(ctx, "resp_1", "eastus@1", 0, now))
+	assert.Equal(t, []string{"del"}, counter.reset())
+}
+
+// commandCounter is a go-redis hook that records the commands sent, a pipeline's as one "pipeline".
+type commandCounter struct {
+	mu   sync.Mutex
+	sent []string
+}
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.mu.Lock()
+		c.sent = append(c.sent, strings.ToLower(cmd.Name()))
+		c.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.mu.Lock()
+		c.sent = append(c.sent, "pipeline")
+		c.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+func (c *commandCounter) reset() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sent := c.sent
+	c.sent = nil
+	return sent
 }

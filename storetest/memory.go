@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"io"
@@ -16,15 +17,23 @@ var ErrDown = errors.New("storetest: store is down")
 // ErrClosed is what a Memory store answers once closed.
 var ErrClosed = errors.New("storetest: store is closed")
 
-// Memory is a failover.Store in memory. Its zero value is empty and ready; it is safe for concurrent use.
-// SetDown makes it fail every call, as a store that is out would.
+// MaxOwners bounds the owners a Memory store keeps (see Memory.SaveOwner): past it, a save first forgets the
+// owner that ends soonest, the oldest saved of those that end together.
+const MaxOwners = 100_000
+
+// Memory is a failover.Store in memory, and a failover.OwnerStore. Its zero value is empty and ready; it is safe
+// for concurrent use. SetDown makes it fail every call, as a store that is out would.
 type Memory struct {
-	mu      sync.Mutex
-	records map[scope]failover.Record
-	probes  map[scope]probe
-	down    bool
-	closed  bool
-	calls   int
+	mu        sync.Mutex
+	records   map[scope]failover.Record
+	probes    map[scope]probe
+	owners    ownerHeap // by end, then by save
+	ownerByID map[string]*owner
+	maxOwners int // MaxOwners when 0; tests set fewer
+	saves     uint64
+	down      bool
+	closed    bool
+	calls     int
 }
 
 type scope struct{ backend, model string }
@@ -36,8 +45,10 @@ type probe struct {
 
 var (
 	_ failover.Store = (*Memory)(nil)
-	// Close is one of the optional interfaces a failover.Store may implement (see failover.Store).
-	_ io.Closer = (*Memory)(nil)
+	// Close and the OwnerStore methods are optional interfaces a failover.Store may implement (see
+	// failover.Store).
+	_ io.Closer           = (*Memory)(nil)
+	_ failover.OwnerStore = (*Memory)(nil)
 )
 
 // Close makes every later call fail with ErrClosed, as a closed connection's would; Client.Close calls it on a
@@ -75,6 +86,9 @@ func (m *Memory) enter(ctx context.Context) error {
 	}
 	if m.records == nil {
 		m.records, m.probes = make(map[scope]failover.Record), make(map[scope]probe)
+	}
+	if m.ownerByID == nil {
+		m.ownerByID = make(map[string]*owner)
 	}
 	return ctx.Err()
 }
@@ -171,4 +185,88 @@ func (m *Memory) Records() []failover.Record {
 		out = append(out, r)
 	}
 	return out
+}
+
+// owner is the backend that holds one object, until an end on the Client's clock.
+type owner struct {
+	id, backend string
+	until       time.Time
+	save        uint64 // order of the save, which breaks ties of until
+	index       int    // in Memory.owners
+}
+
+// ownerHeap orders owners by end, then by save: its first is the one to forget first.
+type ownerHeap []*owner
+
+func (h ownerHeap) Len() int { return len(h) }
+
+func (h ownerHeap) Less(i, j int) bool {
+	if !h[i].until.Equal(h[j].until) {
+		return h[i].until.Before(h[j].until)
+	}
+	return h[i].save < h[j].save
+}
+
+func (h ownerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+
+func (h *ownerHeap) Push(x any) {
+	o := x.(*owner)
+	o.index = len(*h)
+	*h = append(*h, o)
+}
+
+func (h *ownerHeap) Pop() any {
+	old := *h
+	o := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return o
+}
+
+// SaveOwner implements failover.OwnerStore: backend holds id until now+ttl, replacing what was saved for id; a
+// ttl that is not positive leaves nothing in force for id. It forgets the owners that have ended at now, and
+// keeps at most MaxOwners: past that it forgets the owner that ends soonest (the oldest saved among equals), as a
+// Redis with an eviction policy of volatile-ttl would.
+func (m *Memory) SaveOwner(ctx context.Context, id, backend string, ttl time.Duration, now time.Time) error {
+	defer m.mu.Unlock()
+	if err := m.enter(ctx); err != nil {
+		return err
+	}
+	for len(m.owners) > 0 && !m.owners[0].until.After(now) { // forget what has ended, as Redis would
+		delete(m.ownerByID, heap.Pop(&m.owners).(*owner).id)
+	}
+	if o, ok := m.ownerByID[id]; ok {
+		heap.Remove(&m.owners, o.index)
+		delete(m.ownerByID, id)
+	}
+	if ttl <= 0 {
+		return nil
+	}
+	limit := m.maxOwners
+	if limit <= 0 {
+		limit = MaxOwners
+	}
+	for len(m.owners) >= limit {
+		delete(m.ownerByID, heap.Pop(&m.owners).(*owner).id)
+	}
+	m.saves++
+	o := &owner{id: id, backend: backend, until: now.Add(ttl), save: m.saves}
+	heap.Push(&m.owners, o)
+	m.ownerByID[id] = o
+	return nil
+}
+
+// LoadOwner implements failover.OwnerStore: the backend saved for id, if it holds id after now; "" otherwise.
+func (m *Memory) LoadOwner(ctx context.Context, id string, now time.Time) (string, error) {
+	defer m.mu.Unlock()
+	if err := m.enter(ctx); err != nil {
+		return "", err
+	}
+	if o, ok := m.ownerByID[id]; ok && o.until.After(now) {
+		return o.backend, nil
+	}
+	return "", nil
 }

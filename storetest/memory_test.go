@@ -28,3 +28,30 @@ func TestMemoryClose(t *testing.T) {
 	assert.ErrorIs(t, m.Save(t.Context(), rec, now), storetest.ErrClosed)
 	assert.Len(t, m.Records(), 1, "the records stay for inspection")
 }
+
+// TestMemoryWithoutOwners: Run skips the owner checks for a store that does not implement failover.OwnerStore,
+// which is optional; the struct promotes only Memory's failover.Store methods.
+func TestMemoryWithoutOwners(t *testing.T) {
+	storetest.Run(t, func(*testing.T) failover.Store { return struct{ failover.Store }{new(storetest.Memory)} })
+}
+
+func TestMemoryOwnersDownAndClosed(t *testing.T) {
+	m := new(storetest.Memory)
+	now := time.Now()
+	require.NoError(t, m.SaveOwner(t.Context(), "resp_1", "eastus@0123456789abcdef", time.Minute, now))
+	m.SetDown(true)
+	assert.ErrorIs(t, m.SaveOwner(t.Context(), "resp_2", "eastus@0123456789abcdef", time.Minute, now), storetest.ErrDown)
+	_, err := m.LoadOwner(t.Context(), "resp_1", now)
+	assert.ErrorIs(t, err, storetest.ErrDown)
+	m.SetDown(false)
+	got, err := m.LoadOwner(t.Context(), "resp_1", now)
+	require.NoError(t, err)
+	assert.Equal(t, "eastus@0123456789abcdef", got, "the owners stay while the store is down")
+	got, err = m.LoadOwner(t.Context(), "resp_2", now)
+	require.NoError(t, err)
+	assert.Empty(t, got, "a save while down saved nothing")
+	assert.Equal(t, 5, m.Calls(), "owner calls count, failed ones included")
+	require.NoError(t, m.Close())
+	_, err = m.LoadOwner(t.Context(), "resp_1", now)
+	assert.ErrorIs(t, err, storetest.ErrClosed)
+}
