@@ -103,6 +103,11 @@ func (e *engine) newCall(req *http.Request, op string) (call, error) {
 	if err != nil {
 		return call{}, err
 	}
+	if isAudioUpload(op) {
+		if body, model, err = formModel(req, body); err != nil {
+			return call{}, err
+		}
+	}
 	// When the model came from an Azure path rather than the body, the OpenAI fallback gets the body with the
 	// model written in, since the public API reads it from there; made when the fallback is tried.
 	pathModel := model == ""
@@ -238,10 +243,18 @@ func (c *request) bodyFor(b *backend) (requestBody, error) {
 	if !b.bodyNamesDeployment(c.op) {
 		return c.body, nil
 	}
-	if name := b.deployment(c.model); c.pathModel || name != c.model {
-		return withModel(c.body, name)
+	name := b.deployment(c.model)
+	switch {
+	case !c.pathModel && name == c.model:
+		return c.body, nil
+	case isAudioUpload(c.op):
+		data, err := withMultipartModel(c.body.data, c.req.Header.Get("Content-Type"), name)
+		if err != nil {
+			return requestBody{}, fmt.Errorf("failover: the request's form: %w", err)
+		}
+		return bytesBody(data), nil
 	}
-	return c.body, nil
+	return withModel(c.body, name)
 }
 
 // one makes one attempt at b with ticket t and reports it. done is set when the request is over, with its

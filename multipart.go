@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net/http"
 	"net/textproto"
 	"strings"
 )
@@ -198,4 +199,22 @@ func (s *formScanner) bodyEnd(i int) int {
 func (s *formScanner) appendField(out []byte, model string) []byte {
 	out = append(append(out, `Content-Disposition: form-data; name="model"`...), s.nl...)
 	return append(append(out, s.nl...), model...)
+}
+
+// formModel reads the model of an audio upload from its multipart form, keeping the form's bytes in body (they
+// are rewritten for a backend that takes another name for the model). model is "" when the form names none: the
+// model is then the deployment in an Azure path.
+func formModel(req *http.Request, body requestBody) (requestBody, string, error) {
+	if body.data == nil {
+		data, err := readBody(body.get, body.length)
+		if err != nil {
+			return requestBody{}, "", err
+		}
+		body.data = data
+	}
+	model, ok := multipartModel(body.data, req.Header.Get("Content-Type"))
+	if !ok {
+		return requestBody{}, "", errors.New("failover: the request's body is not a multipart form with a model field that can be read")
+	}
+	return body, model, nil
 }
