@@ -236,27 +236,6 @@ func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, 
 	return nil, ticket{}, false, nil
 }
 
-// bodyFor is the body to send b: the request's, or, for a backend that reads the model from the body (v1,
-// OpenAI-compatible, the fallback), a copy with b's name for the model written in when the body names another
-// one or none (a request that named its model only in an Azure path).
-func (c *request) bodyFor(b *backend) (requestBody, error) {
-	if !b.bodyNamesDeployment(c.op) {
-		return c.body, nil
-	}
-	name := b.deployment(c.model)
-	switch {
-	case !c.pathModel && name == c.model:
-		return c.body, nil
-	case isAudioUpload(c.op):
-		data, err := withMultipartModel(c.body.data, c.req.Header.Get("Content-Type"), name)
-		if err != nil {
-			return requestBody{}, fmt.Errorf("failover: the request's form: %w", err)
-		}
-		return bytesBody(data), nil
-	}
-	return withModel(c.body, name)
-}
-
 // one makes one attempt at b with ticket t and reports it. done is set when the request is over, with its
 // answer or error.
 func (c *call) one(b *backend, t ticket) (resp *http.Response, done bool, err error) {

@@ -38,9 +38,6 @@ type route struct {
 	id string
 }
 
-// responses reports whether the route is the Responses API's.
-func (r route) responses() bool { return strings.HasPrefix(r.op, "/responses") }
-
 // routeOf reads what a request for path (escaped as the caller sent it) asks for.
 func routeOf(path string) (route, bool) {
 	if op, ok := operationOf(path); ok {

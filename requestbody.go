@@ -111,6 +111,27 @@ func pathDeployment(path, op string) string {
 	return d
 }
 
+// bodyFor is the body to send b: the request's, or, for a backend that reads the model from the body (v1,
+// OpenAI-compatible, the fallback), a copy with b's name for the model written in when the body names another
+// one or none (a request that named its model only in an Azure path).
+func (c *request) bodyFor(b *backend) (requestBody, error) {
+	if !b.bodyNamesDeployment(c.op) {
+		return c.body, nil
+	}
+	name := b.deployment(c.model)
+	switch {
+	case !c.pathModel && name == c.model:
+		return c.body, nil
+	case isAudioUpload(c.op):
+		data, err := withMultipartModel(c.body.data, c.req.Header.Get("Content-Type"), name)
+		if err != nil {
+			return requestBody{}, fmt.Errorf("failover: the request's form: %w", err)
+		}
+		return bytesBody(data), nil
+	}
+	return withModel(c.body, name)
+}
+
 // withModel is body with its "model" member set to model: replaced where the body has one (empty, null), else
 // written in as its first member. body must be a JSON object.
 func withModel(body requestBody, model string) (requestBody, error) {
