@@ -338,7 +338,7 @@ func TestSeekWithAFailingRegionIsNotNotFound(t *testing.T) {
 	follow := responsesCall(t, client, http.MethodPost, "/v1/responses",
 		`{"model":"gpt-4o","input":"more","previous_response_id":"`+id+`"}`)
 	body := readAll(t, follow)
-	assert.NotContains(t, body, "previous_response_not_found", "westus, which holds it, failed: its not-found is not the answer")
+	assert.NotContains(t, body, "previous_response_not_found", "westus, which holds it, failed: eastus's not-found is not the answer")
 	assert.Equal(t, http.StatusServiceUnavailable, follow.StatusCode, body)
 }
 
@@ -364,4 +364,25 @@ func TestStreamByIDErrorEventHidesKey(t *testing.T) {
 			assert.NotContains(t, string(data), key)
 		})
 	}
+}
+
+// BUG: a background response (background: true) runs on in its region whether or not anyone reads its stream;
+// its stream says response.created and response.queued, then nothing until the model starts, which can take
+// longer than the attempt timeout. The client takes that wait for a failure before the first output and fails
+// the create over: a second background response is started (and billed) in the next region, and the caller never
+// learns the id of the first, which goes on running and cannot be cancelled.
+func TestBackgroundStreamIsNotFailedOverWhileQueued(t *testing.T) {
+	region := rawRegion(t, "eastus", func(w http.ResponseWriter, r *http.Request) {
+		typedSSE(w,
+			"event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_bg1\",\"object\":\"response\",\"status\":\"queued\",\"background\":true,\"output\":[]}}\n\n",
+			"event: response.queued\ndata: {\"type\":\"response.queued\",\"sequence_number\":1,\"response\":{\"id\":\"resp_bg1\",\"object\":\"response\",\"status\":\"queued\",\"background\":true,\"output\":[]}}\n\n")
+		<-r.Context().Done() // queued: the model has not started
+	})
+	servers := startRegions(t, []string{"westus"})
+	client := newClient(t, []failover.Region{region, regionsOf(servers...)[0]}, failover.WithAttemptTimeout(200*time.Millisecond))
+	resp := responsesCall(t, client, http.MethodPost, "/v1/responses",
+		`{"model":"o3-pro","input":"think hard","background":true,"stream":true}`)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Empty(t, operations(servers[0]), "the background response runs in eastus: no second one in westus")
+	resp.Body.Close()
 }
