@@ -3,6 +3,7 @@ package failover
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 )
@@ -28,8 +29,8 @@ type owners struct {
 	head    int         // learned[head:] are still to evict
 	seq     uint64
 
-	share *sharing   // nil without a Store
-	store OwnerStore // nil when the Store does not share owners
+	sharing *sharing   // nil without a Store
+	store   OwnerStore // nil when the Store does not share owners
 }
 
 type owner struct {
@@ -44,25 +45,52 @@ type learnedID struct {
 }
 
 func newOwners(share *sharing) *owners {
-	o := &owners{byID: make(map[string]owner), share: share}
+	o := &owners{byID: make(map[string]owner), sharing: share}
 	if share != nil {
 		o.store, _ = share.store.(OwnerStore)
 	}
 	return o
 }
 
-// learn records that b holds the objects ids, here and in the Store.
+// learn records that b holds the objects ids, here and, in one call, in the Store.
 func (o *owners) learn(ctx context.Context, b *backend, ids ...string) {
+	ids = slices.DeleteFunc(ids, func(id string) bool { return id == "" })
+	if len(ids) == 0 {
+		return
+	}
 	now := time.Now()
 	o.mu.Lock()
 	for _, id := range ids {
-		if id == "" {
-			continue
-		}
 		o.seq++
 		o.byID[id] = owner{b: b, until: now.Add(ownerTTL), seq: o.seq}
 		o.learned = append(o.learned, learnedID{id, o.seq})
 	}
+	o.evictLocked()
+	o.mu.Unlock()
+	o.share(ctx, ids, b.id, ownerTTL, now)
+}
+
+// forget records that the object id is gone (deleted), here and in the Store.
+func (o *owners) forget(ctx context.Context, id string) {
+	o.mu.Lock()
+	delete(o.byID, id) // its entry in learned evicts nothing now
+	o.mu.Unlock()
+	o.share(ctx, []string{id}, "", 0, time.Now())
+}
+
+// share saves ids' owner in the Store, when it shares owners.
+func (o *owners) share(ctx context.Context, ids []string, backend string, ttl time.Duration, now time.Time) {
+	if o.store == nil || !o.sharing.available(now) {
+		return
+	}
+	cctx, cancel, _ := o.sharing.context(ctx, false)
+	err := o.store.SaveOwners(cctx, ids, backend, ttl, now)
+	cancel()
+	o.sharing.settle(ctx, err)
+}
+
+// evictLocked forgets the oldest ids past maxOwners; the caller holds o.mu.
+func (o *owners) evictLocked() {
 	for len(o.byID) > maxOwners && o.head < len(o.learned) {
 		l := o.learned[o.head]
 		o.learned[o.head] = learnedID{}
@@ -82,21 +110,6 @@ func (o *owners) learn(ctx context.Context, b *backend, ids ...string) {
 		clear(o.learned[len(live):])
 		o.learned, o.head = live, 0
 	}
-	o.mu.Unlock()
-	if o.store == nil || !o.share.available(now) {
-		return
-	}
-	for _, id := range ids {
-		if id == "" {
-			continue
-		}
-		cctx, cancel, _ := o.share.context(ctx, false)
-		err := o.store.SaveOwner(cctx, id, b.id, ownerTTL, now)
-		cancel()
-		if !o.share.settle(ctx, err) {
-			return
-		}
-	}
 }
 
 // find returns the backend that holds id, or nil when neither this Client nor the Store knows.
@@ -108,16 +121,16 @@ func (o *owners) find(ctx context.Context, id string) *backend {
 	if ok && now.Before(w.until) {
 		return w.b
 	}
-	if o.store == nil || !o.share.available(now) {
+	if o.store == nil || !o.sharing.available(now) {
 		return nil
 	}
-	cctx, cancel, _ := o.share.context(ctx, true)
+	cctx, cancel, _ := o.sharing.context(ctx, true)
 	name, err := o.store.LoadOwner(cctx, id, now)
 	cancel()
-	if !o.share.settle(ctx, err) || name == "" {
+	if !o.sharing.settle(ctx, err) || name == "" {
 		return nil
 	}
-	return o.share.byID[name] // nil for a backend this Client does not have
+	return o.sharing.byID[name] // nil for a backend this Client does not have
 }
 
 // storedIDs are the ids an answer that made stored objects names: a response's id and its output items', a

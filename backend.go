@@ -107,7 +107,8 @@ func (b *backend) objectURL(rest, query, version string) *url.URL {
 	u.RawPath = path
 	var q []string
 	for pair := range strings.SplitSeq(query, "&") {
-		if pair != "" && !strings.HasPrefix(pair, "api-version=") {
+		name, _, _ := strings.Cut(pair, "=")
+		if pair != "" && name != "api-version" && !strings.EqualFold(name, "api-key") { // the caller's key never travels
 			q = append(q, pair)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -30,7 +31,9 @@ const HeaderPinRegion = "X-Failover-Pin-Region"
 var ErrStoredStateUnavailable = errors.New("failover: the region that holds the state this request names is unavailable")
 
 // direct sends a request that does not fail over (see route) to its backend, or, for an id no one knows, to
-// the backends in order until one does not answer 404.
+// the regions in order until one has it. A region that holds the state and cannot answer now is the typed error
+// (ErrStoredStateUnavailable); while seeking, a region that cannot answer now (resting, 429, 5xx, no answer)
+// leaves the search open: the caller hears "not found" only when every region said so.
 func (e *engine) direct(req *http.Request, r route) (*http.Response, error) {
 	ctx := req.Context()
 	if r.kind == opLocal {
@@ -47,65 +50,81 @@ func (e *engine) direct(req *http.Request, r route) (*http.Response, error) {
 	}
 	version := queryValue(req.URL.RawQuery, "api-version")
 	trace := ContextTrace(ctx)
-	var attempts []Attempt
-	for i, b := range targets {
-		last := i == len(targets)-1
+	var (
+		attempts []Attempt
+		skipped  []Skip
+		soonest  time.Time
+		notFound *http.Response // the last "not found" of a search
+		open     bool           // a region that may have the id did not answer
+	)
+	for _, b := range targets {
 		if skip, resting := b.health.skipped("", time.Now()); resting {
-			skip.Region = b.name
+			skip.Region, open = b.name, true
+			skipped, soonest = append(skipped, skip), earliest(soonest, skip.Until)
 			if held {
-				return nil, &ExhaustedError{HeldBy: b.name, Skipped: []Skip{skip}, RetryAt: skip.Until}
+				break
 			}
 			continue
 		}
-		start := time.Now()
-		resp, err := e.sendTo(ctx, req, b, b.objectURL(r.op, req.URL.RawQuery, version), body)
-		a := Attempt{Region: b.name, Duration: time.Since(start), Outcome: OutcomeFailedOver, Err: err}
-		if resp != nil {
-			a.Status, a.Header, a.Outcome = resp.StatusCode, resp.Header, OutcomeServed
-			if resp.StatusCode >= 400 {
-				a.Outcome = OutcomeReturned
-			}
-		}
-		if ctx.Err() != nil {
-			a.Outcome = OutcomeCanceled
-		}
-		e.reportAttempt(ctx, trace, a)
+		resp, data, a := e.sendOnce(ctx, req, b, b.objectURL(r.op, req.URL.RawQuery, version), body)
 		switch {
 		case ctx.Err() != nil:
-			closeResponse(resp)
-			return nil, canceled(ctx, len(attempts)+1)
-		case resp == nil:
-			attempts = append(attempts, a)
-			if held {
-				return nil, &ExhaustedError{HeldBy: b.name, Attempts: attempts, RetryAt: time.Now().Add(time.Second)}
+			a.Outcome = OutcomeCanceled
+		case resp != nil && resp.StatusCode < 400:
+			a.Outcome = OutcomeServed
+		case resp != nil && resp.StatusCode == http.StatusNotFound && !held:
+			a.Outcome = OutcomeFailedOver // not here: perhaps in the next region
+		case resp == nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+			a.Outcome = OutcomeFailedOver
+			wait := time.Second
+			if resp != nil {
+				a.Err = classify(resp, data, time.Now()).cause
+				if d, ok := retryAfter(resp.Header, time.Now()); ok {
+					wait = d
+				}
 			}
-			continue
-		case resp.StatusCode == http.StatusNotFound && r.id != "" && !held && !last:
-			closeResponse(resp) // not here: perhaps in the next region
-			attempts = append(attempts, a)
-			continue
-		case held && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500):
-			// The one region that can answer cannot now: the caller is told when to come back.
-			closeResponse(resp)
-			wait, ok := retryAfter(resp.Header, time.Now())
-			if !ok {
-				wait = time.Second
-			}
-			a.Err = fmt.Errorf("HTTP %d", resp.StatusCode)
-			return nil, &ExhaustedError{HeldBy: b.name, Attempts: append(attempts, a), RetryAt: time.Now().Add(wait)}
+			soonest, open = earliest(soonest, time.Now().Add(wait)), true
+		default:
+			a.Outcome = OutcomeReturned // the request's own fault: every region would say the same
 		}
-		return e.learnFrom(ctx, resp, b, r, req.Method)
+		e.reportAttempt(ctx, trace, a)
+		switch a.Outcome {
+		case OutcomeCanceled:
+			closeResponse(resp)
+			closeResponse(notFound)
+			return nil, canceled(ctx, len(attempts)+1)
+		case OutcomeServed, OutcomeReturned:
+			closeResponse(notFound)
+			return e.settleDirect(ctx, resp, b, r, req.Method)
+		}
+		attempts = append(attempts, a)
+		if resp != nil && resp.StatusCode == http.StatusNotFound {
+			closeResponse(notFound)
+			notFound = resp
+			continue
+		}
+		closeResponse(resp)
+		if held {
+			break
+		}
 	}
-	return nil, &ExhaustedError{Attempts: attempts, RetryAt: time.Now().Add(time.Second)}
+	if notFound != nil && !open {
+		return notFound, nil // every region that could have it said it has not
+	}
+	closeResponse(notFound)
+	err = &ExhaustedError{Attempts: attempts, Skipped: skipped, RetryAt: soonest}
+	if held {
+		err.(*ExhaustedError).HeldBy = targets[0].name
+	}
+	return nil, err
 }
 
 // targets are the backends a direct request goes to, in order; held reports that the request names state that
 // only the one backend holds.
 func (e *engine) targets(ctx context.Context, req *http.Request, r route, body requestBody) (_ []*backend, held bool, _ error) {
+	// The OpenAI fallback holds what was made there like any region, and is asked about an id it is known to
+	// hold; but it is not asked about ids no one knows: an Azure region's ids are not a third party's business.
 	regions := slices.DeleteFunc(slices.Clone(e.backends), func(b *backend) bool { return b.fallback })
-	if e.fallback != nil {
-		regions = append(regions, e.fallback) // it holds what was made there like any other
-	}
 	if name := req.Header.Get(HeaderPinRegion); name != "" && r.kind == opPinned {
 		i := slices.IndexFunc(regions, func(b *backend) bool { return b.name == name })
 		if i < 0 {
@@ -158,58 +177,101 @@ func directBody(req *http.Request) (requestBody, error) {
 	return bytesBody(data), nil
 }
 
-// sendTo sends req, readdressed to u, to b with b's credentials and body, and scrubs the answer's secrets.
-func (e *engine) sendTo(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody) (*http.Response, error) {
+// sendOnce sends req to b once, the wait for the answer's headers bounded by the attempt timeout (not the
+// answer's body: an upload's answer or a stream may take longer). It returns the answer, the bytes of an error
+// answer, and the attempt as far as the transport tells it.
+func (e *engine) sendOnce(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody) (*http.Response, []byte, Attempt) {
+	start := time.Now()
+	actx, cancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(e.attemptTimeout, func() { cancel(ErrAttemptTimeout) })
+	resp, data, err := e.sendTo(actx, orig, b, u, body)
+	stopped := timer.Stop()
+	a := Attempt{Region: b.name, Duration: time.Since(start), Err: err}
+	if err != nil || !stopped {
+		closeResponse(resp)
+		if context.Cause(actx) == ErrAttemptTimeout && ctx.Err() == nil {
+			a.Err = fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout)
+		}
+		cancel(nil)
+		return nil, nil, a
+	}
+	a.Status, a.Header = resp.StatusCode, resp.Header
+	resp.Body = &closeCancels{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
+	return resp, data, a
+}
+
+// closeCancels is a body whose Close also ends the context its request was sent under.
+type closeCancels struct {
+	io.ReadCloser
+	cancel func()
+}
+
+func (c *closeCancels) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// sendTo sends req, readdressed to u, to b with b's credentials and body, and scrubs the answer's secrets. An
+// error answer is read whole (data, scrubbed) and replayed.
+func (e *engine) sendTo(ctx context.Context, orig *http.Request, b *backend, u *url.URL, body requestBody) (*http.Response, []byte, error) {
 	auth := b.authValue
 	if b.tokens != nil {
 		var err error
 		if auth, err = b.tokens.authorization(ctx); err != nil {
-			return nil, &CredentialError{Region: b.name, Err: err}
+			return nil, nil, &CredentialError{Region: b.name, Err: err}
 		}
 	}
 	req, err := attemptRequest(ctx, orig, b, u, body, auth)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if body.data == nil {
 		req.GetBody = nil // sent once: the transport must not try to replay it
 	}
 	resp, err := e.send(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resp.Request = orig // the attempt's request carries the key
 	e.scrubHeader(resp.Header)
-	if resp.StatusCode >= 400 {
-		answer, err := bufferBody(resp, maxErrorBody, false)
-		if err != nil {
-			return nil, err
-		}
-		if scrubbed, changed := e.scrub(answer.data); changed {
-			resp.Body, resp.ContentLength = newBodyReader(scrubbed), int64(len(scrubbed))
-		}
+	if resp.StatusCode < 400 {
+		return resp, nil, nil
 	}
-	return resp, nil
+	answer, err := bufferBody(resp, maxErrorBody, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	data := answer.data
+	if scrubbed, changed := e.scrub(data); changed {
+		data = scrubbed
+		resp.Body, resp.ContentLength = newBodyReader(data), int64(len(data))
+	}
+	return resp, data, nil
 }
 
-// learnFrom remembers which backend made the file or batch a successful create answered with, or holds the id a
-// request found there, and returns the answer.
-func (e *engine) learnFrom(ctx context.Context, resp *http.Response, b *backend, r route, method string) (*http.Response, error) {
+// settleDirect hands a direct answer over: a stored response's event stream read as a typed stream (so that a
+// cut is never a clean end, and an error event is scrubbed), and what the answer says of where objects are
+// remembered: the id a search found, a deleted one forgotten, a new file's or batch's id learned.
+func (e *engine) settleDirect(ctx context.Context, resp *http.Response, b *backend, r route, method string) (*http.Response, error) {
 	if resp.StatusCode >= 300 {
 		return resp, nil
 	}
-	if r.id != "" {
+	if r.kind == opStored && isEventStream(resp) {
+		resp.Body = &streamBody{events: NewEventReader(resp.Body), body: resp.Body, scrub: e.scrub, typed: true}
+	}
+	switch {
+	case r.id != "" && method == http.MethodDelete && strings.Count(r.op, "/") == 2: // DELETE /responses/{id}, /files/{id}
+		e.owners.forget(ctx, r.id)
+	case r.id != "":
 		e.owners.learn(ctx, b, r.id)
-		return resp, nil
+	case method == http.MethodPost && r.kind == opPinned:
+		answer, err := bufferBody(resp, maxBody, false)
+		if err != nil {
+			return nil, fmt.Errorf("failover: reading %s's answer: %w", b.name, err)
+		}
+		e.owners.learn(ctx, b, storedIDs(answer.data)...)
 	}
-	if method != http.MethodPost || r.kind != opPinned {
-		return resp, nil
-	}
-	answer, err := bufferBody(resp, maxBody, false)
-	if err != nil {
-		return nil, fmt.Errorf("failover: reading %s's answer: %w", b.name, err)
-	}
-	e.owners.learn(ctx, b, storedIDs(answer.data)...)
 	return resp, nil
 }
 

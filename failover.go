@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -77,7 +78,8 @@ type call struct {
 	made       int       // attempts reported
 
 	pin      *backend       // the one backend a Responses create naming its stored state may go to (responses.go)
-	notFound *http.Response // the last "not here" answer of a seek, returned if no backend has the state
+	notFound *http.Response // the last "not here" answer of a seek, returned if every backend says so
+	notHere  []*backend     // the backends a seek found the state is not in
 }
 
 // request is what every attempt of a call reads and none changes. Attempts are its methods (attempt, then
@@ -141,7 +143,8 @@ func (e *engine) newCall(req *http.Request, op string) (call, error) {
 
 // run makes passes over the backends until an attempt settles the request, waiting between passes for the
 // soonest rest to end (or, when steering and no region has room, for room) while the wait limit allows.
-func (c *call) run() (*http.Response, error) {
+func (c *call) run() (resp *http.Response, err error) {
+	defer func() { closeResponse(c.notFound) }() // a seek that ended otherwise
 	var buf [8]*backend
 	for pass := 1; ; pass++ {
 		if c.e.share != nil {
@@ -163,8 +166,9 @@ func (c *call) run() (*http.Response, error) {
 		if resp, done, err := c.pass(order); done {
 			return resp, err
 		}
-		if c.notFound != nil { // no backend has the state it names: the last one's word for it
-			return c.notFound, nil
+		if c.notFound != nil && c.noneHas(order) { // the last one's word for it
+			resp, c.notFound = c.notFound, nil
+			return resp, nil
 		}
 		soonest := c.soonest
 		if soonest.IsZero() || soonest.After(c.waitLimit) || !time.Now().Before(c.waitLimit) || pass == maxPasses {
@@ -210,8 +214,8 @@ func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, 
 		if hedge && b.fallback {
 			return nil, ticket{}, false, nil
 		}
-		if !b.serves(c.model) {
-			continue
+		if !b.serves(c.model) || c.seek && (b.fallback || slices.Contains(c.notHere, b)) {
+			continue // a seek does not ask the OpenAI fallback about an Azure region's ids, nor a region twice
 		}
 		now := time.Now()
 		if hedge && c.e.steering && b.health.roomFor(c.model, c.cost, now) > 0 {
@@ -246,16 +250,18 @@ func (c *call) one(b *backend, t ticket) (resp *http.Response, done bool, err er
 		return nil, true, err
 	}
 	resp, a, until := c.attempt(c.ctx, b, t, sent)
+	if c.seek && a.Outcome == OutcomeReturned && resp != nil && notHere(a) {
+		a.Outcome = OutcomeFailedOver // not an answer for the caller: the state may be in the next region
+		c.report(a)
+		closeResponse(c.notFound)
+		c.notFound, c.notHere = resp, append(c.notHere, b)
+		return nil, false, nil
+	}
 	c.report(a)
 	switch a.Outcome {
 	case OutcomeServed, OutcomeReturned:
 		if resp == nil { // the request could not be sent: the caller's own failure, not a backend's
 			return nil, true, fmt.Errorf("failover: %w", a.Err)
-		}
-		if c.seek && a.Outcome == OutcomeReturned && notHere(a) {
-			closeResponse(c.notFound)
-			c.notFound = resp
-			return nil, false, nil
 		}
 		return resp, true, nil
 	case OutcomeCanceled:

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -74,6 +76,9 @@ func (c *call) placeStored() error {
 	c.refs = ids
 	for _, id := range ids {
 		if b := c.e.owners.find(c.ctx, id); b != nil {
+			if !b.serves(c.model) {
+				return fmt.Errorf("failover: %s, which holds %q, does not serve model %q: ask for a model it has", b.name, id, c.model)
+			}
 			c.pin = b
 			return nil
 		}
@@ -95,6 +100,16 @@ func notHere(a Attempt) bool {
 	code, _ := apiErr.Code.(string)
 	return code == "previous_response_not_found" || code == "invalid_encrypted_content" ||
 		apiErr.Param != nil && *apiErr.Param == "input" && strings.Contains(apiErr.Message, "not found")
+}
+
+// noneHas reports whether every region of order that serves the model said a seek's state is not there.
+func (c *call) noneHas(order []*backend) bool {
+	for _, b := range order {
+		if b.serves(c.model) && !b.fallback && !slices.Contains(c.notHere, b) {
+			return false
+		}
+	}
+	return true
 }
 
 // learnResponse remembers that b made the response (and its output items) a served create answered with: from

@@ -279,3 +279,20 @@ func TestStoredStateErrorIsTyped(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, a.Status)
 	assert.False(t, errors.Is(nil, failover.ErrStoredStateUnavailable))
 }
+
+// TestDeletedResponseIsForgotten: once a response is deleted, the client no longer sends requests about it to
+// its region as if it were there: a later GET seeks it, finds it nowhere, and answers the region's 404.
+func TestDeletedResponseIsForgotten(t *testing.T) {
+	servers := startRegions(t, []string{"eastus", "westus"})
+	east, west := servers[0], servers[1]
+	client := newClient(t, regionsOf(servers...), fixedBackoff(time.Nanosecond))
+	east.Script(failovertest.Unavailable())
+	id := responseID(t, responsesCall(t, client, http.MethodPost, "/v1/responses", `{"model":"gpt-4o","input":"hi"}`))
+	gone := responsesCall(t, client, http.MethodDelete, "/v1/responses/"+id, "")
+	require.Equal(t, http.StatusOK, gone.StatusCode)
+
+	again := responsesCall(t, client, http.MethodGet, "/v1/responses/"+id, "")
+	assert.Equal(t, http.StatusNotFound, again.StatusCode)
+	assert.Equal(t, []string{"responses", "responses.get"}, operations(east), "sought again, from the first region")
+	assert.Equal(t, []string{"responses", "responses.delete", "responses.get"}, operations(west))
+}

@@ -202,9 +202,10 @@ func withoutUserinfo(msg, raw string) string {
 // in one region only, a stored response or one of its items, a file or a batch, so that a replica sends a request
 // about it where it is, though another replica made it.
 type OwnerStore interface {
-	// SaveOwner records that backend (named as in Record.Backend) holds the object id until now+ttl, replacing
-	// what was recorded for id.
-	SaveOwner(ctx context.Context, id, backend string, ttl time.Duration, now time.Time) error
+	// SaveOwners records, in one round trip, that backend (named as in Record.Backend) holds each of the objects
+	// ids until now+ttl, replacing what was recorded for them. A ttl that is not positive removes what was
+	// recorded for them.
+	SaveOwners(ctx context.Context, ids []string, backend string, ttl time.Duration, now time.Time) error
 	// LoadOwner returns the backend recorded for id and in force at now; "" and no error when there is none.
 	LoadOwner(ctx context.Context, id string, now time.Time) (string, error)
 }

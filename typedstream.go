@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -39,6 +40,12 @@ func openTypedStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*st
 				return s, nil
 			case name == "error" || name == "response.failed":
 				return nil, fmt.Errorf("stream began with %s: %s", name, s.describe(data))
+			case name == "response.created" && background(data):
+				// A background response runs on in its region whatever the stream does: failing over now would
+				// start, and bill, a second one. It is the caller's from here, and its id is learned.
+				s.seen(name, data)
+				s.pending = head
+				return s, nil
 			case !json.Valid(data):
 				return nil, errors.New("stream sent an event that is not JSON")
 			}
@@ -52,6 +59,16 @@ func openTypedStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*st
 		}
 	}
 	return nil, fmt.Errorf("stream sent more than %d bytes without output", maxStreamHead)
+}
+
+// background reports whether a response.created event's response runs in the background.
+func background(data []byte) bool {
+	var event struct {
+		Response struct {
+			Background bool `json:"background"`
+		} `json:"response"`
+	}
+	return json.Unmarshal(data, &event) == nil && event.Response.Background
 }
 
 // stepTyped is step for a typed event stream.
@@ -72,8 +89,8 @@ func (s *streamBody) stepTyped() {
 		case "error", "response.failed":
 			// The stream is over. The event goes on, without any secret a misbehaving server might echo, for the
 			// caller's SDK to raise.
-			if scrubbed, changed := s.scrub(line); changed {
-				s.pending = scrubbed
+			if scrubbed, changed := s.scrub(data); changed { // the JSON, so that escaped secrets are found too
+				s.pending = slices.Concat([]byte("data: "), scrubbed, lineEnd(line))
 			}
 			err = fmt.Errorf("%w: the server sent %s: %s", ErrStreamCut, name, s.describe(data))
 		}

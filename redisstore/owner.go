@@ -28,20 +28,39 @@ var ownerEscaper = strings.NewReplacer("%", "%25", "@", "%40")
 // ownerKey is the key of the owner of the object id.
 func (s *Store) ownerKey(id string) string { return s.prefix + ":owner:" + ownerEscaper.Replace(id) }
 
-// SaveOwner implements failover.OwnerStore with one SET … PX, in one round trip: backend holds id until now+ttl,
-// replacing what was saved for id. A ttl that is not positive deletes what was saved, in one DEL.
-func (s *Store) SaveOwner(ctx context.Context, id, backend string, ttl time.Duration, now time.Time) error {
-	key := s.ownerKey(id)
+// SaveOwners implements failover.OwnerStore in one round trip: backend holds each of ids until now+ttl,
+// replacing what was saved for it, with one SET … PX each (pipelined when there are several); a ttl that is not
+// positive deletes what was saved, with one DEL.
+func (s *Store) SaveOwners(ctx context.Context, ids []string, backend string, ttl time.Duration, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = s.ownerKey(id)
+	}
 	if ttl <= 0 {
-		if err := s.client.Del(ctx, key).Err(); err != nil {
-			return fmt.Errorf("redisstore: save owner: %w", err)
+		if err := s.client.Del(ctx, keys...).Err(); err != nil {
+			return fmt.Errorf("redisstore: save owners: %w", err)
 		}
 		return nil
 	}
 	value := strconv.FormatInt(now.Add(ttl).UnixNano(), 10) + " " + backend
-	ms := (ttl + time.Millisecond - 1) / time.Millisecond // rounded up: the key must not go before the owner ends
-	if err := s.client.Do(ctx, "set", key, value, "px", int64(ms)).Err(); err != nil {
-		return fmt.Errorf("redisstore: save owner: %w", err)
+	ms := int64((ttl + time.Millisecond - 1) / time.Millisecond) // rounded up: the key must not go before the owner ends
+	if len(keys) == 1 {
+		if err := s.client.Do(ctx, "set", keys[0], value, "px", ms).Err(); err != nil {
+			return fmt.Errorf("redisstore: save owners: %w", err)
+		}
+		return nil
+	}
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, key := range keys {
+			p.Do(ctx, "set", key, value, "px", ms)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redisstore: save owners: %w", err)
 	}
 	return nil
 }

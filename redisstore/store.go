@@ -30,7 +30,7 @@ const DefaultPrefix = "failover"
 // works too.
 //
 // Store is also a failover.OwnerStore: which backend holds a stored response, file or batch is one string key per
-// object under the prefix, "<prefix>:owner:<id>", that expires with it (see SaveOwner).
+// object under the prefix, "<prefix>:owner:<id>", that expires with it (see SaveOwners).
 type Store struct {
 	client redis.UniversalClient
 	prefix string

@@ -226,8 +226,8 @@ func storeAndReader(t *testing.T) (*redisstore.Store, *redis.Client, string) {
 func TestOwnerKeys(t *testing.T) {
 	s, rdb, p := storeAndReader(t)
 	ctx, now := t.Context(), time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC) // far from Redis's clock: expiry is relative
-	require.NoError(t, s.SaveOwner(ctx, "resp_1", "eastus@0123456789abcdef", 30*time.Second, now))
-	require.NoError(t, s.SaveOwner(ctx, "file@x%y", "westus@fedcba9876543210", time.Hour+time.Nanosecond, now))
+	require.NoError(t, s.SaveOwners(ctx, []string{"resp_1"}, "eastus@0123456789abcdef", 30*time.Second, now))
+	require.NoError(t, s.SaveOwners(ctx, []string{"file@x%y"}, "westus@fedcba9876543210", time.Hour+time.Nanosecond, now))
 
 	keys, err := rdb.Keys(ctx, p+":*").Result()
 	require.NoError(t, err)
@@ -246,7 +246,7 @@ func TestOwnerKeys(t *testing.T) {
 	assert.Greater(t, ttl, time.Hour-time.Second, "rounded up to the millisecond")
 	assert.LessOrEqual(t, ttl, time.Hour+time.Millisecond)
 
-	require.NoError(t, s.SaveOwner(ctx, "resp_1", "eastus@0123456789abcdef", 0, now))
+	require.NoError(t, s.SaveOwners(ctx, []string{"resp_1"}, "eastus@0123456789abcdef", 0, now))
 	n, err := rdb.Exists(ctx, p+":owner:resp_1").Result()
 	require.NoError(t, err)
 	assert.Zero(t, n, "a save with no ttl deletes the key")
@@ -267,7 +267,7 @@ func TestOwnerGarbageIsIgnored(t *testing.T) {
 	assert.Error(t, err, "a key of another type is an error of the store")
 }
 
-// TestOwnerCallsAreOneRoundTrip: SaveOwner and LoadOwner each send Redis one command, not a pipeline or a script
+// TestOwnerCallsAreOneRoundTrip: SaveOwners and LoadOwner each send Redis one command, not a pipeline or a script
 // load.
 func TestOwnerCallsAreOneRoundTrip(t *testing.T) {
 	opt, err := redis.ParseURL(redisURL(t))
@@ -282,7 +282,7 @@ func TestOwnerCallsAreOneRoundTrip(t *testing.T) {
 	ctx, now := t.Context(), time.Now()
 	require.NoError(t, c.Ping(ctx).Err()) // the connection's handshake is not the store's
 	counter.reset()
-	require.NoError(t, s.SaveOwner(ctx, "resp_1", "eastus@1", time.Minute, now))
+	require.NoError(t, s.SaveOwners(ctx, []string{"resp_1"}, "eastus@1", time.Minute, now))
 	assert.Equal(t, []string{"set"}, counter.reset())
 	got, err := s.LoadOwner(ctx, "resp_1", now)
 	require.NoError(t, err)
@@ -292,7 +292,7 @@ func TestOwnerCallsAreOneRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, got)
 	assert.Equal(t, []string{"get"}, counter.reset())
-	require.NoError(t, s.SaveOwner(ctx, "resp_1", "eastus@1", 0, now))
+	require.NoError(t, s.SaveOwners(ctx, []string{"resp_1"}, "eastus@1", 0, now))
 	assert.Equal(t, []string{"del"}, counter.reset())
 }
 

@@ -17,7 +17,7 @@ var ErrDown = errors.New("storetest: store is down")
 // ErrClosed is what a Memory store answers once closed.
 var ErrClosed = errors.New("storetest: store is closed")
 
-// MaxOwners bounds the owners a Memory store keeps (see Memory.SaveOwner): past it, a save first forgets the
+// MaxOwners bounds the owners a Memory store keeps (see Memory.SaveOwners): past it, a save first forgets the
 // owner that ends soonest, the oldest saved of those that end together.
 const MaxOwners = 100_000
 
@@ -226,11 +226,11 @@ func (h *ownerHeap) Pop() any {
 	return o
 }
 
-// SaveOwner implements failover.OwnerStore: backend holds id until now+ttl, replacing what was saved for id; a
-// ttl that is not positive leaves nothing in force for id. It forgets the owners that have ended at now, and
-// keeps at most MaxOwners: past that it forgets the owner that ends soonest (the oldest saved among equals), as a
-// Redis with an eviction policy of volatile-ttl would.
-func (m *Memory) SaveOwner(ctx context.Context, id, backend string, ttl time.Duration, now time.Time) error {
+// SaveOwners implements failover.OwnerStore: backend holds each of ids until now+ttl, replacing what was saved
+// for it; a ttl that is not positive leaves nothing in force for them. It forgets the owners that have ended at
+// now, and keeps at most MaxOwners: past that it forgets the owner that ends soonest (the oldest saved among
+// equals), as a Redis with an eviction policy of volatile-ttl would.
+func (m *Memory) SaveOwners(ctx context.Context, ids []string, backend string, ttl time.Duration, now time.Time) error {
 	defer m.mu.Unlock()
 	if err := m.enter(ctx); err != nil {
 		return err
@@ -238,12 +238,20 @@ func (m *Memory) SaveOwner(ctx context.Context, id, backend string, ttl time.Dur
 	for len(m.owners) > 0 && !m.owners[0].until.After(now) { // forget what has ended, as Redis would
 		delete(m.ownerByID, heap.Pop(&m.owners).(*owner).id)
 	}
+	for _, id := range ids {
+		m.saveOwner(id, backend, ttl, now)
+	}
+	return nil
+}
+
+// saveOwner saves one owner; the caller holds m.mu.
+func (m *Memory) saveOwner(id, backend string, ttl time.Duration, now time.Time) {
 	if o, ok := m.ownerByID[id]; ok {
 		heap.Remove(&m.owners, o.index)
 		delete(m.ownerByID, id)
 	}
 	if ttl <= 0 {
-		return nil
+		return
 	}
 	limit := m.maxOwners
 	if limit <= 0 {
@@ -256,7 +264,6 @@ func (m *Memory) SaveOwner(ctx context.Context, id, backend string, ttl time.Dur
 	o := &owner{id: id, backend: backend, until: now.Add(ttl), save: m.saves}
 	heap.Push(&m.owners, o)
 	m.ownerByID[id] = o
-	return nil
 }
 
 // LoadOwner implements failover.OwnerStore: the backend saved for id, if it holds id after now; "" otherwise.

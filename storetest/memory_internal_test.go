@@ -16,7 +16,7 @@ func TestOwnersAreBounded(t *testing.T) {
 	ctx, now := t.Context(), time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	save := func(id string, ttl time.Duration) {
 		t.Helper()
-		require.NoError(t, m.SaveOwner(ctx, id, "east@"+id, ttl, now))
+		require.NoError(t, m.SaveOwners(ctx, []string{id}, "east@"+id, ttl, now))
 	}
 	loaded := func() []string {
 		t.Helper()
@@ -52,12 +52,12 @@ func TestOwnersEndedAreForgotten(t *testing.T) {
 	m := new(Memory)
 	ctx, now := t.Context(), time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 100 {
-		require.NoError(t, m.SaveOwner(ctx, fmt.Sprint("resp_", i), "east@1", time.Second, now))
+		require.NoError(t, m.SaveOwners(ctx, []string{fmt.Sprint("resp_", i)}, "east@1", time.Second, now))
 	}
-	require.NoError(t, m.SaveOwner(ctx, "resp_last", "east@1", time.Minute, now.Add(time.Second)))
+	require.NoError(t, m.SaveOwners(ctx, []string{"resp_last"}, "east@1", time.Minute, now.Add(time.Second)))
 	assert.Len(t, m.owners, 1)
 	assert.Len(t, m.ownerByID, 1)
-	require.NoError(t, m.SaveOwner(ctx, "resp_last", "east@1", 0, now.Add(time.Second)))
+	require.NoError(t, m.SaveOwners(ctx, []string{"resp_last"}, "east@1", 0, now.Add(time.Second)))
 	assert.Empty(t, m.owners, "a save with no ttl leaves nothing")
 	assert.Empty(t, m.ownerByID)
 }
@@ -70,7 +70,7 @@ func TestOwnersDefaultBound(t *testing.T) {
 	m := new(Memory)
 	ctx, now := t.Context(), time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range MaxOwners + 10 {
-		require.NoError(t, m.SaveOwner(ctx, fmt.Sprint("resp_", i), "east@1", time.Hour+time.Duration(i), now))
+		require.NoError(t, m.SaveOwners(ctx, []string{fmt.Sprint("resp_", i)}, "east@1", time.Hour+time.Duration(i), now))
 	}
 	assert.Len(t, m.owners, MaxOwners)
 	got, err := m.LoadOwner(ctx, "resp_9", now)

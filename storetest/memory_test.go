@@ -38,9 +38,9 @@ func TestMemoryWithoutOwners(t *testing.T) {
 func TestMemoryOwnersDownAndClosed(t *testing.T) {
 	m := new(storetest.Memory)
 	now := time.Now()
-	require.NoError(t, m.SaveOwner(t.Context(), "resp_1", "eastus@0123456789abcdef", time.Minute, now))
+	require.NoError(t, m.SaveOwners(t.Context(), []string{"resp_1"}, "eastus@0123456789abcdef", time.Minute, now))
 	m.SetDown(true)
-	assert.ErrorIs(t, m.SaveOwner(t.Context(), "resp_2", "eastus@0123456789abcdef", time.Minute, now), storetest.ErrDown)
+	assert.ErrorIs(t, m.SaveOwners(t.Context(), []string{"resp_2"}, "eastus@0123456789abcdef", time.Minute, now), storetest.ErrDown)
 	_, err := m.LoadOwner(t.Context(), "resp_1", now)
 	assert.ErrorIs(t, err, storetest.ErrDown)
 	m.SetDown(false)

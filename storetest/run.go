@@ -25,6 +25,7 @@ func Run(t *testing.T, open func(t *testing.T) failover.Store) {
 	t.Run("ClaimMeetsRest", func(t *testing.T) { checkClaimMeetsRest(t, open) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { checkConcurrentClaims(t, open) })
 	t.Run("OwnerSaveThenLoad", func(t *testing.T) { checkOwnerSaveThenLoad(t, openOwners(t, open)) })
+	t.Run("OwnerManyAtOnce", func(t *testing.T) { checkOwnerManyAtOnce(t, openOwners(t, open)) })
 	t.Run("OwnerReplaced", func(t *testing.T) { checkOwnerReplaced(t, openOwners(t, open)) })
 	t.Run("OwnerEndsByNow", func(t *testing.T) { checkOwnerEndsByNow(t, openOwners(t, open)) })
 	t.Run("OwnerUnknownID", func(t *testing.T) { checkOwnerUnknownID(t, openOwners(t, open)) })

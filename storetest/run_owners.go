@@ -29,7 +29,7 @@ func openOwners(t *testing.T, open func(t *testing.T) failover.Store) ownerStore
 	return s
 }
 
-// checkOwnerSaveThenLoad checks that LoadOwner returns the backend SaveOwner wrote for the same id, for each of
+// checkOwnerSaveThenLoad checks that LoadOwner returns the backend SaveOwners wrote for the same id, for each of
 // several ids and backends, and that loading does not consume it: every replica asks about the object it holds.
 func checkOwnerSaveThenLoad(t *testing.T, s ownerStore) {
 	now := contractNow
@@ -43,7 +43,29 @@ func checkOwnerSaveThenLoad(t *testing.T, s ownerStore) {
 	}
 }
 
-// checkOwnerReplaced checks that SaveOwner replaces what was saved for the id, its backend and its end alike, a
+// checkOwnerManyAtOnce checks that one SaveOwners call saves every id it names (a response and its output items
+// come together), and that one with no ttl removes every id it names, and no other.
+func checkOwnerManyAtOnce(t *testing.T, s ownerStore) {
+	now := contractNow
+	ids := []string{"resp_1", "msg_1", "rs_1", "fc_1"}
+	if err := s.SaveOwners(context.Background(), ids, "east@1", time.Hour, now); err != nil {
+		t.Fatalf("SaveOwners(%q): %v", ids, err)
+	}
+	for _, id := range ids {
+		assertOwner(t, s, id, now, "east@1")
+	}
+	if err := s.SaveOwners(context.Background(), ids[:2], "", 0, now); err != nil {
+		t.Fatalf("SaveOwners(%q, ttl 0): %v", ids[:2], err)
+	}
+	assertOwner(t, s, "resp_1", now, "")
+	assertOwner(t, s, "msg_1", now, "")
+	assertOwner(t, s, "rs_1", now, "east@1")
+	if err := s.SaveOwners(context.Background(), nil, "east@1", time.Hour, now); err != nil {
+		t.Fatalf("SaveOwners(no ids): %v", err)
+	}
+}
+
+// checkOwnerReplaced checks that SaveOwners replaces what was saved for the id, its backend and its end alike, a
 // shorter life included; and that a save whose ttl is not positive leaves nothing in force.
 func checkOwnerReplaced(t *testing.T, s ownerStore) {
 	now := contractNow
@@ -135,10 +157,10 @@ func checkOwnerConcurrent(t *testing.T, s ownerStore) {
 		wg.Go(func() {
 			own, shared := fmt.Sprint("resp_", i), fmt.Sprint("backend-", i, "@shared")
 			for j := range 10 {
-				if err := s.SaveOwner(ctx, own, fmt.Sprint("backend-", i, "@own"), time.Minute, now); err != nil {
+				if err := s.SaveOwners(ctx, []string{own}, fmt.Sprint("backend-", i, "@own"), time.Minute, now); err != nil {
 					t.Error(err)
 				}
-				if err := s.SaveOwner(ctx, "resp_shared", shared, time.Minute, now.Add(time.Duration(j))); err != nil {
+				if err := s.SaveOwners(ctx, []string{"resp_shared"}, shared, time.Minute, now.Add(time.Duration(j))); err != nil {
 					t.Error(err)
 				}
 				got, err := s.LoadOwner(ctx, "resp_shared", now)
@@ -165,8 +187,8 @@ func checkOwnerConcurrent(t *testing.T, s ownerStore) {
 
 func saveOwner(t *testing.T, s failover.OwnerStore, id, backend string, ttl time.Duration, now time.Time) {
 	t.Helper()
-	if err := s.SaveOwner(context.Background(), id, backend, ttl, now); err != nil {
-		t.Fatalf("SaveOwner(%q): %v", id, err)
+	if err := s.SaveOwners(context.Background(), []string{id}, backend, ttl, now); err != nil {
+		t.Fatalf("SaveOwners(%q): %v", id, err)
 	}
 }
 
