@@ -8,15 +8,20 @@ import (
 )
 
 // DefaultBackoff is the rest after a failure that came without a usable Retry-After, when WithBackoff is not
-// given: 1 s after the first consecutive failure, doubling with each further one up to 60 s, each varied by up to
-// ±20% so that many clients do not come back at the same instant.
+// given: 1 s after the first consecutive failure, doubling with each further one up to MaxDefaultBackoff (8 s),
+// each varied by up to ±20% so that many clients do not come back at the same instant. The cap is low on purpose:
+// a rest ends with one probe request, so a region still down costs one request per rest, while a region that
+// has recovered is back in service within seconds rather than after a rest that doubled through the outage.
 func DefaultBackoff(failures int) time.Duration {
-	d := time.Minute
-	if failures >= 1 && failures <= 6 {
+	d := MaxDefaultBackoff
+	if failures >= 1 && failures <= 3 { // 1, 2, 4 s; then the cap
 		d = time.Second << (failures - 1)
 	}
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
+
+// MaxDefaultBackoff is the longest rest DefaultBackoff gives, before its jitter (so at most 9.6 s).
+const MaxDefaultBackoff = 8 * time.Second
 
 // restPolicy sizes rests; see the options that set each field.
 type restPolicy struct {
