@@ -92,6 +92,9 @@ func newEngine(s *settings, backends []*backend, regions int) *engine {
 		rests:  restPolicy{backoff: s.backoff, fault: s.faultRest, missing: s.missingRest},
 		logger: s.logger, onAttempt: s.onAttempt, hedger: newHedger(s.hedging)}
 	e.arrange(backends)
+	if e.budget = s.attemptBudget; e.budget == 0 {
+		e.budget = min(2*len(e.backends), MaxDefaultAttemptBudget)
+	}
 	e.steering = !s.noSteering && regions >= 2
 	for _, b := range e.backends {
 		b.id = backendID(b.name, b.endpoint)

@@ -44,6 +44,8 @@ type ExhaustedError struct {
 	// file, a batch), when it is the only one the request could go to; the error then matches
 	// ErrStoredStateUnavailable too. Empty otherwise.
 	HeldBy string
+	// Budget is the attempt budget (WithAttemptBudget) when the request ended because it was spent; 0 otherwise.
+	Budget int
 }
 
 func (e *ExhaustedError) Error() string {
@@ -61,6 +63,9 @@ func (e *ExhaustedError) Error() string {
 	}
 	if !e.RetryAt.IsZero() {
 		fmt.Fprintf(&b, ", retry at %s", e.RetryAt.UTC().Format(timeFormat))
+	}
+	if e.Budget > 0 {
+		fmt.Fprintf(&b, ", attempt budget of %d spent", e.Budget)
 	}
 	b.WriteString(")")
 	sep := ": "

@@ -30,6 +30,7 @@ type engine struct {
 	steering       bool     // WithQuotaSteering, with two regions or more to steer between
 	hedger         *hedger  // nil without WithHedging
 	owners         *owners  // which backend holds each stored object (affinity.go)
+	budget         int      // the most upstream calls of one request (WithAttemptBudget)
 }
 
 // maxPasses bounds the passes over the backends that one request makes, waiting for rests (or for probes, in
@@ -76,6 +77,7 @@ type call struct {
 	soonest    time.Time // when the first resting backend comes back; zero if none will
 	hedges     int       // hedges sent
 	made       int       // attempts reported
+	sent       int       // attempts admitted, against the budget
 
 	pin      *backend       // the one backend a Responses create naming its stored state may go to (responses.go)
 	notFound *http.Response // the last "not here" answer of a seek, returned if every backend says so
@@ -171,6 +173,11 @@ func (c *call) run() (resp *http.Response, err error) {
 			return resp, nil
 		}
 		soonest := c.soonest
+		if c.sent >= c.e.budget { // no waiting for a pass that could send nothing
+			err := c.exhausted(soonest)
+			err.(*ExhaustedError).Budget = c.e.budget
+			return nil, err
+		}
 		if soonest.IsZero() || soonest.After(c.waitLimit) || !time.Now().Before(c.waitLimit) || pass == maxPasses {
 			return nil, c.exhausted(soonest)
 		}
@@ -217,6 +224,9 @@ func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, 
 		if !b.serves(c.model) || c.seek && (b.fallback || slices.Contains(c.notHere, b)) {
 			continue // a seek does not ask the OpenAI fallback about an Azure region's ids, nor a region twice
 		}
+		if c.sent >= c.e.budget {
+			return nil, ticket{}, false, nil // run ends the request
+		}
 		now := time.Now()
 		if hedge && c.e.steering && b.health.roomFor(c.model, c.cost, now) > 0 {
 			// A hedge is optional: it is not worth a 429. The regions after this one have no room either.
@@ -235,6 +245,7 @@ func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, 
 			t.quota = b.health.charge(c.model, c.cost, now)
 		}
 		c.next++
+		c.sent++
 		return b, t, true, nil
 	}
 	return nil, ticket{}, false, nil

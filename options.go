@@ -26,6 +26,7 @@ type Option func(*settings)
 type settings struct {
 	strategy       Strategy
 	maxWait        time.Duration
+	attemptBudget  int
 	backoff        func(failures int) time.Duration
 	faultRest      time.Duration
 	missingRest    time.Duration
@@ -130,6 +131,18 @@ func WithStrategy(st Strategy) Option {
 func WithMaxWait(d time.Duration) Option {
 	return func(s *settings) { s.maxWait = d }
 }
+
+// WithAttemptBudget bounds the upstream calls one request makes, across its passes over the backends, the waits
+// between them and its hedges: a request that has made n ends with an *ExhaustedError (whose Budget says so),
+// answered over HTTP as any other. It keeps one request from multiplying into hundreds of calls when every one of
+// many regions is throttled or slow. Default (0): each backend at most twice, and never more than
+// MaxDefaultAttemptBudget.
+func WithAttemptBudget(n int) Option {
+	return func(s *settings) { s.attemptBudget = n }
+}
+
+// MaxDefaultAttemptBudget is the most upstream calls one request makes by default (see WithAttemptBudget).
+const MaxDefaultAttemptBudget = 20
 
 // WithBackoff sets the rest after a failure that came without a usable Retry-After header, given the number of
 // consecutive failures of that backend and model (1 for the first). Default: DefaultBackoff.

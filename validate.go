@@ -159,6 +159,9 @@ func (c *config) settingsErrs(s *settings) []error {
 	if s.maxWait < 0 {
 		errs = append(errs, configErr(name("WithMaxWait"), "is %s; expected 0 (never wait) or more", s.maxWait))
 	}
+	if s.attemptBudget < 0 {
+		errs = append(errs, configErr(name("WithAttemptBudget"), "is %d; expected 0 (the default) or more", s.attemptBudget))
+	}
 	if s.faultRest <= 0 {
 		errs = append(errs, configErr(name("WithFaultRest"), "is %s; expected a positive duration", s.faultRest))
 	}
