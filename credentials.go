@@ -13,27 +13,28 @@ import (
 // ascending N and numbers may have gaps. A variable with another suffix (AZURE_OPENAI_API_KEY_SECONDARY) is not
 // read.
 const (
-	EnvEndpoint        = "AZURE_OPENAI_ENDPOINT"     // _N: region N's base URL; unsuffixed: region 1
-	EnvAPIKey          = "AZURE_OPENAI_API_KEY"      // _N: region N's key; unsuffixed: region 1
-	EnvRegionName      = "AZURE_OPENAI_REGION"       // _N: region N's display name; unsuffixed: region 1
-	EnvDeployments     = "AZURE_OPENAI_DEPLOYMENTS"  // _N: the models region N has, model=deployment,…; unsuffixed: every region's
-	EnvAPIVersion      = "AZURE_OPENAI_API_VERSION"  // unsuffixed: every classic region's; _N: region N's
-	EnvOpenAIVersion   = "OPENAI_API_VERSION"        // read where AZURE_OPENAI_API_VERSION is not set (the npm AzureOpenAI client's)
-	EnvKind            = "AZURE_OPENAI_KIND"         // _N: azure (the default) or openai, an OpenAI-compatible API (Region.Kind)
-	EnvPriority        = "AZURE_OPENAI_PRIORITY"     // _N: region N's priority, 0 or more, lower first (Region.Priority)
-	EnvWeight          = "AZURE_OPENAI_WEIGHT"       // _N: region N's weight for StrategyWeighted (Region.Weight)
-	EnvAuth            = "AZURE_OPENAI_AUTH"         // _N: key or entra (Microsoft Entra ID); unsuffixed: every region's without a key
-	EnvOpenAIKey       = "OPENAI_API_KEY"            // the public OpenAI fallback's key
-	EnvOpenAIBaseURL   = "OPENAI_BASE_URL"           // the fallback's base URL (default DefaultOpenAIBaseURL)
-	EnvModel           = "FAILOVER_MODEL"            // the default model (WithModel)
-	EnvAttemptTimeout  = "FAILOVER_ATTEMPT_TIMEOUT"  // a Go duration such as 30s (WithAttemptTimeout)
-	EnvStrategy        = "FAILOVER_STRATEGY"         // ordered, round-robin, weighted or least-latency (WithStrategy)
-	EnvMaxWait         = "FAILOVER_MAX_WAIT"         // a Go duration; 0 never waits (WithMaxWait)
-	EnvQuotaSteering   = "FAILOVER_QUOTA_STEERING"   // true or false (WithQuotaSteering; default true)
-	EnvHedgeDelay      = "FAILOVER_HEDGE_DELAY"      // a Go duration: hedge requests unanswered that long (Hedging.Delay)
-	EnvHedgePercentile = "FAILOVER_HEDGE_PERCENTILE" // a fraction such as 0.95: learn the hedge delay (Hedging.Percentile)
-	EnvRedisURL        = "FAILOVER_REDIS_URL"        // the Store to share state through, opened by WithStoreOpener
-	EnvRedisPrefix     = "FAILOVER_REDIS_PREFIX"     // the prefix of the Store's keys (default: the Store's own)
+	EnvEndpoint        = "AZURE_OPENAI_ENDPOINT"        // _N: region N's base URL; unsuffixed: region 1
+	EnvAPIKey          = "AZURE_OPENAI_API_KEY"         // _N: region N's key; unsuffixed: region 1
+	EnvRegionName      = "AZURE_OPENAI_REGION"          // _N: region N's display name; unsuffixed: region 1
+	EnvDeployments     = "AZURE_OPENAI_DEPLOYMENTS"     // _N: the models region N has, model=deployment,…; unsuffixed: every region's
+	EnvAPIVersion      = "AZURE_OPENAI_API_VERSION"     // unsuffixed: every classic region's; _N: region N's
+	EnvOpenAIVersion   = "OPENAI_API_VERSION"           // read where AZURE_OPENAI_API_VERSION is not set (the npm AzureOpenAI client's)
+	EnvKind            = "AZURE_OPENAI_KIND"            // _N: azure (the default) or openai, an OpenAI-compatible API (Region.Kind)
+	EnvPriority        = "AZURE_OPENAI_PRIORITY"        // _N: region N's priority, 0 or more, lower first (Region.Priority)
+	EnvWeight          = "AZURE_OPENAI_WEIGHT"          // _N: region N's weight for StrategyWeighted (Region.Weight)
+	EnvAuth            = "AZURE_OPENAI_AUTH"            // _N: key or entra (Microsoft Entra ID); unsuffixed: every region's without a key
+	EnvOpenAIKey       = "OPENAI_API_KEY"               // the public OpenAI fallback's key
+	EnvOpenAIBaseURL   = "OPENAI_BASE_URL"              // the fallback's base URL (default DefaultOpenAIBaseURL)
+	EnvModel           = "FAILOVER_MODEL"               // the default model (WithModel)
+	EnvAttemptTimeout  = "FAILOVER_ATTEMPT_TIMEOUT"     // a Go duration such as 30s (WithAttemptTimeout)
+	EnvStrategy        = "FAILOVER_STRATEGY"            // ordered, round-robin, weighted or least-latency (WithStrategy)
+	EnvMaxWait         = "FAILOVER_MAX_WAIT"            // a Go duration; 0 never waits (WithMaxWait)
+	EnvStreamIdle      = "FAILOVER_STREAM_IDLE_TIMEOUT" // a Go duration; 0 no limit (WithStreamIdleTimeout)
+	EnvQuotaSteering   = "FAILOVER_QUOTA_STEERING"      // true or false (WithQuotaSteering; default true)
+	EnvHedgeDelay      = "FAILOVER_HEDGE_DELAY"         // a Go duration: hedge requests unanswered that long (Hedging.Delay)
+	EnvHedgePercentile = "FAILOVER_HEDGE_PERCENTILE"    // a fraction such as 0.95: learn the hedge delay (Hedging.Percentile)
+	EnvRedisURL        = "FAILOVER_REDIS_URL"           // the Store to share state through, opened by WithStoreOpener
+	EnvRedisPrefix     = "FAILOVER_REDIS_PREFIX"        // the prefix of the Store's keys (default: the Store's own)
 )
 
 // EnvFile is the file NewFromEnv reads, from the working directory, when it exists.
@@ -265,6 +266,8 @@ func envOptions(g map[string]string) ([]Option, *fallbackSettings, []error) {
 	add(envStrategy(g[EnvStrategy]))
 	add(envDuration(g[EnvMaxWait], true, WithMaxWait,
 		configErr(EnvMaxWait, "is not a Go duration of 0 or more; expected one such as 10s (0 never waits)")))
+	add(envDuration(g[EnvStreamIdle], true, WithStreamIdleTimeout,
+		configErr(EnvStreamIdle, "is not a Go duration of 0 or more; expected one such as 30s (0 sets no limit)")))
 	add(envSteering(g[EnvQuotaSteering]))
 	if h, hErrs := envHedging(g[EnvHedgeDelay], g[EnvHedgePercentile]); len(hErrs) > 0 {
 		errs = append(errs, hErrs...)

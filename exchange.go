@@ -32,6 +32,7 @@ func (c *request) try(ctx context.Context, b *backend, body requestBody) (*http.
 	switch {
 	case stream != nil && stopped:
 		stream.cancel = func() { cancel(nil) }
+		stream.watch(e.streamIdle, func() { cancel(ErrStreamStalled) })
 		return resp, a, v
 	case stream != nil:
 		// The timeout fired as the stream began (its callback may not have run yet): the body is, or will be, cut.

@@ -31,6 +31,7 @@ type engine struct {
 	hedger         *hedger  // nil without WithHedging
 	owners         *owners  // which backend holds each stored object (affinity.go)
 	budget         int      // the most upstream calls of one request (WithAttemptBudget)
+	streamIdle     time.Duration
 }
 
 // maxPasses bounds the passes over the backends that one request makes, waiting for rests (or for probes, in

@@ -3,6 +3,7 @@ package failover
 import (
 	"context"
 	"log/slog"
+	"math"
 	"net/http"
 	"time"
 
@@ -27,6 +28,7 @@ type settings struct {
 	strategy       Strategy
 	maxWait        time.Duration
 	attemptBudget  int
+	streamIdle     time.Duration
 	backoff        func(failures int) time.Duration
 	faultRest      time.Duration
 	missingRest    time.Duration
@@ -132,6 +134,19 @@ func WithMaxWait(d time.Duration) Option {
 	return func(s *settings) { s.maxWait = d }
 }
 
+// WithStreamIdleTimeout bounds the silence between a stream's events once its first content has reached the
+// caller (before it, the attempt timeout bounds the wait): a region that goes quiet mid-answer for longer ends the
+// stream with an error matching ErrStreamCut and ErrStreamStalled, and rests as failing, instead of holding the
+// caller until its context ends. Only the wait for the region counts, not the caller's time between reads. 0 sets
+// no limit. Default: DefaultStreamIdleTimeout. The environment's FAILOVER_STREAM_IDLE_TIMEOUT sets it too.
+func WithStreamIdleTimeout(d time.Duration) Option {
+	return func(s *settings) { s.streamIdle = d }
+}
+
+// DefaultStreamIdleTimeout is the stream idle timeout when WithStreamIdleTimeout is not given: generous against
+// a model that pauses mid-answer (a tool call being composed), short against a region that has gone silent.
+const DefaultStreamIdleTimeout = 30 * time.Second
+
 // WithAttemptBudget bounds the upstream calls one request makes, across its passes over the backends, the waits
 // between them and its hedges: a request that has made n ends with an *ExhaustedError (whose Budget says so),
 // answered over HTTP as any other. It keeps one request from multiplying into hundreds of calls when every one of
@@ -182,4 +197,42 @@ func WithOnAttempt(f func(ctx context.Context, a Attempt)) Option {
 // Default: on. The environment's FAILOVER_QUOTA_STEERING (true or false) sets it too.
 func WithQuotaSteering(on bool) Option {
 	return func(s *settings) { s.noSteering = !on }
+}
+
+// settingsErrs checks the client-wide settings.
+func (c *config) settingsErrs(s *settings) []error {
+	name := func(opt string) string { return c.names.option(s, opt) }
+	var errs []error
+	if len(c.regions) == 0 && s.fallback == nil {
+		errs = append(errs, configErr(name("regions"), "none given and no OpenAI fallback; give at least one region or WithOpenAIFallback"))
+	}
+	if s.attemptTimeout <= 0 {
+		errs = append(errs, configErr(name("WithAttemptTimeout"), "is %s; expected a positive duration", s.attemptTimeout))
+	}
+	if s.maxWait < 0 {
+		errs = append(errs, configErr(name("WithMaxWait"), "is %s; expected 0 (never wait) or more", s.maxWait))
+	}
+	if s.streamIdle < 0 {
+		errs = append(errs, configErr(name("WithStreamIdleTimeout"), "is %s; expected 0 (no limit) or more", s.streamIdle))
+	}
+	if s.attemptBudget < 0 {
+		errs = append(errs, configErr(name("WithAttemptBudget"), "is %d; expected 0 (the default) or more", s.attemptBudget))
+	}
+	if s.faultRest <= 0 {
+		errs = append(errs, configErr(name("WithFaultRest"), "is %s; expected a positive duration", s.faultRest))
+	}
+	if s.missingRest <= 0 {
+		errs = append(errs, configErr(name("WithMissingModelRest"), "is %s; expected a positive duration", s.missingRest))
+	}
+	if s.backoff == nil {
+		errs = append(errs, configErr(name("WithBackoff"), "is nil; expected a function (DefaultBackoff is the default)"))
+	}
+	if int(s.strategy) >= len(strategyNames) {
+		errs = append(errs, configErr(name("WithStrategy"), "is %v; expected one of the Strategy constants", s.strategy))
+	}
+	if s.hasTemperature && (s.temperature < 0 || s.temperature > 2 || math.IsNaN(float64(s.temperature))) {
+		errs = append(errs, configErr(name("WithTemperature"), "is %v; expected a value from 0 to 2", s.temperature))
+	}
+	errs = append(errs, s.storeErrs()...)
+	return append(errs, s.hedgingErrs()...)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	openai "github.com/sashabaranov/go-openai"
 )
@@ -16,6 +17,11 @@ import (
 // the caller: the connection closed without the final "data: [DONE]", the server sent an error event, or the
 // caller's context ended. Before the first content, a failing stream moves to the next region unseen instead.
 var ErrStreamCut = errors.New("failover: stream cut")
+
+// ErrStreamStalled is matched by the cause of a stream cut because its region sent nothing for longer than the
+// stream idle timeout (WithStreamIdleTimeout) after its first content: the region rests, and the stream ends with
+// an error matching ErrStreamCut instead of holding the caller.
+var ErrStreamStalled = errors.New("failover: stream stalled")
 
 // maxStreamHead bounds what is held back before a stream's first content (Azure's content filter results,
 // role-only chunks).
@@ -36,6 +42,10 @@ type streamBody struct {
 	done    bool                        // "data: [DONE]" was seen
 	err     error                       // returned once pending is empty
 	scrub   func([]byte) ([]byte, bool) // removes secrets from an error event
+
+	idle    *time.Timer   // ends the stream when upstream is silent for idleFor (see watch); nil: no limit
+	idleFor time.Duration //
+	stalled atomic.Bool   // the idle timer fired
 
 	typed      bool         // the Responses API's typed events (typedstream.go), not chat's data-only chunks
 	name       []byte       // the name of the typed event being read, from its "event:" line
@@ -190,8 +200,34 @@ func eventData(line []byte) ([]byte, bool) {
 }
 
 // readLine reads the next line of the upstream stream as it comes, up to maxEventLine bytes: a line goes on to
-// the caller without waiting for the rest of its event. The line is valid until the next call.
-func (s *streamBody) readLine() ([]byte, error) { return s.events.readLine() }
+// the caller without waiting for the rest of its event. The line is valid until the next call. Once watch has
+// set an idle limit, the wait for a line (not the caller's time between reads) is bounded by it.
+func (s *streamBody) readLine() ([]byte, error) {
+	if s.idle == nil {
+		return s.events.readLine()
+	}
+	s.idle.Reset(s.idleFor)
+	line, err := s.events.readLine()
+	s.idle.Stop()
+	if err != nil && s.stalled.Load() {
+		err = fmt.Errorf("%w: no event for %s", ErrStreamStalled, s.idleFor)
+	}
+	return line, err
+}
+
+// watch bounds each wait for the upstream stream's next line by d from now on, calling stop (which ends the
+// attempt's context, and so the read) when one runs out. d of 0 sets no limit.
+func (s *streamBody) watch(d time.Duration, stop func()) {
+	if d <= 0 {
+		return
+	}
+	s.idleFor = d
+	s.idle = time.AfterFunc(d, func() {
+		s.stalled.Store(true)
+		stop()
+	})
+	s.idle.Stop() // armed by each read
+}
 
 func (s *streamBody) Read(p []byte) (int, error) {
 	for len(s.pending) == 0 {
@@ -282,6 +318,9 @@ func (s *streamBody) end(err error, marker string) {
 // Close closes the connection and ends the attempt's context.
 func (s *streamBody) Close() error {
 	s.closed.Store(true) // a read that fails from now on was ended by the caller
+	if s.idle != nil {
+		s.idle.Stop()
+	}
 	err := s.body.Close()
 	if s.cancel != nil {
 		s.cancel()

@@ -3,7 +3,6 @@ package failover
 import (
 	"fmt"
 	"log/slog"
-	"math"
 	"net/url"
 	"slices"
 	"sort"
@@ -144,41 +143,6 @@ func accountOf(b *backend) string {
 		return b.endpoint + " " + b.secret
 	}
 	return b.endpoint
-}
-
-// settingsErrs checks the client-wide settings.
-func (c *config) settingsErrs(s *settings) []error {
-	name := func(opt string) string { return c.names.option(s, opt) }
-	var errs []error
-	if len(c.regions) == 0 && s.fallback == nil {
-		errs = append(errs, configErr(name("regions"), "none given and no OpenAI fallback; give at least one region or WithOpenAIFallback"))
-	}
-	if s.attemptTimeout <= 0 {
-		errs = append(errs, configErr(name("WithAttemptTimeout"), "is %s; expected a positive duration", s.attemptTimeout))
-	}
-	if s.maxWait < 0 {
-		errs = append(errs, configErr(name("WithMaxWait"), "is %s; expected 0 (never wait) or more", s.maxWait))
-	}
-	if s.attemptBudget < 0 {
-		errs = append(errs, configErr(name("WithAttemptBudget"), "is %d; expected 0 (the default) or more", s.attemptBudget))
-	}
-	if s.faultRest <= 0 {
-		errs = append(errs, configErr(name("WithFaultRest"), "is %s; expected a positive duration", s.faultRest))
-	}
-	if s.missingRest <= 0 {
-		errs = append(errs, configErr(name("WithMissingModelRest"), "is %s; expected a positive duration", s.missingRest))
-	}
-	if s.backoff == nil {
-		errs = append(errs, configErr(name("WithBackoff"), "is nil; expected a function (DefaultBackoff is the default)"))
-	}
-	if int(s.strategy) >= len(strategyNames) {
-		errs = append(errs, configErr(name("WithStrategy"), "is %v; expected one of the Strategy constants", s.strategy))
-	}
-	if s.hasTemperature && (s.temperature < 0 || s.temperature > 2 || math.IsNaN(float64(s.temperature))) {
-		errs = append(errs, configErr(name("WithTemperature"), "is %v; expected a value from 0 to 2", s.temperature))
-	}
-	errs = append(errs, s.storeErrs()...)
-	return append(errs, s.hedgingErrs()...)
 }
 
 // entraCredential is the credential of the regions that take the client's (AZURE_OPENAI_AUTH=entra): the given

@@ -218,9 +218,14 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, call Call, body 
 			}
 			return
 		}
+		if reply.StreamStallAfter > 0 && i == reply.StreamStallAfter && !s.wait(r, reply.StreamStall, reply.StreamStall == 0) {
+			return
+		}
 		send(chunk(map[string]any{"content": word}, nil))
 	}
 	send(chunk(map[string]any{}, "stop"))
-	fmt.Fprint(w, "data: [DONE]\n\n")
+	if !reply.NoDone {
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}
 	_ = rc.Flush()
 }

@@ -39,6 +39,15 @@ type Reply struct {
 	// events, the error is an "event: error", and the stream ends without response.completed (it has no [DONE]
 	// either way); the response is then not stored. BodyDelay applies to those streams too.
 	StreamErrorAt int
+	// StreamStallAfter, for a streaming request, goes silent after this many content chunks (or Responses
+	// deltas), holding the connection open for StreamStall (0: until the client gives up), then goes on, as a
+	// region that stalls mid-answer does. 0 never stalls.
+	StreamStallAfter int
+	// StreamStall is how long a StreamStallAfter stall lasts; 0 lasts until the client gives up.
+	StreamStall time.Duration
+	// NoDone ends a complete chat stream (every choice finished) without the final "data: [DONE]", as some
+	// OpenAI-compatible servers do.
+	NoDone bool
 	// EmptyBody answers with no body at all (Content-Length: 0), whatever the status, as a broken proxy might.
 	EmptyBody bool
 }

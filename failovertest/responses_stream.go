@@ -65,6 +65,9 @@ func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, resp res
 			}
 			return
 		}
+		if reply.StreamStallAfter > 0 && i == reply.StreamStallAfter && !s.wait(r, reply.StreamStall, reply.StreamStall == 0) {
+			return
+		}
 		send("response.output_text.delta", with(map[string]any{"delta": word}))
 	}
 	send("response.output_text.done", with(map[string]any{"text": text}))

@@ -82,6 +82,7 @@ var envUsage = [][2]string{
 	{failover.EnvAttemptTimeout, "limit for one attempt at one region, a Go duration such as 60s"},
 	{failover.EnvStrategy, "ordered, round-robin, weighted or least-latency"},
 	{failover.EnvMaxWait, "how long a request may wait for a resting region to come back; 0 never waits"},
+	{failover.EnvStreamIdle, "how long a stream may go silent after its first content before it is cut; 0 no limit"},
 	{failover.EnvQuotaSteering, "true or false: try regions with quota left first (default true)"},
 	{failover.EnvHedgeDelay, "a request not answered within this long goes to the next region too"},
 	{failover.EnvHedgePercentile, "or after this percentile of the region's latencies, such as 0.95"},
