@@ -112,8 +112,9 @@ func (o *owners) evictLocked() {
 	}
 }
 
-// find returns the backend that holds id, or nil when neither this Client nor the Store knows.
-func (o *owners) find(ctx context.Context, id string) *backend {
+// find returns the backend that holds id, or nil when neither this Client nor, when remote is set, the Store
+// knows.
+func (o *owners) find(ctx context.Context, id string, remote bool) *backend {
 	now := time.Now()
 	o.mu.Lock()
 	w, ok := o.byID[id]
@@ -121,7 +122,7 @@ func (o *owners) find(ctx context.Context, id string) *backend {
 	if ok && now.Before(w.until) {
 		return w.b
 	}
-	if o.store == nil || !o.sharing.available(now) {
+	if !remote || o.store == nil || !o.sharing.available(now) {
 		return nil
 	}
 	cctx, cancel, _ := o.sharing.context(ctx, true)

@@ -20,15 +20,15 @@ func TestOwnersForgetTheOldestBeyondTheirBound(t *testing.T) {
 		o.learn(ctx, east, fmt.Sprintf("resp_%d", i))
 	}
 	assert.Len(t, o.byID, maxOwners)
-	assert.Nil(t, o.find(ctx, "resp_second"), "the oldest went first")
-	assert.Same(t, west, o.find(ctx, "resp_first"), "learned again, so kept")
-	assert.Same(t, east, o.find(ctx, fmt.Sprintf("resp_%d", maxOwners-2)))
+	assert.Nil(t, o.find(ctx, "resp_second", false), "the oldest went first")
+	assert.Same(t, west, o.find(ctx, "resp_first", false), "learned again, so kept")
+	assert.Same(t, east, o.find(ctx, fmt.Sprintf("resp_%d", maxOwners-2), false))
 
 	for range 3 * maxOwners {
 		o.learn(ctx, west, "resp_again")
 	}
 	assert.LessOrEqual(t, len(o.learned)-o.head, 2*maxOwners+1, "the list of learned ids stays bounded")
-	assert.Same(t, west, o.find(ctx, "resp_again"))
+	assert.Same(t, west, o.find(ctx, "resp_again", false))
 }
 
 // TestOwnersExpire: an id is remembered for ownerTTL.
@@ -41,7 +41,7 @@ func TestOwnersExpire(t *testing.T) {
 	w.until = time.Now().Add(-time.Second)
 	o.byID["resp_1"] = w
 	o.mu.Unlock()
-	assert.Nil(t, o.find(t.Context(), "resp_1"))
+	assert.Nil(t, o.find(t.Context(), "resp_1", false))
 }
 
 // TestStoredRefs: what a Responses create names of stored state.

@@ -108,6 +108,9 @@ func (b *backend) objectURL(rest, query, version string) *url.URL {
 	var q []string
 	for pair := range strings.SplitSeq(query, "&") {
 		name, _, _ := strings.Cut(pair, "=")
+		if unescaped, err := url.QueryUnescape(name); err == nil {
+			name = strings.TrimSpace(unescaped)
+		}
 		if pair != "" && name != "api-version" && !strings.EqualFold(name, "api-key") { // the caller's key never travels
 			q = append(q, pair)
 		}

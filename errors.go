@@ -162,6 +162,9 @@ const (
 	// OutcomeLost: another attempt of the same request, sent while this one was unanswered (WithHedging),
 	// settled the request first; this one was canceled, or its answer closed unread.
 	OutcomeLost
+	// OutcomeNotHere: the backend does not hold the stored state the request names (a previous response, a
+	// stored item, a file or a batch); the request looked for it in the next backend. Not a failure of the backend.
+	OutcomeNotHere
 )
 
 func (o Outcome) String() string {
@@ -176,6 +179,8 @@ func (o Outcome) String() string {
 		return "canceled"
 	case OutcomeLost:
 		return "lost"
+	case OutcomeNotHere:
+		return "not here"
 	}
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }

@@ -83,21 +83,23 @@ type call struct {
 	pin      *backend       // the one backend a Responses create naming its stored state may go to (responses.go)
 	notFound *http.Response // the last "not here" answer of a seek, returned if every backend says so
 	notHere  []*backend     // the backends a seek found the state is not in
+	pending  *Attempt       // notFound's attempt, reported once it is known whether it is the answer
 }
 
 // request is what every attempt of a call reads and none changes. Attempts are its methods (attempt, then
 // try and exchange in exchange.go, then settle), so that a race (race.go) can run them on goroutines of their
 // own with a copy of it while the call goes on, and the call itself stays on the stack.
 type request struct {
-	e         *engine
-	req       *http.Request
-	op, model string
-	body      requestBody
-	pathModel bool     // the model came from an Azure path: a backend that reads it from the body gets it written in
-	version   string   // the api-version the request asked for, if any (see backend.url)
-	stream    bool     // the request asks for a stream, as far as its body says (read when hedging)
-	seek      bool     // a Responses create that names state no one knows the place of (responses.go)
-	refs      []string // the stored objects a Responses create names
+	e          *engine
+	req        *http.Request
+	op, model  string
+	body       requestBody
+	pathModel  bool     // the model came from an Azure path: a backend that reads it from the body gets it written in
+	version    string   // the api-version the request asked for, if any (see backend.url)
+	stream     bool     // the request asks for a stream, as far as its body says (read when hedging)
+	seek       bool     // a Responses create that names state no one knows the place of (responses.go)
+	refs       []string // the stored objects a Responses create names
+	background bool     // a Responses create that runs in the background: never hedged
 }
 
 // newCall reads what req asks for: its operation, its model (from the body, else from an Azure path) and, for
@@ -147,7 +149,10 @@ func (e *engine) newCall(req *http.Request, op string) (call, error) {
 // run makes passes over the backends until an attempt settles the request, waiting between passes for the
 // soonest rest to end (or, when steering and no region has room, for room) while the wait limit allows.
 func (c *call) run() (resp *http.Response, err error) {
-	defer func() { closeResponse(c.notFound) }() // a seek that ended otherwise
+	defer func() { // a seek that ended otherwise
+		closeResponse(c.notFound)
+		c.flushPending()
+	}()
 	var buf [8]*backend
 	for pass := 1; ; pass++ {
 		if c.e.share != nil {
@@ -170,7 +175,9 @@ func (c *call) run() (resp *http.Response, err error) {
 			return resp, err
 		}
 		if c.notFound != nil && c.noneHas(order) { // the last one's word for it
+			c.pending.Outcome = OutcomeReturned
 			resp, c.notFound = c.notFound, nil
+			c.report(Attempt{})
 			return resp, nil
 		}
 		soonest := c.soonest
@@ -263,10 +270,10 @@ func (c *call) one(b *backend, t ticket) (resp *http.Response, done bool, err er
 	}
 	resp, a, until := c.attempt(c.ctx, b, t, sent)
 	if c.seek && a.Outcome == OutcomeReturned && resp != nil && notHere(a) {
-		a.Outcome = OutcomeFailedOver // not an answer for the caller: the state may be in the next region
-		c.report(a)
+		c.flushPending()
 		closeResponse(c.notFound)
-		c.notFound, c.notHere = resp, append(c.notHere, b)
+		a.Outcome = OutcomeNotHere // unless it is the answer: see run
+		c.notFound, c.notHere, c.pending = resp, append(c.notHere, b), &a
 		return nil, false, nil
 	}
 	c.report(a)
@@ -400,11 +407,23 @@ func (c *call) wait(d time.Duration) error {
 	return nil
 }
 
-// report tells the trace, the hook, the request's record and the logger about an attempt (see reportAttempt).
+// report tells the trace, the hook, the request's record and the logger about an attempt (see reportAttempt),
+// after a seek's pending "not here" (see flushPending). The zero Attempt reports only the pending one.
 func (c *call) report(a Attempt) {
+	if p := c.pending; p != nil {
+		c.pending = nil
+		c.made++
+		c.e.reportAttempt(c.ctx, c.trace, *p)
+	}
+	if a.Outcome == 0 {
+		return
+	}
 	c.made++
 	c.e.reportAttempt(c.ctx, c.trace, a)
 }
+
+// flushPending reports a seek's pending "not here" as such: the seek went on, or ended otherwise.
+func (c *call) flushPending() { c.report(Attempt{}) }
 
 func canceled(ctx context.Context, attempts int) error {
 	return fmt.Errorf("failover: request ended by its context (attempts made: %d): %w", attempts, ctx.Err())

@@ -67,7 +67,7 @@ func (e *ExhaustedError) answer() ErrorAnswer {
 	case e.HeldBy != "":
 		// Only that region can answer: whatever it suffers from, the caller waits for it.
 		a.Status, a.Code, a.RetryAt = http.StatusServiceUnavailable, "stored_state_unavailable", e.RetryAt
-		a.Message = "failover: only region " + e.HeldBy + " holds the stored state this request names, and it is unavailable: " + a.Message
+		a.Message = "failover: only region " + e.HeldBy + " can take this request (it holds the state the request names, or the request is pinned to it), and it is unavailable: " + a.Message
 	case why[whyThrottled] > 0 && !e.RetryAt.IsZero():
 		a.Status, a.Code, a.RetryAt = http.StatusTooManyRequests, "429", e.RetryAt
 	case why.only(whyMissing):

@@ -13,7 +13,7 @@ import (
 // one left, b has a hedge delay, and a region follows b in the pass's order.
 func (c *call) mayHedge(order []*backend, b *backend) bool {
 	h := c.e.hedger
-	if h == nil || b.fallback || c.pin != nil || c.seek || c.hedges >= h.maxHedges || !h.affordable() {
+	if h == nil || b.fallback || c.pin != nil || c.seek || c.background || c.hedges >= h.maxHedges || !h.affordable() {
 		return false
 	}
 	if _, ok := h.delayFor(b, c.latencyKind()); !ok {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	openai "github.com/sashabaranov/go-openai"
 )
@@ -62,6 +63,17 @@ func storedRefs(data []byte) (ids []string, encrypted bool) {
 	return ids, encrypted
 }
 
+// runsInBackground reports whether a Responses create asks to run in the background ("background": true).
+func runsInBackground(data []byte) bool {
+	if !bytes.Contains(data, []byte(`"background"`)) {
+		return false
+	}
+	var create struct {
+		Background bool `json:"background"`
+	}
+	return json.Unmarshal(data, &create) == nil && create.Background
+}
+
 // placeStored pins a Responses create that names stored state to the backend that holds it, or makes it seek
 // the state when no one knows where that is.
 func (c *call) placeStored() error {
@@ -73,9 +85,11 @@ func (c *call) placeStored() error {
 		}
 	}
 	ids, encrypted := storedRefs(data)
-	c.refs = ids
-	for _, id := range ids {
-		if b := c.e.owners.find(c.ctx, id); b != nil {
+	c.refs, c.background = ids, runsInBackground(data)
+	for i, id := range ids {
+		// The ids of one request were mostly made together: the Store is asked about the first two only, so that
+		// a long conversation's items do not cost a round trip each before any region is asked.
+		if b := c.e.owners.find(c.ctx, id, i < 2); b != nil {
 			if !b.serves(c.model) {
 				return fmt.Errorf("failover: %s, which holds %q, does not serve model %q: ask for a model it has", b.name, id, c.model)
 			}
@@ -102,12 +116,18 @@ func notHere(a Attempt) bool {
 		apiErr.Param != nil && *apiErr.Param == "input" && strings.Contains(apiErr.Message, "not found")
 }
 
-// noneHas reports whether every region of order that serves the model said a seek's state is not there.
+// noneHas reports whether every region of order that could answer a seek (it serves the model, and was not
+// found to lack it) said the state is not there.
 func (c *call) noneHas(order []*backend) bool {
+	now := time.Now()
 	for _, b := range order {
-		if b.serves(c.model) && !b.fallback && !slices.Contains(c.notHere, b) {
-			return false
+		if !b.serves(c.model) || b.fallback || slices.Contains(c.notHere, b) {
+			continue
 		}
+		if s, ok := b.health.skipped(c.model, now); ok && s.State == StateMissing {
+			continue // it cannot answer this request, wherever the state is
+		}
+		return false
 	}
 	return true
 }

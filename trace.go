@@ -68,7 +68,7 @@ func (e *engine) reportAttempt(ctx context.Context, trace *Trace, a Attempt) {
 	switch a.Outcome {
 	case OutcomeServed:
 		level = slog.LevelDebug
-	case OutcomeReturned, OutcomeCanceled, OutcomeLost:
+	case OutcomeReturned, OutcomeCanceled, OutcomeLost, OutcomeNotHere:
 		level = slog.LevelInfo // the request's, the caller's or hedging's doing, not a backend's
 	}
 	if !e.logger.Enabled(ctx, level) {

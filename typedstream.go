@@ -40,7 +40,7 @@ func openTypedStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*st
 				return s, nil
 			case name == "error" || name == "response.failed":
 				return nil, fmt.Errorf("stream began with %s: %s", name, s.describe(data))
-			case name == "response.created" && background(data):
+			case name == "response.created" && backgroundEvent(data):
 				// A background response runs on in its region whatever the stream does: failing over now would
 				// start, and bill, a second one. It is the caller's from here, and its id is learned.
 				s.seen(name, data)
@@ -61,8 +61,8 @@ func openTypedStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*st
 	return nil, fmt.Errorf("stream sent more than %d bytes without output", maxStreamHead)
 }
 
-// background reports whether a response.created event's response runs in the background.
-func background(data []byte) bool {
+// backgroundEvent reports whether a response.created event's response runs in the background.
+func backgroundEvent(data []byte) bool {
 	var event struct {
 		Response struct {
 			Background bool `json:"background"`
