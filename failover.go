@@ -394,37 +394,3 @@ func (c *call) failed(a Attempt, until time.Time) {
 	c.attempts = append(c.attempts, a)
 	c.soonest = earliest(c.soonest, until)
 }
-
-// wait tells the trace, then waits d for a backend to come back or have room; the error is the context's, when
-// it ends first.
-func (c *call) wait(d time.Duration) error {
-	if c.trace != nil && c.trace.Wait != nil {
-		c.trace.Wait(d)
-	}
-	if !sleep(c.ctx, d) {
-		return canceled(c.ctx, c.made)
-	}
-	return nil
-}
-
-// report tells the trace, the hook, the request's record and the logger about an attempt (see reportAttempt),
-// after a seek's pending "not here" (see flushPending). The zero Attempt reports only the pending one.
-func (c *call) report(a Attempt) {
-	if p := c.pending; p != nil {
-		c.pending = nil
-		c.made++
-		c.e.reportAttempt(c.ctx, c.trace, *p)
-	}
-	if a.Outcome == 0 {
-		return
-	}
-	c.made++
-	c.e.reportAttempt(c.ctx, c.trace, a)
-}
-
-// flushPending reports a seek's pending "not here" as such: the seek went on, or ended otherwise.
-func (c *call) flushPending() { c.report(Attempt{}) }
-
-func canceled(ctx context.Context, attempts int) error {
-	return fmt.Errorf("failover: request ended by its context (attempts made: %d): %w", attempts, ctx.Err())
-}

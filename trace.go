@@ -89,3 +89,21 @@ func (e *engine) reportAttempt(ctx context.Context, trace *Trace, a Attempt) {
 	}
 	e.logger.LogAttrs(ctx, level, "failover attempt", attrs...)
 }
+
+// report tells the trace, the hook, the request's record and the logger about an attempt (see reportAttempt),
+// after a seek's pending "not here" (see flushPending). The zero Attempt reports only the pending one.
+func (c *call) report(a Attempt) {
+	if p := c.pending; p != nil {
+		c.pending = nil
+		c.made++
+		c.e.reportAttempt(c.ctx, c.trace, *p)
+	}
+	if a.Outcome == 0 {
+		return
+	}
+	c.made++
+	c.e.reportAttempt(c.ctx, c.trace, a)
+}
+
+// flushPending reports a seek's pending "not here" as such: the seek went on, or ended otherwise.
+func (c *call) flushPending() { c.report(Attempt{}) }

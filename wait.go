@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -37,4 +38,20 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// wait tells the trace, then waits d for a backend to come back or have room; the error is the context's, when
+// it ends first.
+func (c *call) wait(d time.Duration) error {
+	if c.trace != nil && c.trace.Wait != nil {
+		c.trace.Wait(d)
+	}
+	if !sleep(c.ctx, d) {
+		return canceled(c.ctx, c.made)
+	}
+	return nil
+}
+
+func canceled(ctx context.Context, attempts int) error {
+	return fmt.Errorf("failover: request ended by its context (attempts made: %d): %w", attempts, ctx.Err())
 }
