@@ -310,6 +310,9 @@ func (c *request) attempt(ctx context.Context, b *backend, t ticket, body reques
 	if stream {
 		e, model := c.e, c.model // not c: the closure outlives the call
 		s.onCut = func() { e.streamCut(ctx, b, model) }
+		if !s.typed {
+			s.expects = c.streamExpects
+		}
 	}
 	// Latencies are kept whatever the options, for hedging and for any policy that learns from them.
 	switch {

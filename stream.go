@@ -47,6 +47,9 @@ type streamBody struct {
 	idleFor time.Duration //
 	stalled atomic.Bool   // the idle timer fired
 
+	end     chatEnd                    // what a chat stream said of its end (complete.go)
+	expects func() (n int, usage bool) // what its request asked of that end; nil: only [DONE] completes it
+
 	typed      bool         // the Responses API's typed events (typedstream.go), not chat's data-only chunks
 	name       []byte       // the name of the typed event being read, from its "event:" line
 	onResponse func([]byte) // called with the response object of response.created and .completed events
@@ -81,6 +84,7 @@ func openStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*streamB
 					return nil, err
 				}
 				if content {
+					s.end.see(data) // it may finish its choice too
 					s.pending = head
 					return s, nil
 				}
@@ -278,6 +282,12 @@ func (s *streamBody) step() {
 	s.pending = line
 	data, isData := eventData(line)
 	errValue, isError := errorMember(data)
+	if s.expects != nil {
+		s.end.line(line)
+		if isData {
+			s.end.see(data)
+		}
+	}
 	switch {
 	case isData && string(data) == "[DONE]":
 		s.done = true
@@ -294,12 +304,15 @@ func (s *streamBody) step() {
 	case !passedOn(line):
 		s.pending = nil // a comment, another field or stray text: see passedOn
 	}
-	s.end(err, "data: [DONE]")
+	if err == io.EOF && !s.done && s.expects != nil && s.end.complete(s.expects()) {
+		s.done = true // every choice finished, and the body ended on an event's end: whole without [DONE]
+	}
+	s.finish(err, "data: [DONE]")
 }
 
-// end sets the stream's error from the upstream's err, if any: a stream that ends before its end marker (what
+// finish sets the stream's error from the upstream's err, if any: a stream that ends before its end marker (what
 // its kind of stream ends with) is cut.
-func (s *streamBody) end(err error, marker string) {
+func (s *streamBody) finish(err error, marker string) {
 	switch {
 	case err == io.EOF && s.done:
 		s.err = io.EOF

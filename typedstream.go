@@ -95,7 +95,7 @@ func (s *streamBody) stepTyped() {
 			err = fmt.Errorf("%w: the server sent %s: %s", ErrStreamCut, name, s.describe(data))
 		}
 	}
-	s.end(err, "response.completed")
+	s.finish(err, "response.completed")
 }
 
 // lineKind is what a line of a typed event stream is.

@@ -224,6 +224,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, call Call, body 
 		send(chunk(map[string]any{"content": word}, nil))
 	}
 	send(chunk(map[string]any{}, "stop"))
+	if body.StreamOptions.IncludeUsage { // as the service does: a last chunk with no choices
+		send(map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+			"choices": []any{}, "usage": usage(0, s.content(reply, body))})
+	}
 	if !reply.NoDone {
 		fmt.Fprint(w, "data: [DONE]\n\n")
 	}

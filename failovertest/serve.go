@@ -15,9 +15,13 @@ import (
 
 // requestBody is what the server reads of a request body.
 type requestBody struct {
-	Model  string          `json:"model"`
-	Stream bool            `json:"stream"`
-	Input  json.RawMessage `json:"input"`
+	Model  string `json:"model"`
+	Stream bool   `json:"stream"`
+	// StreamOptions.IncludeUsage asks a chat stream for a last chunk with the usage and no choices.
+	StreamOptions struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	Input json.RawMessage `json:"input"`
 	// EncodingFormat is "float" (the default) or "base64" for embeddings.
 	EncodingFormat string `json:"encoding_format"`
 	Messages       []struct {
