@@ -67,8 +67,8 @@ func build(c config) (*Client, error) {
 // newSettings applies opts, in order, to the defaults.
 func newSettings(opts []Option) settings {
 	s := settings{attemptTimeout: DefaultAttemptTimeout, maxWait: DefaultMaxWait, backoff: DefaultBackoff,
-		streamIdle: DefaultStreamIdleTimeout,
-		faultRest:  DefaultFaultRest, missingRest: DefaultMissingModelRest}
+		streamIdle: DefaultStreamIdleTimeout, attemptFloor: DefaultAttemptFloor,
+		faultRest: DefaultFaultRest, missingRest: DefaultMissingModelRest}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&s)
@@ -90,9 +90,9 @@ func newEngine(s *settings, backends []*backend, regions int) *engine {
 	// Azure OpenAI never redirects, and net/http would carry the api-key header to wherever a redirect points.
 	httpClient.CheckRedirect = refuseRedirect
 	e := &engine{client: httpClient, send: send, strategy: s.strategy, attemptTimeout: s.attemptTimeout, maxWait: s.maxWait,
-		streamIdle: s.streamIdle,
-		rests:      restPolicy{backoff: s.backoff, fault: s.faultRest, missing: s.missingRest},
-		logger:     s.logger, onAttempt: s.onAttempt, hedger: newHedger(s.hedging)}
+		streamIdle: s.streamIdle, attemptFloor: s.attemptFloor,
+		rests:  restPolicy{backoff: s.backoff, fault: s.faultRest, missing: s.missingRest},
+		logger: s.logger, onAttempt: s.onAttempt, hedger: newHedger(s.hedging)}
 	e.arrange(backends)
 	if e.budget = s.attemptBudget; e.budget == 0 {
 		e.budget = min(2*len(e.backends), MaxDefaultAttemptBudget)

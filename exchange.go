@@ -19,8 +19,9 @@ func (c *request) try(ctx context.Context, b *backend, body requestBody) (*http.
 	e := c.e
 	start := time.Now()
 	a := Attempt{Region: b.name, Deployment: b.deployment(c.model)}
+	limit := c.attemptLimit(b)
 	actx, cancel := context.WithCancelCause(ctx)
-	timer := time.AfterFunc(e.attemptTimeout, func() { cancel(ErrAttemptTimeout) })
+	timer := time.AfterFunc(limit, func() { cancel(ErrAttemptTimeout) })
 	resp, outcome, v := c.exchange(actx, b, b.url(c.op, a.Deployment, c.version), body)
 	stopped := timer.Stop()
 	a.Duration, a.Outcome, a.Err = time.Since(start), outcome, v.cause
@@ -38,7 +39,7 @@ func (c *request) try(ctx context.Context, b *backend, body requestBody) (*http.
 		// The timeout fired as the stream began (its callback may not have run yet): the body is, or will be, cut.
 		resp.Body.Close()
 		cancel(nil)
-		v = verdict{cause: fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout), kind: restFailing}
+		v = verdict{cause: fmt.Errorf("%w after %s", ErrAttemptTimeout, limit), kind: restFailing}
 		a.Outcome, a.Err = OutcomeFailedOver, v.cause
 		return nil, a, v
 	case outcome != OutcomeFailedOver:
@@ -50,7 +51,7 @@ func (c *request) try(ctx context.Context, b *backend, body requestBody) (*http.
 	case ctx.Err() != nil:
 		a.Err, a.Outcome = ctx.Err(), OutcomeCanceled
 	case context.Cause(actx) == ErrAttemptTimeout:
-		timeout := fmt.Errorf("%w after %s", ErrAttemptTimeout, e.attemptTimeout)
+		timeout := fmt.Errorf("%w after %s", ErrAttemptTimeout, limit)
 		if errors.Is(v.cause, ErrCredential) {
 			// The token did not come in time: the region has no token, whatever the model.
 			v = verdict{cause: &CredentialError{Region: b.name, Err: timeout}, kind: restNoToken}
@@ -60,6 +61,27 @@ func (c *request) try(ctx context.Context, b *backend, body requestBody) (*http.
 		a.Err = v.cause
 	}
 	return nil, a, v
+}
+
+// attemptLimit is how long an attempt at b may go without its answer (a stream: its first content): the attempt
+// timeout while b has too little history of the model, else learnedLimitFactor times its recent p99 for the
+// model and kind of call, between the floor and the attempt timeout. A region silent far longer than it has ever
+// been slow is left in seconds, while a slow model's region keeps the time it needs.
+func (c *request) attemptLimit(b *backend) time.Duration {
+	e := c.e
+	if e.attemptFloor >= e.attemptTimeout {
+		return e.attemptTimeout
+	}
+	_, plain := b.health.latencyPercentile(latencyKind{model: c.model}, learnedLimitPercentile)
+	_, streamed := b.health.latencyPercentile(latencyKind{model: c.model, stream: true}, learnedLimitPercentile)
+	if !plain && !streamed {
+		return e.attemptTimeout // the cold start: no history of the model here
+	}
+	p, ok := b.health.latencyPercentile(latencyKind{model: c.model, stream: c.wantsStream()}, learnedLimitPercentile)
+	if !ok {
+		return e.attemptTimeout
+	}
+	return min(max(learnedLimitFactor*p, e.attemptFloor), e.attemptTimeout)
 }
 
 // exchange sends one attempt and reads its answer. It returns the response when the answer settles the request

@@ -32,6 +32,7 @@ type engine struct {
 	owners         *owners  // which backend holds each stored object (affinity.go)
 	budget         int      // the most upstream calls of one request (WithAttemptBudget)
 	streamIdle     time.Duration
+	attemptFloor   time.Duration
 }
 
 // maxPasses bounds the passes over the backends that one request makes, waiting for rests (or for probes, in
@@ -319,7 +320,9 @@ func (c *request) attempt(ctx context.Context, b *backend, t ticket, body reques
 	case a.Outcome == OutcomeServed:
 		b.health.sampleLatency(latencyKind{model: c.model, stream: stream}, a.Duration)
 	case a.Outcome == OutcomeFailedOver && errors.Is(a.Err, ErrAttemptTimeout) && !errors.Is(a.Err, ErrCredential):
-		b.health.cutAttempt(latencyKind{model: c.model, stream: c.wantsStream()})
+		kind := latencyKind{model: c.model, stream: c.wantsStream()}
+		b.health.cutAttempt(kind)
+		b.health.sampleLatency(kind, a.Duration) // at least that slow: a limit learned from it grows
 	}
 	return resp, a, until
 }
@@ -369,19 +372,6 @@ func (c *request) settle(ctx context.Context, b *backend, t ticket, a *Attempt, 
 		return time.Time{} // not coming back soon enough to wait for
 	}
 	return now.Add(d)
-}
-
-// streamCut records that a stream of model served by b broke off after its first content: a failure of b for
-// model, unless the caller ended it.
-func (e *engine) streamCut(ctx context.Context, b *backend, model string) {
-	if ctx.Err() != nil {
-		return
-	}
-	now := time.Now()
-	r, _ := b.health.failed(model, ticket{start: now}, http.StatusOK, verdict{kind: restFailing}, &e.rests, now)
-	if e.share != nil && !r.until.IsZero() {
-		e.share.save(ctx, b, model, r, ticket{})
-	}
 }
 
 // release ends t's probes without a verdict on the backend.

@@ -10,10 +10,22 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 )
 
-// DefaultAttemptTimeout is the limit for one attempt at one backend when WithAttemptTimeout is not given. It covers
-// the whole answer of a non-streaming call, so it must outlast a long completion; a region that stays silent that
-// long is treated as failing and the next one is tried.
-const DefaultAttemptTimeout = 60 * time.Second
+// DefaultAttemptTimeout is the limit for one attempt at one backend when WithAttemptTimeout is not given, while the
+// backend has no history for the model (see WithAttemptFloor), and the most any learned limit can be. It covers
+// the whole answer of a non-streaming call, which Azure sends only once it is finished, so it must outlast a
+// reasoning model's long answer: silent and slow look alike until the model is known.
+const DefaultAttemptTimeout = 5 * time.Minute
+
+// DefaultAttemptFloor is the least a learned attempt limit can be (see WithAttemptFloor).
+const DefaultAttemptFloor = 10 * time.Second
+
+// learnedLimitFactor and learnedLimitPercentile make a backend's learned attempt limit: so many times its recent
+// p99 for the model and kind of call. A healthy region stays well within it; a silent one is left long before the
+// cold-start limit.
+const (
+	learnedLimitFactor     = 4
+	learnedLimitPercentile = 0.99
+)
 
 // DefaultOpenAIBaseURL is the public OpenAI API, used by the fallback when no base URL is given.
 const DefaultOpenAIBaseURL = "https://api.openai.com/v1"
@@ -29,6 +41,7 @@ type settings struct {
 	maxWait        time.Duration
 	attemptBudget  int
 	streamIdle     time.Duration
+	attemptFloor   time.Duration
 	backoff        func(failures int) time.Duration
 	faultRest      time.Duration
 	missingRest    time.Duration
@@ -67,9 +80,12 @@ func WithTemperature(t float32) Option {
 }
 
 // WithAttemptTimeout limits one attempt at one backend: connecting, waiting for the answer and, for
-// non-streaming calls, reading it. When it passes, the attempt counts as a failure of that backend and the next
-// one is tried. The caller's context still bounds the whole request. Default: DefaultAttemptTimeout.
-// The environment's FAILOVER_ATTEMPT_TIMEOUT (a Go duration such as 30s) sets it too.
+// non-streaming calls, reading it (for a stream, until its first content). When it passes, the attempt counts as
+// a failure of that backend and the next one is tried. It is the limit while a backend has no latency history for
+// the model and kind of call (the cold start), and the most a learned limit can be: once a backend has answered
+// 20 such calls, its limit is 4 times its recent p99, at least WithAttemptFloor. The caller's context still bounds
+// the whole request. Default: DefaultAttemptTimeout. The environment's FAILOVER_ATTEMPT_TIMEOUT (a Go duration
+// such as 30s) sets it too.
 func WithAttemptTimeout(d time.Duration) Option {
 	return func(s *settings) { s.attemptTimeout = d }
 }
@@ -132,6 +148,13 @@ func WithStrategy(st Strategy) Option {
 // regions as they are. 0 never waits. Default: DefaultMaxWait. The environment's FAILOVER_MAX_WAIT sets it too.
 func WithMaxWait(d time.Duration) Option {
 	return func(s *settings) { s.maxWait = d }
+}
+
+// WithAttemptFloor sets the least a learned attempt limit can be (see WithAttemptTimeout): a backend that answers
+// a model in a second is still given this long. A floor at or above the attempt timeout turns learning off: every
+// attempt then has the attempt timeout. Default: DefaultAttemptFloor.
+func WithAttemptFloor(d time.Duration) Option {
+	return func(s *settings) { s.attemptFloor = d }
 }
 
 // WithStreamIdleTimeout bounds the silence between a stream's events once its first content has reached the
@@ -211,6 +234,9 @@ func (c *config) settingsErrs(s *settings) []error {
 	}
 	if s.maxWait < 0 {
 		errs = append(errs, configErr(name("WithMaxWait"), "is %s; expected 0 (never wait) or more", s.maxWait))
+	}
+	if s.attemptFloor < 0 {
+		errs = append(errs, configErr(name("WithAttemptFloor"), "is %s; expected 0 or more", s.attemptFloor))
 	}
 	if s.streamIdle < 0 {
 		errs = append(errs, configErr(name("WithStreamIdleTimeout"), "is %s; expected 0 (no limit) or more", s.streamIdle))

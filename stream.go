@@ -2,10 +2,12 @@ package failover
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -362,3 +364,16 @@ func (e *StreamCutError) Is(target error) bool { return target == ErrStreamCut }
 
 // Unwrap returns the cause.
 func (e *StreamCutError) Unwrap() error { return e.Err }
+
+// streamCut records that a stream of model served by b broke off after its first content: a failure of b for
+// model, unless the caller ended it.
+func (e *engine) streamCut(ctx context.Context, b *backend, model string) {
+	if ctx.Err() != nil {
+		return
+	}
+	now := time.Now()
+	r, _ := b.health.failed(model, ticket{start: now}, http.StatusOK, verdict{kind: restFailing}, &e.rests, now)
+	if e.share != nil && !r.until.IsZero() {
+		e.share.save(ctx, b, model, r, ticket{})
+	}
+}
