@@ -59,6 +59,11 @@ func (e *engine) direct(req *http.Request, r route) (*http.Response, error) {
 			}
 			continue
 		}
+		if d.sent >= e.budget { // a search over many regions is bounded as a failover is
+			d.open, d.overBudget = true, true
+			break
+		}
+		d.sent++
 		resp, data, a := e.sendOnce(ctx, req, b, r, body)
 		switch {
 		case ctx.Err() != nil:
@@ -103,6 +108,12 @@ func (e *engine) direct(req *http.Request, r route) (*http.Response, error) {
 		return resp, nil
 	}
 	err = &ExhaustedError{Attempts: d.attempts, Skipped: d.skipped, RetryAt: d.soonest}
+	if d.overBudget {
+		err.(*ExhaustedError).Budget = e.budget
+		if d.soonest.IsZero() {
+			err.(*ExhaustedError).RetryAt = time.Now().Add(time.Second)
+		}
+	}
 	if held {
 		err.(*ExhaustedError).HeldBy = targets[0].name
 	}
@@ -118,16 +129,18 @@ func failedDirect(status int) bool {
 
 // directCall is what one direct request has seen so far.
 type directCall struct {
-	e        *engine
-	ctx      context.Context
-	trace    *Trace
-	attempts []Attempt // the failed ones, for the error
-	skipped  []Skip
-	soonest  time.Time
-	open     bool           // a region that may have the id did not answer
-	notFound *http.Response // the last "not found" of a search
-	pending  *Attempt       // its attempt, reported once it is known whether it is the answer
-	made     int
+	e          *engine
+	ctx        context.Context
+	trace      *Trace
+	attempts   []Attempt // the failed ones, for the error
+	skipped    []Skip
+	soonest    time.Time
+	open       bool           // a region that may have the id did not answer
+	notFound   *http.Response // the last "not found" of a search
+	pending    *Attempt       // its attempt, reported once it is known whether it is the answer
+	made       int
+	sent       int  // requests sent, against the budget
+	overBudget bool // regions were left unasked for want of budget
 }
 
 func (d *directCall) report(a Attempt) {

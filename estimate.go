@@ -7,7 +7,7 @@ import "bytes"
 func shape(c *call) {
 	if !readBodyBytes(c.body, func(data []byte) {
 		c.cost = estimateOf(data, c.body.length)
-		c.stream = c.e.hedger != nil && jsonTrue(data, `"stream"`) // only hedging keeps latencies apart by it
+		c.stream = jsonTrue(data, `"stream"`) // for hedging's delays and learned attempt limits (see wantsStream)
 	}) {
 		c.cost = float64(c.body.length+3) / 4
 	}
@@ -102,10 +102,10 @@ func jsonInt(body []byte, key string) int {
 // latencyKind is what the request's latencies are kept by, as far as its body says.
 func (c *request) latencyKind() latencyKind { return latencyKind{model: c.model, stream: c.stream} }
 
-// wantsStream reports whether the request asks for a stream: as shape read it when hedging, else read now (an
-// attempt was cut, which is rare).
+// wantsStream reports whether the request asks for a stream: as shape read it when steering or hedging (the
+// default with two regions or more), else read now.
 func (c *request) wantsStream() bool {
-	if c.e.hedger != nil {
+	if c.e.hedger != nil || c.e.steering {
 		return c.stream
 	}
 	stream := false

@@ -80,6 +80,7 @@ type call struct {
 	hedges     int       // hedges sent
 	made       int       // attempts reported
 	sent       int       // attempts admitted, against the budget
+	overBudget bool      // a backend was not tried for want of budget
 
 	pin      *backend       // the one backend a Responses create naming its stored state may go to (responses.go)
 	notFound *http.Response // the last "not here" answer of a seek, returned if every backend says so
@@ -182,12 +183,13 @@ func (c *call) run() (resp *http.Response, err error) {
 			return resp, nil
 		}
 		soonest := c.soonest
-		if c.sent >= c.e.budget { // no waiting for a pass that could send nothing
+		over := soonest.IsZero() || soonest.After(c.waitLimit) || !time.Now().Before(c.waitLimit) || pass == maxPasses
+		if c.overBudget || !over && c.sent >= c.e.budget { // no waiting for a pass that could send nothing
 			err := c.exhausted(soonest)
 			err.(*ExhaustedError).Budget = c.e.budget
 			return nil, err
 		}
-		if soonest.IsZero() || soonest.After(c.waitLimit) || !time.Now().Before(c.waitLimit) || pass == maxPasses {
+		if over {
 			return nil, c.exhausted(soonest)
 		}
 		if err := c.wait(time.Until(soonest)); err != nil {
@@ -234,6 +236,7 @@ func (c *call) admitNext(order []*backend, hedge bool) (*backend, ticket, bool, 
 			continue // a seek does not ask the OpenAI fallback about an Azure region's ids, nor a region twice
 		}
 		if c.sent >= c.e.budget {
+			c.overBudget = true
 			return nil, ticket{}, false, nil // run ends the request
 		}
 		now := time.Now()
@@ -320,9 +323,9 @@ func (c *request) attempt(ctx context.Context, b *backend, t ticket, body reques
 	case a.Outcome == OutcomeServed:
 		b.health.sampleLatency(latencyKind{model: c.model, stream: stream}, a.Duration)
 	case a.Outcome == OutcomeFailedOver && errors.Is(a.Err, ErrAttemptTimeout) && !errors.Is(a.Err, ErrCredential):
-		kind := latencyKind{model: c.model, stream: c.wantsStream()}
-		b.health.cutAttempt(kind)
-		b.health.sampleLatency(kind, a.Duration) // at least that slow: a limit learned from it grows
+		// Counted, not sampled: a limit learned from the cuts of a region that never answers would grow with each
+		// one (each cut is the last limit, and the next limit four times that) to the ceiling.
+		b.health.cutAttempt(latencyKind{model: c.model, stream: c.wantsStream()})
 	}
 	return resp, a, until
 }

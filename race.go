@@ -106,6 +106,7 @@ func (c *call) race(order []*backend, b *backend, t ticket) (resp *http.Response
 				c.release(c.ctx, next, nt)
 				next.health.uncount(c.model, nt.quota)
 				c.next-- // not tried: this request may still fail over to it
+				c.sent--
 				continue
 			}
 			if launch(next, nt, true) == nil {

@@ -47,6 +47,7 @@ type streamBody struct {
 
 	idle    *time.Timer   // ends the stream when upstream is silent for idleFor (see watch); nil: no limit
 	idleFor time.Duration //
+	armed   bool          // the idle timer runs: waiting for an event\'s line
 	stalled atomic.Bool   // the idle timer fired
 
 	end     chatEnd                    // what a chat stream said of its end (complete.go)
@@ -212,13 +213,26 @@ func (s *streamBody) readLine() ([]byte, error) {
 	if s.idle == nil {
 		return s.events.readLine()
 	}
-	s.idle.Reset(s.idleFor)
+	if !s.armed {
+		s.idle.Reset(s.idleFor)
+		s.armed = true
+	}
 	line, err := s.events.readLine()
-	s.idle.Stop()
+	if progress(line) { // a comment or a keep-alive is not: the wait for the next event goes on
+		s.idle.Stop()
+		s.armed = false
+	}
 	if err != nil && s.stalled.Load() {
 		err = fmt.Errorf("%w: no event for %s", ErrStreamStalled, s.idleFor)
 	}
 	return line, err
+}
+
+// progress reports whether a line of a stream carries an event's field the caller gets: data, or a typed event's
+// name.
+func progress(line []byte) bool {
+	line = bytes.TrimSpace(line)
+	return bytes.HasPrefix(line, []byte("data:")) || bytes.HasPrefix(line, []byte("event:"))
 }
 
 // watch bounds each wait for the upstream stream's next line by d from now on, calling stop (which ends the
@@ -231,6 +245,7 @@ func (s *streamBody) watch(d time.Duration, stop func()) {
 	s.idle = time.AfterFunc(d, func() {
 		s.stalled.Store(true)
 		stop()
+		s.body.Close() // a transport whose body does not watch the context is ended too
 	})
 	s.idle.Stop() // armed by each read
 }
