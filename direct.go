@@ -65,18 +65,8 @@ func (e *engine) direct(req *http.Request, r route) (*http.Response, error) {
 		}
 		d.sent++
 		resp, data, a := e.sendOnce(ctx, req, b, r, body)
-		switch {
-		case ctx.Err() != nil:
-			a.Outcome = OutcomeCanceled
-		case resp != nil && resp.StatusCode < 400:
-			a.Outcome = OutcomeServed
-		case resp != nil && resp.StatusCode == http.StatusNotFound && !held:
-			a.Outcome = OutcomeNotHere // perhaps in the next region
-		case resp == nil || failedDirect(resp.StatusCode):
-			a.Outcome = OutcomeFailedOver
+		if a.Outcome = directOutcome(ctx, resp, held); a.Outcome == OutcomeFailedOver {
 			d.failed(b, resp, data, &a, now)
-		default:
-			a.Outcome = OutcomeReturned // the request's own fault: every region would say the same
 		}
 		switch a.Outcome {
 		case OutcomeCanceled:
@@ -118,6 +108,21 @@ func (e *engine) direct(req *http.Request, r route) (*http.Response, error) {
 		err.(*ExhaustedError).HeldBy = targets[0].name
 	}
 	return nil, err
+}
+
+// directOutcome is what an answer to a direct request (nil: none came) makes of its attempt.
+func directOutcome(ctx context.Context, resp *http.Response, held bool) Outcome {
+	switch {
+	case ctx.Err() != nil:
+		return OutcomeCanceled
+	case resp != nil && resp.StatusCode < 400:
+		return OutcomeServed
+	case resp != nil && resp.StatusCode == http.StatusNotFound && !held:
+		return OutcomeNotHere // perhaps in the next region
+	case resp == nil || failedDirect(resp.StatusCode):
+		return OutcomeFailedOver
+	}
+	return OutcomeReturned // the request's own fault: every region would say the same
 }
 
 // failedDirect reports whether a direct request's answer says the region cannot answer now, rather than that the
