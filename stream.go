@@ -218,7 +218,7 @@ func (s *streamBody) readLine() ([]byte, error) {
 		s.armed = true
 	}
 	line, err := s.events.readLine()
-	if progress(line) { // a comment or a keep-alive is not: the wait for the next event goes on
+	if progress(line) || err != nil { // a comment or a keep-alive is not: the wait for the next event goes on
 		s.idle.Stop()
 		s.armed = false
 	}
