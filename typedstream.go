@@ -35,7 +35,7 @@ func openTypedStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*st
 			switch {
 			case strings.HasSuffix(name, ".delta") || name == "response.completed" || name == "response.incomplete":
 				s.seen(name, data)
-				s.done = name != "" && !strings.HasSuffix(name, ".delta")
+				s.done = !strings.HasSuffix(name, ".delta") // it completed without output
 				s.pending = head
 				return s, nil
 			case name == "error" || name == "response.failed":
