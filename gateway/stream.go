@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/aoai-failover/failover"
 )
@@ -118,12 +119,35 @@ func (s *typedSequence) add(event []byte) {
 	if !s.typed || len(data) == 0 {
 		return // chat's events are not parsed: they have no sequence to continue
 	}
-	var fields struct {
-		SequenceNumber *int64 `json:"sequence_number"`
+	if n, ok := sequenceNumber(data); ok {
+		s.next = n + 1
 	}
-	if json.Unmarshal(data, &fields) == nil && fields.SequenceNumber != nil {
-		s.next = *fields.SequenceNumber + 1
+}
+
+// sequenceNumber reads an event's sequence_number without decoding the event, which would cost every delta of
+// every stream a JSON parse. In JSON the member's quoted name cannot appear inside a string (its quotes would be
+// escaped), so the first match is the member. ok is false when the event has none, or it is not a whole number.
+func sequenceNumber(data []byte) (int64, bool) {
+	const key = `"sequence_number"`
+	i := bytes.Index(data, []byte(key))
+	if i < 0 {
+		return 0, false
 	}
+	rest := bytes.TrimLeft(data[i+len(key):], " \t\r\n")
+	rest, ok := bytes.CutPrefix(rest, []byte(":"))
+	if !ok {
+		return 0, false
+	}
+	rest = bytes.TrimLeft(rest, " \t\r\n")
+	end := 0
+	for end < len(rest) && '0' <= rest[end] && rest[end] <= '9' {
+		end++
+	}
+	if end == 0 || end == len(rest) || rest[end] != ',' && rest[end] != '}' && rest[end] != ' ' && rest[end] != '\n' { // a number cut short is not one
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(rest[:end]), 10, 64)
+	return n, err == nil
 }
 
 // cutEvent is the Responses API's error event for a stream cut by err, which the openai SDKs raise as an error:

@@ -68,3 +68,26 @@ func TestChatStreamCutKeepsChatShape(t *testing.T) {
 	assert.Equal(t, chunk+`data: {"error":{"message":"failover: stream cut: reset","type":"server_error","param":null,"code":"stream_cut"}}`+"\n\n", got)
 	assert.NotContains(t, got, "event:")
 }
+
+// TestSequenceNumber: an event's sequence_number is read without decoding it, and only when it is a whole number
+// that ends where a JSON number ends.
+func TestSequenceNumber(t *testing.T) {
+	cases := []struct {
+		data string
+		want int64
+		ok   bool
+	}{
+		{`{"type":"response.output_text.delta","sequence_number":12,"delta":"hi"}`, 12, true},
+		{`{"type":"x","sequence_number" : 7}`, 7, true},
+		{`{"type":"x","delta":"say \"sequence_number\":3","sequence_number":4}`, 4, true},
+		{`{"type":"x","sequence_number":1`, 0, false},
+		{`{"type":"x","sequence_number":-1}`, 0, false},
+		{`{"type":"x","sequence_number":1.5}`, 0, false},
+		{`{"type":"x"}`, 0, false},
+	}
+	for _, tc := range cases {
+		n, ok := sequenceNumber([]byte(tc.data))
+		assert.Equal(t, tc.ok, ok, tc.data)
+		assert.Equal(t, tc.want, n, tc.data)
+	}
+}
