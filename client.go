@@ -67,7 +67,7 @@ func build(c config) (*Client, error) {
 // newSettings applies opts, in order, to the defaults.
 func newSettings(opts []Option) settings {
 	s := settings{attemptTimeout: DefaultAttemptTimeout, maxWait: DefaultMaxWait, backoff: DefaultBackoff,
-		streamIdle: DefaultStreamIdleTimeout, attemptFloor: DefaultAttemptFloor,
+		streamIdle: DefaultStreamIdleTimeout, attemptFloor: DefaultAttemptFloor, headerTimeout: DefaultHeaderTimeout,
 		faultRest: DefaultFaultRest, missingRest: DefaultMissingModelRest}
 	for _, opt := range opts {
 		if opt != nil {
@@ -90,7 +90,7 @@ func newEngine(s *settings, backends []*backend, regions int) *engine {
 	// Azure OpenAI never redirects, and net/http would carry the api-key header to wherever a redirect points.
 	httpClient.CheckRedirect = refuseRedirect
 	e := &engine{client: httpClient, send: send, strategy: s.strategy, attemptTimeout: s.attemptTimeout, maxWait: s.maxWait,
-		streamIdle: s.streamIdle, attemptFloor: s.attemptFloor,
+		streamIdle: s.streamIdle, attemptFloor: s.attemptFloor, headerTimeout: s.headerTimeout,
 		rests:  restPolicy{backoff: s.backoff, fault: s.faultRest, missing: s.missingRest},
 		logger: s.logger, onAttempt: s.onAttempt, hedger: newHedger(s.hedging)}
 	e.arrange(backends)

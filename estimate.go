@@ -2,12 +2,13 @@ package failover
 
 import "bytes"
 
-// shape reads what steering and hedging need of the request's body: its estimated tokens, and whether it asks
-// for a stream. A body that cannot be read is counted by its length; the attempts will fail on it anyway.
+// shape reads what steering, hedging and the attempt limits need of the request's body: its estimated tokens,
+// and whether it asks for a stream. A body that cannot be read is counted by its length; the attempts will fail
+// on it anyway.
 func shape(c *call) {
 	if !readBodyBytes(c.body, func(data []byte) {
 		c.cost = estimateOf(data, c.body.length)
-		c.stream = jsonTrue(data, `"stream"`) // for hedging's delays and learned attempt limits (see wantsStream)
+		c.stream = jsonTrue(data, `"stream"`) // for hedging's delays and the attempt's limits (limits.go)
 	}) {
 		c.cost = float64(c.body.length+3) / 4
 	}
@@ -101,14 +102,3 @@ func jsonInt(body []byte, key string) int {
 
 // latencyKind is what the request's latencies are kept by, as far as its body says.
 func (c *request) latencyKind() latencyKind { return latencyKind{model: c.model, stream: c.stream} }
-
-// wantsStream reports whether the request asks for a stream: as shape read it when steering or hedging (the
-// default with two regions or more), else read now.
-func (c *request) wantsStream() bool {
-	if c.e.hedger != nil || c.e.steering {
-		return c.stream
-	}
-	stream := false
-	readBodyBytes(c.body, func(data []byte) { stream = jsonTrue(data, `"stream"`) })
-	return stream
-}

@@ -13,33 +13,31 @@ import (
 	"time"
 )
 
-// try makes one attempt at b under the attempt timeout: a timer rather than a context deadline, so that it can be
-// stopped once a stream has started (it bounds the wait for a stream's first content, not the stream).
+// try makes one attempt at b under its limits (limits.go).
 func (c *request) try(ctx context.Context, b *backend, body requestBody) (*http.Response, Attempt, verdict) {
 	e := c.e
 	start := time.Now()
 	a := Attempt{Region: b.name, Deployment: b.deployment(c.model)}
-	limit := c.attemptLimit(b)
-	actx, cancel := context.WithCancelCause(ctx)
-	timer := time.AfterFunc(limit, func() { cancel(ErrAttemptTimeout) })
-	resp, outcome, v := c.exchange(actx, b, b.url(c.op, a.Deployment, c.version), body)
-	stopped := timer.Stop()
+	actx, clock := c.startClock(ctx, b)
+	resp, outcome, v := c.exchange(actx, clock, b, b.url(c.op, a.Deployment, c.version), body)
+	stopped := clock.stop()
 	a.Duration, a.Outcome, a.Err = time.Since(start), outcome, v.cause
 	var stream *streamBody
 	if resp != nil {
 		a.Status, a.Header = resp.StatusCode, resp.Header
 		stream, _ = resp.Body.(*streamBody) // exchange hands a served stream over as a streamBody
 	}
+	cancel := clock.cancel
 	switch {
 	case stream != nil && stopped:
 		stream.cancel = func() { cancel(nil) }
 		stream.watch(e.streamIdle, func() { cancel(ErrStreamStalled) })
 		return resp, a, v
 	case stream != nil:
-		// The timeout fired as the stream began (its callback may not have run yet): the body is, or will be, cut.
+		// A limit passed as the stream began (its callback may not have run yet): the body is, or will be, cut.
 		resp.Body.Close()
 		cancel(nil)
-		v = verdict{cause: fmt.Errorf("%w after %s", ErrAttemptTimeout, limit), kind: restFailing}
+		v = verdict{cause: fmt.Errorf("%w after %s", ErrAttemptTimeout, clock.limit), kind: restFailing}
 		a.Outcome, a.Err = OutcomeFailedOver, v.cause
 		return nil, a, v
 	case outcome != OutcomeFailedOver:
@@ -47,46 +45,24 @@ func (c *request) try(ctx context.Context, b *backend, body requestBody) (*http.
 		return resp, a, v
 	}
 	cancel(nil)
-	switch {
+	switch cause := context.Cause(actx); {
 	case ctx.Err() != nil:
 		a.Err, a.Outcome = ctx.Err(), OutcomeCanceled
-	case context.Cause(actx) == ErrAttemptTimeout:
-		timeout := fmt.Errorf("%w after %s", ErrAttemptTimeout, limit)
+	case errors.Is(cause, ErrAttemptTimeout):
 		if errors.Is(v.cause, ErrCredential) {
 			// The token did not come in time: the region has no token, whatever the model.
-			v = verdict{cause: &CredentialError{Region: b.name, Err: timeout}, kind: restNoToken}
+			v = verdict{cause: &CredentialError{Region: b.name, Err: cause}, kind: restNoToken}
 		} else {
-			v = verdict{cause: timeout, kind: restFailing}
+			v = verdict{cause: cause, kind: restFailing}
 		}
 		a.Err = v.cause
 	}
 	return nil, a, v
 }
 
-// attemptLimit is how long an attempt at b may go without its answer (a stream: its first content): the attempt
-// timeout while b has too little history of the model, else learnedLimitFactor times its recent p99 for the
-// model and kind of call, between the floor and the attempt timeout. A region silent far longer than it has ever
-// been slow is left in seconds, while a slow model's region keeps the time it needs.
-func (c *request) attemptLimit(b *backend) time.Duration {
-	e := c.e
-	if e.attemptFloor >= e.attemptTimeout {
-		return e.attemptTimeout
-	}
-	_, plain := b.health.latencyPercentile(latencyKind{model: c.model}, learnedLimitPercentile)
-	_, streamed := b.health.latencyPercentile(latencyKind{model: c.model, stream: true}, learnedLimitPercentile)
-	if !plain && !streamed {
-		return e.attemptTimeout // the cold start: no history of the model here
-	}
-	p, ok := b.health.latencyPercentile(latencyKind{model: c.model, stream: c.wantsStream()}, learnedLimitPercentile)
-	if !ok {
-		return e.attemptTimeout
-	}
-	return min(max(learnedLimitFactor*p, e.attemptFloor), e.attemptTimeout)
-}
-
 // exchange sends one attempt and reads its answer. It returns the response when the answer settles the request
 // (served or returned), or the verdict on the failure when the next backend should be tried.
-func (c *request) exchange(ctx context.Context, b *backend, u *url.URL, body requestBody) (*http.Response, Outcome, verdict) {
+func (c *request) exchange(ctx context.Context, clock *attemptClock, b *backend, u *url.URL, body requestBody) (*http.Response, Outcome, verdict) {
 	e, orig := c.e, c.req
 	auth := b.authValue
 	if b.tokens != nil {
@@ -101,6 +77,7 @@ func (c *request) exchange(ctx context.Context, b *backend, u *url.URL, body req
 		return nil, OutcomeReturned, verdict{cause: err, final: true}
 	}
 	resp, err := e.send(req)
+	clock.responded()
 	if err != nil {
 		return nil, OutcomeFailedOver, verdict{cause: err, kind: restUnreachable}
 	}

@@ -33,6 +33,7 @@ type engine struct {
 	budget         int      // the most upstream calls of one request (WithAttemptBudget)
 	streamIdle     time.Duration
 	attemptFloor   time.Duration
+	headerTimeout  time.Duration
 }
 
 // maxPasses bounds the passes over the backends that one request makes, waiting for rests (or for probes, in
@@ -98,7 +99,7 @@ type request struct {
 	body       requestBody
 	pathModel  bool     // the model came from an Azure path: a backend that reads it from the body gets it written in
 	version    string   // the api-version the request asked for, if any (see backend.url)
-	stream     bool     // the request asks for a stream, as far as its body says (read when hedging)
+	stream     bool     // the request asks for a stream, as far as its body says
 	seek       bool     // a Responses create that names state no one knows the place of (responses.go)
 	refs       []string // the stored objects a Responses create names
 	background bool     // a Responses create that runs in the background: never hedged
@@ -139,9 +140,7 @@ func (e *engine) newCall(req *http.Request, op string) (call, error) {
 			return call{}, err
 		}
 	}
-	if e.steering || e.hedger != nil {
-		shape(&c)
-	}
+	shape(&c)
 	if e.hedger != nil {
 		e.hedger.fund()
 	}
@@ -325,7 +324,7 @@ func (c *request) attempt(ctx context.Context, b *backend, t ticket, body reques
 	case a.Outcome == OutcomeFailedOver && errors.Is(a.Err, ErrAttemptTimeout) && !errors.Is(a.Err, ErrCredential):
 		// Counted, not sampled: a limit learned from the cuts of a region that never answers would grow with each
 		// one (each cut is the last limit, and the next limit four times that) to the ceiling.
-		b.health.cutAttempt(latencyKind{model: c.model, stream: c.wantsStream()})
+		b.health.cutAttempt(latencyKind{model: c.model, stream: c.stream})
 	}
 	return resp, a, until
 }

@@ -32,12 +32,31 @@ type latencies struct {
 	cached  time.Duration
 	cachedP float64
 	cachedN int
+	last    time.Time // when the latest sample was taken
 }
 
 // add takes in a latency.
 func (l *latencies) add(d time.Duration) {
 	l.samples[l.n%latencySamples] = d
 	l.n++
+	l.last = time.Now()
+}
+
+// learnedHistory is how long a region's latencies of a kind still teach its attempt limit after its latest
+// served answer of that kind. Only served answers are samples, so a region whose model has become slower than
+// its learned limit is cut every time and never sampled: once its history is this old it is back on the
+// cold-start limit, and a slow answer there relearns its pace.
+const learnedHistory = 10 * time.Minute
+
+// learnedLatency is the p-th percentile of the backend's latencies of kind for its attempt limit: false while it
+// has too few, or none served within learnedHistory of now.
+func (h *health) learnedLatency(kind latencyKind, p float64, now time.Time) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l := h.latencies[kind]; l != nil && now.Sub(l.last) <= learnedHistory {
+		return l.percentile(p)
+	}
+	return 0, false
 }
 
 // percentile is the p-th percentile of the samples, recomputed once for every 8 new ones.

@@ -84,6 +84,35 @@ func TestLearnedLimitFollowsTheModelsPace(t *testing.T) {
 	}
 }
 
+// TestSlowerModelIsRelearned: a region whose model becomes far slower than its learned limit is cut at that
+// limit (the requests are served elsewhere), and once it has served nothing of the model for 10 minutes it is
+// back on the cold-start limit, where the slow answer is waited for and its new pace learned.
+func TestSlowerModelIsRelearned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithQuotaSteering(false))
+		for range 20 {
+			servers[0].Script(failovertest.Reply{Delay: time.Second})
+			_, err := client.ChatCompletion(t.Context(), hello())
+			require.NoError(t, err)
+		}
+		servers[0].SetDefault(failovertest.Reply{Delay: time.Minute}) // the model is slower from now on
+		var rec recorder
+		start := time.Now()
+		text, err := client.ChatCompletion(rec.context(t.Context()), hello())
+		require.NoError(t, err)
+		assert.Equal(t, "Hello from westus.", text)
+		assert.Equal(t, 10*time.Second, time.Since(start), "cut at the floor: 4 × 1 s is under it")
+
+		time.Sleep(10 * time.Minute) // nothing served by eastus meanwhile
+		rec = recorder{}
+		start = time.Now()
+		text, err = client.ChatCompletion(rec.context(t.Context()), hello())
+		require.NoError(t, err)
+		assert.Equal(t, "Hello from eastus.", text, "back on the cold-start limit")
+		assert.Equal(t, time.Minute, time.Since(start))
+	})
+}
+
 // TestAttemptFloorOption: a negative floor is a configuration error naming it.
 func TestAttemptFloorOption(t *testing.T) {
 	_, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: "https://east.example", APIKey: "k"}},

@@ -42,6 +42,7 @@ type settings struct {
 	attemptBudget  int
 	streamIdle     time.Duration
 	attemptFloor   time.Duration
+	headerTimeout  time.Duration
 	backoff        func(failures int) time.Duration
 	faultRest      time.Duration
 	missingRest    time.Duration
@@ -79,13 +80,14 @@ func WithTemperature(t float32) Option {
 	return func(s *settings) { s.temperature, s.hasTemperature = t, true }
 }
 
-// WithAttemptTimeout limits one attempt at one backend: connecting, waiting for the answer and, for
-// non-streaming calls, reading it (for a stream, until its first content). When it passes, the attempt counts as
-// a failure of that backend and the next one is tried. It is the limit while a backend has no latency history for
+// WithAttemptTimeout limits one attempt at one backend: for a non-streaming call its whole answer (connecting,
+// waiting and reading it), for a stream the wait for its first content. When it passes, the attempt counts as a
+// failure of that backend and the next one is tried. It is the limit while a backend has no latency history for
 // the model and kind of call (the cold start), and the most a learned limit can be: once a backend has answered
-// 20 such calls, its limit is 4 times its recent p99, at least WithAttemptFloor. The caller's context still bounds
-// the whole request. Default: DefaultAttemptTimeout. The environment's FAILOVER_ATTEMPT_TIMEOUT (a Go duration
-// such as 30s) sets it too.
+// 20 such calls, its limit is 4 times its recent p99, at least WithAttemptFloor. Silence before the backend
+// responds at all is cut sooner (WithHeaderTimeout), and a stream's gaps once content flows have their own limit
+// (WithStreamIdleTimeout). The caller's context still bounds the whole request. Default: DefaultAttemptTimeout.
+// The environment's FAILOVER_ATTEMPT_TIMEOUT (a Go duration such as 30s) sets it too.
 func WithAttemptTimeout(d time.Duration) Option {
 	return func(s *settings) { s.attemptTimeout = d }
 }
@@ -156,6 +158,22 @@ func WithMaxWait(d time.Duration) Option {
 func WithAttemptFloor(d time.Duration) Option {
 	return func(s *settings) { s.attemptFloor = d }
 }
+
+// WithHeaderTimeout bounds the silence before a backend responds at all: connecting to it (TCP and TLS, as the
+// transport reports them through net/http/httptrace) and, for a stream, until its response headers, which Azure
+// and OpenAI send as soon as they take the request, before the model has produced anything. A backend silent that
+// long is down or unreachable, not slow, whatever the model: the attempt fails (its cause matches
+// ErrAttemptTimeout), the backend rests as failing and the next one is tried. A non-streaming call's headers come
+// only with its finished answer, so once connected it is bounded by the attempt limit instead (WithAttemptTimeout).
+// A limit at or above the attempt limit changes nothing; 0 sets none. Default: DefaultHeaderTimeout. The
+// environment's FAILOVER_HEADER_TIMEOUT sets it too.
+func WithHeaderTimeout(d time.Duration) Option {
+	return func(s *settings) { s.headerTimeout = d }
+}
+
+// DefaultHeaderTimeout is the silence limit when WithHeaderTimeout is not given: long enough for a distant
+// region's TLS handshake on a busy day, short enough that a dead one costs seconds, not the attempt timeout.
+const DefaultHeaderTimeout = 10 * time.Second
 
 // WithStreamIdleTimeout bounds the silence between a stream's events once its first content has reached the
 // caller (before it, the attempt timeout bounds the wait): a region that goes quiet mid-answer for longer ends the
@@ -237,6 +255,9 @@ func (c *config) settingsErrs(s *settings) []error {
 	}
 	if s.attemptFloor < 0 {
 		errs = append(errs, configErr(name("WithAttemptFloor"), "is %s; expected 0 or more", s.attemptFloor))
+	}
+	if s.headerTimeout < 0 {
+		errs = append(errs, configErr(name("WithHeaderTimeout"), "is %s; expected 0 (no limit) or more", s.headerTimeout))
 	}
 	if s.streamIdle < 0 {
 		errs = append(errs, configErr(name("WithStreamIdleTimeout"), "is %s; expected 0 (no limit) or more", s.streamIdle))

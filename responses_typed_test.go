@@ -81,6 +81,18 @@ func TestCreateResponseStreamEndsAtCompleted(t *testing.T) {
 	text, _, err = readResponseStream(t, newClient(t, regionsOf(cut...)))
 	require.ErrorIs(t, err, failover.ErrStreamCut)
 	assert.NotEmpty(t, text)
+
+	// A delta whose data is not JSON: before the first content, failed over unseen; after it, a cut.
+	servers[0].Script(failovertest.Reply{StreamMalformedAt: 1})
+	text, last, err = readResponseStream(t, client)
+	require.ErrorIs(t, err, io.EOF)
+	assert.Equal(t, "Hello from westus.", text)
+	assert.Equal(t, openai.ResponseStreamEventType("response.completed"), last)
+	cut[0].Script(failovertest.Reply{StreamMalformedAt: 2})
+	text, _, err = readResponseStream(t, newClient(t, regionsOf(cut...)))
+	require.ErrorIs(t, err, failover.ErrStreamCut)
+	assert.ErrorContains(t, err, "not JSON")
+	assert.Equal(t, "Hello ", text)
 }
 
 func readResponseStream(t *testing.T, client *failover.Client) (text string, last openai.ResponseStreamEventType, err error) {

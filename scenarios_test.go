@@ -2,9 +2,7 @@ package failover_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -17,70 +15,61 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// scenario is one way a region misbehaves, played by eastus (first in order) while westus is healthy.
-type scenario struct {
-	name   string
-	stream bool
-	setup  func(east *failovertest.Server)
-	// want is what the caller must get: the text, or the error's text; and the attempts, as region:outcome.
-	want     string
+// outcome is what the caller of one misbehaviour must get: the text, or the error's text; the attempts, as
+// region:outcome status; and the time it took.
+type outcome struct {
+	got      string
 	attempts string
 	took     time.Duration
 }
 
-// TestScenarios plays the misbehaviours of shared/landscape.md's failover benchmarks against the client, in fake
-// time, and checks what the caller got, the attempts each region saw and the time it took. Run with -v to print
-// the table BENCHMARKS.md records.
+// clientOutcomes is what the client does with each of failovertest.Misbehaviours, played by eastus (first in
+// order) while westus is healthy, with default options.
+var clientOutcomes = map[string]outcome{
+	"429 with Retry-After":    {"Hello from westus.", "eastus:failed over 429, westus:served 200", 0},
+	"429 without Retry-After": {"Hello from westus.", "eastus:failed over 429, westus:served 200", 0},
+	"500 once":                {"Hello from westus.", "eastus:failed over 500, westus:served 200", 0},
+	"503 for good":            {"Hello from westus.", "eastus:failed over 503, westus:served 200", 0},
+	"connection reset":        {"Hello from westus.", "eastus:failed over 0, westus:served 200", 0},
+	// A non-streaming call's silence is a slow answer until the region's history says otherwise: the cold start.
+	"no answer":                              {"Hello from westus.", "eastus:failed over 0, westus:served 200", 5 * time.Minute},
+	"no answer, stream":                      {"Hello from westus.", "eastus:failed over 0, westus:served 200", 10 * time.Second},
+	"slow reasoning model (90 s)":            {"Hello from eastus.", "eastus:served 200", 90 * time.Second},
+	"slow first token (20 s), stream":        {"Hello from eastus.", "eastus:served 200", 20 * time.Second},
+	"error before content, stream":           {"Hello from westus.", "eastus:failed over 200, westus:served 200", 0},
+	"cut after content, stream":              {"failover: stream cut", "eastus:served 200", 0},
+	"stalled after content, stream":          {"failover: stream stalled", "eastus:served 200", 30 * time.Second},
+	"malformed chunk before content, stream": {"Hello from westus.", "eastus:failed over 200, westus:served 200", 0},
+	"malformed chunk after content, stream":  {"failover: stream cut", "eastus:served 200", 0},
+	"no [DONE], stream":                      {"Hello from eastus.", "eastus:served 200", 0},
+	"content filter (400)":                   {"content management policy", "eastus:returned 400", 0},
+	"context length exceeded (400)":          {"maximum context length", "eastus:returned 400", 0},
+}
+
+// TestScenarios plays failovertest.Misbehaviours (the failover benchmarks' scenarios of shared/landscape.md)
+// against the client, in fake time, and checks what the caller got, the attempts each region saw and the time
+// it took. Run with -v to print the table BENCHMARKS.md records.
 func TestScenarios(t *testing.T) {
-	scenarios := []scenario{
-		{name: "429 with Retry-After", setup: func(e *failovertest.Server) { e.Script(failovertest.RateLimited(20 * time.Second)) },
-			want: "Hello from westus.", attempts: "eastus:failed over 429, westus:served 200"},
-		{name: "429 without Retry-After", setup: func(e *failovertest.Server) { e.Script(failovertest.RateLimited(0)) },
-			want: "Hello from westus.", attempts: "eastus:failed over 429, westus:served 200"},
-		{name: "500 once", setup: func(e *failovertest.Server) { e.Script(failovertest.InternalError()) },
-			want: "Hello from westus.", attempts: "eastus:failed over 500, westus:served 200"},
-		{name: "503 for good", setup: func(e *failovertest.Server) { e.SetDefault(failovertest.Unavailable()) },
-			want: "Hello from westus.", attempts: "eastus:failed over 503, westus:served 200"},
-		{name: "connection reset", setup: func(e *failovertest.Server) { e.Script(failovertest.Disconnect()) },
-			want: "Hello from westus.", attempts: "eastus:failed over 0, westus:served 200"},
-		{name: "no answer (cold start: the 5 min limit)", setup: func(e *failovertest.Server) { e.Script(failovertest.Hang()) },
-			want: "Hello from westus.", attempts: "eastus:failed over 0, westus:served 200", took: 5 * time.Minute},
-		{name: "slow first token (20 s), stream", stream: true,
-			setup: func(e *failovertest.Server) { e.Script(failovertest.Reply{BodyDelay: 20 * time.Second}) },
-			want:  "Hello from eastus.", attempts: "eastus:served 200", took: 20 * time.Second},
-		{name: "error before content, stream", stream: true,
-			setup: func(e *failovertest.Server) { e.Script(failovertest.StreamFailure(1)) },
-			want:  "Hello from westus.", attempts: "eastus:failed over 200, westus:served 200"},
-		{name: "cut after content, stream", stream: true,
-			setup: func(e *failovertest.Server) { e.Script(failovertest.Reply{StreamCutAfter: 2}) },
-			want:  "failover: stream cut", attempts: "eastus:served 200"},
-		{name: "stalled after content, stream", stream: true,
-			setup: func(e *failovertest.Server) { e.Script(failovertest.Reply{StreamStallAfter: 2}) },
-			want:  "failover: stream stalled", attempts: "eastus:served 200", took: 30 * time.Second},
-		{name: "no [DONE], stream", stream: true,
-			setup: func(e *failovertest.Server) { e.Script(failovertest.Reply{NoDone: true}) },
-			want:  "Hello from eastus.", attempts: "eastus:served 200"},
-		{name: "content filter (400)", setup: func(e *failovertest.Server) { e.Script(failovertest.ContentFilter()) },
-			want: "content management policy", attempts: "eastus:returned 400"},
-	}
 	var table strings.Builder
 	table.WriteString("| eastus (first in order) | the caller got | attempts | time |\n|---|---|---|---|\n")
-	for _, sc := range scenarios {
-		t.Run(sc.name, func(t *testing.T) {
+	for _, m := range failovertest.Misbehaviours() {
+		want, ok := clientOutcomes[m.Name]
+		require.True(t, ok, "no outcome for %q", m.Name)
+		t.Run(m.Name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				servers, client := bubbleFleet(t, []string{"eastus", "westus"})
-				sc.setup(servers[0])
+				m.Play(servers[0])
 				var rec recorder
 				start := time.Now()
-				got, err := play(t, client, rec.context(t.Context()), sc.stream)
+				got, err := play(t, client, rec.context(t.Context()), m.Stream)
 				took := time.Since(start)
 				if err != nil {
 					got = err.Error()
 				}
-				assert.Contains(t, got, sc.want)
-				assert.Equal(t, sc.attempts, attemptsOf(rec.list()))
-				assert.Equal(t, sc.took, took)
-				fmt.Fprintf(&table, "| %s | %s | %s | %s |\n", sc.name, oneLineOf(got), attemptsOf(rec.list()), took)
+				assert.Contains(t, got, want.got)
+				assert.Equal(t, want.attempts, attemptsOf(rec.list()))
+				assert.Equal(t, want.took, took)
+				fmt.Fprintf(&table, "| %s | %s | %s | %s |\n", m.Name, oneLineOf(got), attemptsOf(rec.list()), took)
 			})
 		})
 	}
@@ -96,20 +85,21 @@ func TestScenarioPrimaryDownThenBack(t *testing.T) {
 		east.SetDefault(failovertest.Unavailable())
 		start := time.Now()
 		var back time.Duration
+		served := false // back may be 0: served at the first request after the recovery
 		for i := range 60 {
-			if time.Since(start) >= 60*time.Second && back == 0 {
+			if time.Since(start) >= 60*time.Second {
 				east.SetDefault(failovertest.Reply{})
 			}
 			var rec recorder
 			text, err := client.ChatCompletion(rec.context(t.Context()), hello())
 			require.NoError(t, err, "request %d", i)
-			if text == "Hello from eastus." && back == 0 {
-				back = time.Since(start) - 60*time.Second
+			if text == "Hello from eastus." {
+				back, served = time.Since(start)-60*time.Second, true
 				break
 			}
 			time.Sleep(2 * time.Second) // the next caller, in fake time
 		}
-		require.NotZero(t, back, "eastus served again")
+		require.True(t, served, "eastus served again")
 		assert.LessOrEqual(t, back, 10*time.Second, "back within the capped rest")
 		t.Logf("eastus served again %s after it recovered; it was asked %d times in all", back, len(east.Calls()))
 	})
@@ -125,20 +115,7 @@ func play(t *testing.T, client *failover.Client, ctx context.Context, stream boo
 		return "", err
 	}
 	defer s.Close()
-	var text strings.Builder
-	for range 1000 {
-		chunk, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			return text.String(), nil
-		}
-		if err != nil {
-			return text.String(), err
-		}
-		if len(chunk.Choices) > 0 {
-			text.WriteString(chunk.Choices[0].Delta.Content)
-		}
-	}
-	return text.String(), errors.New("stream did not end")
+	return failovertest.ReadStream(s)
 }
 
 // attemptsOf is the attempts as region:outcome status, in order.

@@ -94,20 +94,3 @@ func TestResponsesStreamThatStallsIsCut(t *testing.T) {
 		assert.LessOrEqual(t, time.Since(start), 2*time.Second)
 	})
 }
-
-// TestStreamIdleTimeoutOption: a negative timeout is a configuration error naming the option, and the environment
-// sets it too.
-func TestStreamIdleTimeoutOption(t *testing.T) {
-	_, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: "https://east.example", APIKey: "k"}},
-		failover.WithStreamIdleTimeout(-time.Second))
-	require.ErrorIs(t, err, failover.ErrConfig)
-	assert.Contains(t, configFields(err), "WithStreamIdleTimeout")
-
-	t.Chdir(t.TempDir()) // no .env here
-	t.Setenv(failover.EnvEndpoint+"_1", "https://east.example")
-	t.Setenv(failover.EnvAPIKey+"_1", "k")
-	t.Setenv(failover.EnvStreamIdle, "soon")
-	_, err = failover.NewFromEnv()
-	require.ErrorIs(t, err, failover.ErrConfig)
-	assert.Contains(t, configFields(err), failover.EnvStreamIdle)
-}

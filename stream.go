@@ -3,7 +3,6 @@ package failover
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +10,6 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
-
-	openai "github.com/sashabaranov/go-openai"
 )
 
 // ErrStreamCut is matched by the error of a stream that ended before its end, after its first content had reached
@@ -103,109 +100,6 @@ func openStream(body io.ReadCloser, scrub func([]byte) ([]byte, bool)) (*streamB
 	return nil, fmt.Errorf("stream sent more than %d bytes without content", maxStreamHead)
 }
 
-// hasContent reports whether an event's data carries part of the answer: text, a tool call, a refusal or a
-// finish reason. Azure's first event (prompt_filter_results, no choices) and a role-only chunk do not. An error
-// event is an error.
-func hasContent(data []byte) (bool, error) {
-	var chunk struct {
-		Error   *openai.APIError `json:"error"`
-		Choices []struct {
-			Text  string `json:"text"` // completions
-			Delta struct {
-				Content      string          `json:"content"`
-				Refusal      string          `json:"refusal"`
-				ToolCalls    json.RawMessage `json:"tool_calls"`
-				FunctionCall json.RawMessage `json:"function_call"`
-			} `json:"delta"`
-			FinishReason string `json:"finish_reason"`
-		} `json:"choices"`
-	}
-	if err := json.Unmarshal(data, &chunk); err != nil {
-		return false, fmt.Errorf("stream sent an event that is not JSON: %w", err)
-	}
-	if chunk.Error != nil {
-		return false, fmt.Errorf("stream began with an error event: %w", chunk.Error)
-	}
-	for _, c := range chunk.Choices {
-		d := c.Delta
-		if c.Text != "" || d.Content != "" || d.Refusal != "" || c.FinishReason != "" ||
-			present(d.ToolCalls) || present(d.FunctionCall) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-func present(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
-
-// isErrorEvent reports whether an event's data is an error, as OpenAI's clients read one: a JSON object whose
-// "error" member (wherever it is, however its name is spelt or cased) holds something: not null, false, 0, "", {}
-// or []. A content chunk is passed over with a scan of its quotes, unless it holds an escape, which could spell
-// the member's name: then it is decoded (about 2.5 µs).
-func isErrorEvent(data []byte) bool {
-	_, ok := errorMember(data)
-	return ok
-}
-
-// errorMember returns the "error" member of an error event (see isErrorEvent).
-func errorMember(data []byte) (json.RawMessage, bool) {
-	if !bytes.Contains(data, []byte(`\u`)) && !hasErrorMember(data) {
-		return nil, false
-	}
-	var event struct {
-		Error json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(data, &event) != nil {
-		return nil, false
-	}
-	switch string(bytes.TrimSpace(event.Error)) {
-	case "", "null", "false", "0", `""`, "{}", "[]":
-		return nil, false
-	}
-	return event.Error, true
-}
-
-// hasErrorMember reports whether data has a member named "error", in any case, as far as a scan without
-// decoding can tell: the name between quotes, then a colon.
-func hasErrorMember(data []byte) bool {
-	for i := 0; i < len(data); {
-		j := bytes.IndexByte(data[i:], '"')
-		if j < 0 {
-			return false
-		}
-		k := i + j // an opening quote, perhaps
-		if k+7 <= len(data) && data[k+6] == '"' && bytes.EqualFold(data[k+1:k+6], []byte("error")) {
-			if rest := bytes.TrimLeft(data[k+7:], " \t\r\n"); len(rest) > 0 && rest[0] == ':' {
-				return true
-			}
-		}
-		i = k + 1
-	}
-	return false
-}
-
-// passedOn reports whether a line of an event stream goes on to the caller: data lines and the blank lines that
-// end events. Comments, other fields and stray text do not: clients of chat completions ignore them, and
-// go-openai would gather them into the stream's error, where a key a server echoed, even split over lines, would
-// show.
-func passedOn(line []byte) bool {
-	_, isData := eventData(line)
-	return isData || len(bytes.TrimSpace(line)) == 0
-}
-
-// lineEnd is line's ending: "\n", "\r\n", or nothing at the end of a stream.
-func lineEnd(line []byte) []byte {
-	text := bytes.TrimRight(line, "\r\n")
-	return line[len(text):]
-}
-
-// eventData returns the data of a "data:" line, trimmed.
-func eventData(line []byte) ([]byte, bool) {
-	line = bytes.TrimSpace(line)
-	data, ok := bytes.CutPrefix(line, []byte("data:"))
-	return bytes.TrimSpace(data), ok
-}
-
 // readLine reads the next line of the upstream stream as it comes, up to maxEventLine bytes: a line goes on to
 // the caller without waiting for the rest of its event. The line is valid until the next call. Once watch has
 // set an idle limit, the wait for a line (not the caller's time between reads) is bounded by it.
@@ -226,13 +120,6 @@ func (s *streamBody) readLine() ([]byte, error) {
 		err = fmt.Errorf("%w: no event for %s", ErrStreamStalled, s.idleFor)
 	}
 	return line, err
-}
-
-// progress reports whether a line of a stream carries an event's field the caller gets: data, or a typed event's
-// name.
-func progress(line []byte) bool {
-	line = bytes.TrimSpace(line)
-	return bytes.HasPrefix(line, []byte("data:")) || bytes.HasPrefix(line, []byte("event:"))
 }
 
 // watch bounds each wait for the upstream stream's next line by d from now on, calling stop (which ends the
@@ -318,6 +205,9 @@ func (s *streamBody) step() {
 			event = scrubbed
 		}
 		s.pending = slices.Concat([]byte("data: "), event, lineEnd(line))
+	case isData && malformed(data):
+		err = errMalformedEvent
+		s.pending = nil // no client could read it: the stream ends here, cut
 	case !passedOn(line):
 		s.pending = nil // a comment, another field or stray text: see passedOn
 	}

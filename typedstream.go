@@ -80,6 +80,10 @@ func (s *streamBody) stepTyped() {
 	case lineOther:
 		s.pending = nil // a comment or stray text: see passedOn
 	case lineData:
+		if malformed(data) {
+			s.pending, err = nil, errMalformedEvent
+			break
+		}
 		switch name := s.eventName(data); name {
 		case "response.completed", "response.incomplete":
 			s.done = true

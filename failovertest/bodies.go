@@ -221,6 +221,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, call Call, body 
 		if reply.StreamStallAfter > 0 && i == reply.StreamStallAfter && !s.wait(r, reply.StreamStall, reply.StreamStall == 0) {
 			return
 		}
+		if reply.StreamMalformedAt > 0 && i == reply.StreamMalformedAt-1 {
+			fmt.Fprintf(w, "data: {\"id\":%q,\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"cont\n\n", id)
+			_ = rc.Flush()
+			continue
+		}
 		send(chunk(map[string]any{"content": word}, nil))
 	}
 	send(chunk(map[string]any{}, "stop"))

@@ -45,6 +45,11 @@ type Reply struct {
 	StreamStallAfter int
 	// StreamStall is how long a StreamStallAfter stall lasts; 0 lasts until the client gives up.
 	StreamStall time.Duration
+	// StreamMalformedAt, for a streaming request, sends a chunk (or Responses delta) broken off mid-JSON in place
+	// of content chunk number StreamMalformedAt (1: before any content), then goes on with the rest, as a
+	// misbehaving proxy or provider might: a client that skips what it cannot parse would take the answer, one
+	// word short, for whole. 0 sends none.
+	StreamMalformedAt int
 	// NoDone ends a complete chat stream (every choice finished) without the final "data: [DONE]", as some
 	// OpenAI-compatible servers do.
 	NoDone bool

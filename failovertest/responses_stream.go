@@ -17,7 +17,8 @@ import (
 // The response is stored (unless store: false) just before response.completed is sent, so that a client that has
 // read it can retrieve it. Of the Reply's stream faults: BodyDelay holds the events back after the headers;
 // StreamErrorAt sends an error event in place of delta number StreamErrorAt (1: before any) and ends the stream;
-// StreamCutAfter closes the connection after that many deltas. Either way response.completed is not sent and the
+// StreamCutAfter closes the connection after that many deltas; StreamMalformedAt sends a delta broken off mid-JSON in
+// place of delta number StreamMalformedAt and goes on. Either way response.completed is not sent and the
 // response is not stored.
 func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, resp responseObject, message map[string]any, input []map[string]any, reply Reply) {
 	rc, ok := s.startStream(w, r, reply)
@@ -67,6 +68,11 @@ func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, resp res
 		}
 		if reply.StreamStallAfter > 0 && i == reply.StreamStallAfter && !s.wait(r, reply.StreamStall, reply.StreamStall == 0) {
 			return
+		}
+		if reply.StreamMalformedAt > 0 && i == reply.StreamMalformedAt-1 {
+			fmt.Fprintf(w, "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"del\n\n")
+			_ = rc.Flush()
+			continue
 		}
 		send("response.output_text.delta", with(map[string]any{"delta": word}))
 	}
