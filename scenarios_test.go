@@ -82,24 +82,9 @@ func TestScenarioPrimaryDownThenBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		servers, client := bubbleFleet(t, []string{"eastus", "westus"}, failover.WithQuotaSteering(false))
 		east := servers[0]
-		east.SetDefault(failovertest.Unavailable())
-		start := time.Now()
-		var back time.Duration
-		served := false // back may be 0: served at the first request after the recovery
-		for i := range 60 {
-			if time.Since(start) >= 60*time.Second {
-				east.SetDefault(failovertest.Reply{})
-			}
-			var rec recorder
-			text, err := client.ChatCompletion(rec.context(t.Context()), hello())
-			require.NoError(t, err, "request %d", i)
-			if text == "Hello from eastus." {
-				back, served = time.Since(start)-60*time.Second, true
-				break
-			}
-			time.Sleep(2 * time.Second) // the next caller, in fake time
-		}
-		require.True(t, served, "eastus served again")
+		back, recovered, err := failovertest.Outage(east, func() (string, error) { return client.ChatCompletion(t.Context(), hello()) })
+		require.NoError(t, err)
+		require.True(t, recovered, "eastus served again")
 		assert.LessOrEqual(t, back, 10*time.Second, "back within the capped rest")
 		t.Logf("eastus served again %s after it recovered; it was asked %d times in all", back, len(east.Calls()))
 	})

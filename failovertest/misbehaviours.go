@@ -35,3 +35,28 @@ func Misbehaviours() []Misbehaviour {
 		{Name: "context length exceeded (400)", Play: next(ContextLengthExceeded())},
 	}
 }
+
+// Outage plays a primary region that is down for a minute and then recovers, as the failover benchmarks' flapping
+// primary does: s answers 503 for 60 s of the clock and then serves, while send makes one request through the
+// failover layer under test every 2 s and returns the text it got. Outage returns how long after the recovery s
+// served a request again (recovered is false when it did not, in 60 requests), or send's first error. It is for
+// a testing/synctest bubble, where the two minutes it may take are fake. On return s serves.
+func Outage(s *Server, send func() (string, error)) (back time.Duration, recovered bool, err error) {
+	s.SetDefault(Unavailable())
+	start := time.Now()
+	for range 60 {
+		if time.Since(start) >= time.Minute {
+			s.SetDefault(Reply{})
+		}
+		text, err := send()
+		if err != nil {
+			return 0, false, err
+		}
+		if text == "Hello from "+s.Name+"." {
+			return time.Since(start) - time.Minute, true, nil
+		}
+		time.Sleep(2 * time.Second) // the next caller
+	}
+	s.SetDefault(Reply{})
+	return 0, false, nil
+}

@@ -94,3 +94,17 @@ func playThrough(ctx context.Context, api *openai.Client, stream bool) (string, 
 	defer s.Close()
 	return failovertest.ReadStream(s)
 }
+
+// TestScenarioPrimaryDownThenBack: through the gateway, eastus answers 503 for 60 s, then recovers; a request
+// every 2 s meanwhile is served by westus, and eastus serves again within 10 s of its recovery.
+func TestScenarioPrimaryDownThenBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		servers, api := bubbleGateway(t, gateway.Config{})
+		east := servers[0]
+		back, recovered, err := failovertest.Outage(east, func() (string, error) { return playThrough(t.Context(), api, false) })
+		require.NoError(t, err)
+		require.True(t, recovered, "eastus served again")
+		assert.LessOrEqual(t, back, 10*time.Second, "back within the capped rest")
+		t.Logf("eastus served again %s after it recovered; it was asked %d times in all", back, len(east.Calls()))
+	})
+}
