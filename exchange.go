@@ -71,7 +71,7 @@ func (c *request) exchange(ctx context.Context, clock *attemptClock, b *backend,
 			return nil, OutcomeFailedOver, verdict{cause: &CredentialError{Region: b.name, Err: err}, kind: credentialRest(err)}
 		}
 	}
-	req, err := attemptRequest(ctx, orig, b, u, body, auth)
+	req, err := attemptRequest(clock.sending(ctx), orig, b, u, body, auth)
 	if err != nil {
 		// The caller's body could not be replayed: no backend is at fault, and no other would fare better.
 		return nil, OutcomeReturned, verdict{cause: err, final: true}

@@ -20,37 +20,46 @@ import (
 // deadline, so that they can be stopped: the silence limit once the region has responded, the attempt limit once
 // a stream has begun.
 type attemptClock struct {
-	cancel  context.CancelCauseFunc
-	limit   time.Duration
-	timer   *time.Timer // the attempt limit
-	mu      sync.Mutex
-	silence *time.Timer // the silence limit; nil while not running
-	silent  bool        // the silence limit passed
-	heard   bool        // the region responded: the silence limit is over
+	cancel     context.CancelCauseFunc
+	limit      time.Duration
+	timer      *time.Timer // the attempt limit
+	mu         sync.Mutex
+	silence    *time.Timer   // the silence limit; nil while not running
+	silent     bool          // the silence limit passed
+	heard      bool          // the region responded: the silence limit is over
+	silenceFor time.Duration // 0: no silence limit
+	stream     bool
 }
 
 // startClock starts timing an attempt at b and returns the attempt's context, which the first limit to pass ends.
 func (c *request) startClock(ctx context.Context, b *backend) (context.Context, *attemptClock) {
 	actx, cancel := context.WithCancelCause(ctx)
-	k := &attemptClock{cancel: cancel, limit: c.attemptLimit(b)}
+	k := &attemptClock{cancel: cancel, limit: c.attemptLimit(b), stream: c.stream}
 	k.timer = time.AfterFunc(k.limit, func() { cancel(fmt.Errorf("%w after %s", ErrAttemptTimeout, k.limit)) })
-	silence := c.e.headerTimeout
-	switch {
-	case silence <= 0 || silence >= k.limit:
-		// No silence limit, or one the attempt limit already covers.
-	case c.stream:
-		// A stream's headers come as soon as the region has taken the request: silence until then is no model
-		// thinking, and it is timed from the start, whatever the transport.
-		k.arm(silence, "no response headers")
+	if silence := c.e.headerTimeout; silence < k.limit { // else the attempt limit covers it
+		k.silenceFor = silence
+	}
+	return actx, k
+}
+
+// sending starts the silence limit as the request leaves (not before: fetching an Entra ID token is not the
+// region's silence), and returns the context to send it under. A stream's headers come as soon as the region has
+// taken the request, so silence until then is no model thinking: it is timed from now, whatever the transport. A
+// non-streaming call's headers come only with its finished answer, so only its connection is timed, as the
+// transport reports it through its trace; a transport that reports nothing is left to the attempt limit.
+func (k *attemptClock) sending(ctx context.Context) context.Context {
+	switch d := k.silenceFor; {
+	case d <= 0:
+		return ctx
+	case k.stream:
+		k.arm(d, "no response headers")
+		return ctx
 	default:
-		// A non-streaming call's headers come only with its finished answer: only the connection is timed, as
-		// the transport reports it (a transport that reports nothing is left to the attempt limit).
-		actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
-			GetConn: func(string) { k.arm(silence, "no connection") },
+		return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			GetConn: func(string) { k.arm(d, "no connection") },
 			GotConn: func(httptrace.GotConnInfo) { k.responded() },
 		})
 	}
-	return actx, k
 }
 
 // arm starts (or restarts, for a transport that tries a second connection) the silence limit.
