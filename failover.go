@@ -125,6 +125,9 @@ func (e *engine) newCall(req *http.Request, op string) (call, error) {
 			return call{}, errNoModelInRequest
 		}
 	}
+	if err := checkModelName(model); err != nil { // before any state, log line or region holds it
+		return call{}, err
+	}
 	if model == "." || model == ".." {
 		// It becomes a path segment of an Azure URL, where it would climb out of /openai/deployments/.
 		return call{}, fmt.Errorf("failover: model %q is not a deployment name", model)
