@@ -52,8 +52,8 @@ func TestPerModelStateIsBoundedInBytes(t *testing.T) {
 	}
 
 	// A real 429 for a model not yet known is recorded: made-up names' missing marks make room for it.
-	servers[0].SetReplier(func(failovertest.Call) failovertest.Reply { return failovertest.RateLimited(99*time.Second) })
-	servers[1].SetReplier(func(failovertest.Call) failovertest.Reply { return failovertest.RateLimited(99*time.Second) })
+	servers[0].SetReplier(func(failovertest.Call) failovertest.Reply { return failovertest.RateLimited(99 * time.Second) })
+	servers[1].SetReplier(func(failovertest.Call) failovertest.Reply { return failovertest.RateLimited(99 * time.Second) })
 	_, err := c.ChatCompletion(t.Context(), hi())
 	require.Error(t, err)
 	h := &c.engine.backends[0].health
