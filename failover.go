@@ -33,7 +33,7 @@ type engine struct {
 	budget         int      // the most upstream calls of one request (WithAttemptBudget)
 	streamIdle     time.Duration
 	attemptFloor   time.Duration
-	forms          formCache // the spellings of the secrets that are scrubbed (scrub.go)
+	scrubs         scrubCache // the spellings of the secrets that are scrubbed (scrub.go)
 }
 
 // maxPasses bounds the passes over the backends that one request makes, waiting for rests (or for probes, in

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -28,11 +30,15 @@ func (e *engine) scrub(data []byte) (scrubbed []byte, changed bool) {
 
 // scrubBytes removes every backend's secret from data as it is spelt there.
 func (e *engine) scrubBytes(data []byte) (scrubbed []byte, changed bool) {
-	e.eachForm(func(form string) {
-		if bytes.Contains(data, []byte(form)) {
-			data, changed = bytes.ReplaceAll(data, []byte(form), []byte(redacted)), true
+	set := e.scrubSet()
+	if len(data) < set.shortest {
+		return data, false
+	}
+	for _, form := range set.bytes {
+		if bytes.Contains(data, form) {
+			data, changed = bytes.ReplaceAll(data, form, []byte(redacted)), true
 		}
-	})
+	}
 	return data, changed
 }
 
@@ -65,67 +71,88 @@ func withoutEscapes(data []byte) ([]byte, bool) {
 // scrubHeader redacts, in place, every backend's secret from the headers of an answer, served or failed: a failed
 // one's end up in attempts and errors, which are printed, and a served one's reach the caller.
 func (e *engine) scrubHeader(h http.Header) {
-	e.eachForm(func(form string) {
-		for _, values := range h {
-			for i, v := range values {
+	set := e.scrubSet()
+	for _, values := range h {
+		for i, v := range values {
+			if len(v) < set.shortest {
+				continue // most values are shorter than any secret's spelling
+			}
+			for _, form := range set.forms {
 				if strings.Contains(v, form) {
-					values[i] = strings.ReplaceAll(v, form, redacted)
+					v = strings.ReplaceAll(v, form, redacted)
+					values[i] = v
 				}
 			}
 		}
-	})
+	}
 }
 
-// eachSecret calls f with every key, and the current and previous token of every credential.
-func (e *engine) eachSecret(f func(secret string)) {
+// appendSecrets appends every key, and the current and previous token of every credential, to dst.
+func (e *engine) appendSecrets(dst []string) []string {
 	for _, b := range e.backends {
 		if b.secret != "" {
-			f(b.secret)
+			dst = append(dst, b.secret)
 		}
 		if b.tokens != nil {
 			for _, token := range b.tokens.secrets() {
 				if token != "" {
-					f(token)
+					dst = append(dst, token)
 				}
 			}
 		}
 	}
+	return dst
 }
 
-// eachForm calls f with every spelling of every secret eachSecret gives (see secretForms), the longer spellings
-// of a secret first, so that a whole encoding is redacted whole rather than around its core.
-func (e *engine) eachForm(f func(form string)) {
-	e.eachSecret(func(secret string) {
-		for _, form := range e.forms.of(secret) {
-			f(form)
-		}
-	})
+// scrubSet is every spelling of the secrets of one moment (see secretForms), the longer spellings of a secret
+// first, so that a whole encoding is redacted whole rather than around its core.
+type scrubSet struct {
+	secrets  []string // what it was made of, in appendSecrets's order
+	forms    []string
+	bytes    [][]byte // forms, as bytes
+	shortest int      // the length of the shortest form: shorter text holds none
 }
 
-// formCache holds each secret's spellings, computed once: keys are fixed, and an Entra ID token is used for an
-// hour, so that an answer's scrub costs the searches alone. Its zero value is ready.
-type formCache struct {
+// scrubCache holds the current scrubSet, and each secret's spellings, computed once: keys are fixed, and an
+// Entra ID token is used for an hour, so that a scrub costs the searches alone. Its zero value is ready.
+type scrubCache struct {
 	mu    sync.Mutex
+	set   *scrubSet
 	forms map[string][]string // by secret
 }
 
-// maxCachedSecrets bounds the cache: tokens come and go (two per credential are current), and the cache starts
-// over when it holds this many, keeping none of the old ones alive.
+// maxCachedSecrets bounds the cache of spellings: tokens come and go (two per credential are current), and the
+// cache starts over when it holds this many, keeping none of the old ones alive.
 const maxCachedSecrets = 256
 
-// of returns secret's spellings.
-func (c *formCache) of(secret string) []string {
+// scrubSet is the set of the current secrets: the cached one while they are the same.
+func (e *engine) scrubSet() *scrubSet {
+	var buf [16]string
+	current := e.appendSecrets(buf[:0])
+	c := &e.scrubs
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if forms, ok := c.forms[secret]; ok {
-		return forms
+	if c.set != nil && slices.Equal(c.set.secrets, current) {
+		return c.set
 	}
 	if c.forms == nil || len(c.forms) >= maxCachedSecrets {
 		c.forms = make(map[string][]string)
 	}
-	forms := secretForms(secret)
-	c.forms[secret] = forms
-	return forms
+	set := &scrubSet{secrets: slices.Clone(current), shortest: math.MaxInt}
+	for _, secret := range current {
+		forms, ok := c.forms[secret]
+		if !ok {
+			forms = secretForms(secret)
+			c.forms[secret] = forms
+		}
+		for _, form := range forms {
+			set.forms = append(set.forms, form)
+			set.bytes = append(set.bytes, []byte(form))
+			set.shortest = min(set.shortest, len(form))
+		}
+	}
+	c.set = set
+	return set
 }
 
 // minEncodedForm is the shortest base64 spelling that is scrubbed: a shorter one would match by chance. Keys and

@@ -16,7 +16,7 @@ func TestSecretFormsCoverEveryAlignment(t *testing.T) {
 	for n := 10; n <= 90; n++ { // a shorter secret's embedded spellings are under minEncodedForm
 		secret := strings.Repeat("k3Y-", 30)[:n]
 		e.backends[0].secret = secret
-		e.forms = formCache{}
+		e.scrubs = scrubCache{}
 		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
 			for before := range 4 {
 				for after := range 4 {
