@@ -82,6 +82,8 @@ func (c *request) exchange(ctx context.Context, clock *attemptClock, b *backend,
 		return nil, OutcomeFailedOver, verdict{cause: err, kind: restUnreachable}
 	}
 	resp.Request = orig // the attempt's request carries the key
+	// A served answer's headers reach the caller, a failed one's its errors and the logs.
+	e.scrubHeader(resp.Header)
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if isEventStream(resp) {
 			// Read, still under the attempt timeout, up to the stream's first content: a stream that fails or
@@ -93,7 +95,6 @@ func (c *request) exchange(ctx context.Context, clock *attemptClock, b *backend,
 			stream, err := open(resp.Body, e.scrub)
 			if err != nil {
 				resp.Body.Close()
-				e.scrubHeader(resp.Header)
 				return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
 			}
 			resp.Body = stream
@@ -103,17 +104,14 @@ func (c *request) exchange(ctx context.Context, clock *attemptClock, b *backend,
 		// into a failover instead of a decoding error for the caller.
 		answer, err := bufferBody(resp, maxBody, true)
 		if err != nil {
-			e.scrubHeader(resp.Header)
 			return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
 		}
 		if !looksLikeObject(answer.data) && !strings.HasPrefix(c.op, "/audio/") { // audio answers text and sound too
-			e.scrubHeader(resp.Header)
 			return resp, OutcomeFailedOver, verdict{kind: restFailing,
 				cause: fmt.Errorf("malformed answer: %d bytes that are not a JSON object", len(answer.data))}
 		}
 		return resp, OutcomeServed, verdict{}
 	}
-	e.scrubHeader(resp.Header)
 	answer, err := bufferBody(resp, maxErrorBody, false)
 	if err != nil {
 		return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}

@@ -34,6 +34,7 @@ type engine struct {
 	streamIdle     time.Duration
 	attemptFloor   time.Duration
 	headerTimeout  time.Duration
+	scrubs         scrubCache // the spellings of the secrets that are scrubbed (scrub.go)
 }
 
 // maxPasses bounds the passes over the backends that one request makes, waiting for rests (or for probes, in
@@ -125,6 +126,9 @@ func (e *engine) newCall(req *http.Request, op string) (call, error) {
 		if model = pathDeployment(req.URL.Path, op); model == "" {
 			return call{}, errNoModelInRequest
 		}
+	}
+	if err := checkModelName(model); err != nil { // before any state, log line or region holds it
+		return call{}, err
 	}
 	if model == "." || model == ".." {
 		// It becomes a path segment of an Azure URL, where it would climb out of /openai/deployments/.

@@ -85,17 +85,3 @@ func (b *latencyBook) of(kind latencyKind) *latencies {
 	}
 	return track(b, kind)
 }
-
-// track adds a new entry for key to a map of one backend's per-model state, and returns it; nil when the map
-// already holds maxTrackedModels entries: keys come from requests' model names, and must not grow it without end.
-func track[M ~map[K]*V, K comparable, V any](m *M, key K) *V {
-	if len(*m) >= maxTrackedModels {
-		return nil
-	}
-	if *m == nil {
-		*m = make(M)
-	}
-	v := new(V)
-	(*m)[key] = v
-	return v
-}

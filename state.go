@@ -247,40 +247,6 @@ func (h *health) heldElsewhere(t ticket, until time.Time) {
 	}
 }
 
-// maxTrackedModels bounds the per-model states of one backend: model names come from requests, and a caller
-// sending many made-up names (each answered 404) must not grow the map without end.
-const maxTrackedModels = 1024
-
-// setModelLocked records a model's rest and reports whether it did. When the map is full it first forgets rests
-// that are over, then, for a real rest, one missing mark (made-up model names must not crowd out a real 429). A
-// missing mark that finds no room is not recorded: the backend is then asked again for that model, which is safe.
-// The caller holds h.mu.
-func (h *health) setModelLocked(model string, r *rest, now time.Time) bool {
-	if h.models == nil {
-		h.models = make(map[string]*rest)
-	}
-	if _, ok := h.models[model]; !ok && len(h.models) >= maxTrackedModels {
-		for m, old := range h.models {
-			if !now.Before(old.until) && !old.probing {
-				delete(h.models, m)
-			}
-		}
-		for m, old := range h.models {
-			if len(h.models) < maxTrackedModels || r.kind == restMissing {
-				break
-			}
-			if old.kind == restMissing {
-				delete(h.models, m)
-			}
-		}
-		if len(h.models) >= maxTrackedModels {
-			return false
-		}
-	}
-	h.models[model] = r
-	return true
-}
-
 // skipped describes why the backend does not serve model now, if it does not.
 func (h *health) skipped(model string, now time.Time) (Skip, bool) {
 	h.mu.Lock()
