@@ -207,7 +207,13 @@ func (s *streamBody) step() {
 		s.pending = slices.Concat([]byte("data: "), event, lineEnd(line))
 	case isData && malformed(data):
 		err = errMalformedEvent
-		s.pending = nil // no client could read it: the stream ends here, cut
+		s.pending = nil // no client could read it: the stream ends here, cut, and nothing of it is passed on
+	case isData && partialData(data):
+		// Data that is JSON but not a chunk's object (a string, a number): perhaps a line of an event whose data
+		// spans several lines, which no check above reads as an error. It is scrubbed as it stands.
+		if scrubbed, changed := s.scrub(line); changed {
+			s.pending = scrubbed
+		}
 	case !passedOn(line):
 		s.pending = nil // a comment, another field or stray text: see passedOn
 	}
