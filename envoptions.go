@@ -43,7 +43,10 @@ func envOptions(g map[string]string) ([]Option, *fallbackSettings, []error) {
 		fallback = &fallbackSettings{apiKey: key, baseURL: base}
 		opts = append(opts, func(s *settings) { s.fallback = fallback })
 	}
-	if model := g[EnvModel]; model != "" {
+	switch model := g[EnvModel]; {
+	case len(model) > MaxModelNameBytes:
+		errs = append(errs, configErr(EnvModel, "is %d bytes long; expected a model or deployment name of at most %d", len(model), MaxModelNameBytes))
+	case model != "":
 		opts = append(opts, WithModel(model))
 	}
 	add(envDuration(g[EnvAttemptTimeout], false, WithAttemptTimeout,

@@ -128,12 +128,13 @@ func TestTransportWithoutTracingKeepsTheAttemptLimit(t *testing.T) {
 	})
 }
 
-// TestLimitOptionsRefuseBadValues: a negative limit is refused, naming the option, and so is a bad value of its
+// TestSettingsRefuseBadValues: a negative limit or an overlong model is refused, naming the option, and so is a bad value of its
 // variable, naming the variable without echoing the value.
-func TestLimitOptionsRefuseBadValues(t *testing.T) {
+func TestSettingsRefuseBadValues(t *testing.T) {
 	for name, opt := range map[string]failover.Option{
 		"WithHeaderTimeout":     failover.WithHeaderTimeout(-time.Second),
 		"WithStreamIdleTimeout": failover.WithStreamIdleTimeout(-time.Second),
+		"WithModel":             failover.WithModel(strings.Repeat("m", failover.MaxModelNameBytes+1)),
 	} {
 		_, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: "https://east.example", APIKey: "k"}}, opt)
 		require.ErrorIs(t, err, failover.ErrConfig)
@@ -146,6 +147,7 @@ func TestLimitOptionsRefuseBadValues(t *testing.T) {
 	for _, bad := range []struct{ name, value string }{
 		{failover.EnvHeaderTimeout, "soon"}, {failover.EnvAttemptFloor, "-1s"}, {failover.EnvAttemptBudget, "two"},
 		{failover.EnvAttemptBudget, "-1"}, {failover.EnvStreamIdle, "soon"},
+		{failover.EnvModel, strings.Repeat("m", failover.MaxModelNameBytes+1)},
 	} {
 		t.Run(bad.name+"="+bad.value, func(t *testing.T) {
 			t.Setenv(bad.name, bad.value)

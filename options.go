@@ -247,6 +247,9 @@ func (c *config) settingsErrs(s *settings) []error {
 	if len(c.regions) == 0 && s.fallback == nil {
 		errs = append(errs, configErr(name("regions"), "none given and no OpenAI fallback; give at least one region or WithOpenAIFallback"))
 	}
+	if len(s.model) > MaxModelNameBytes {
+		errs = append(errs, configErr(name("WithModel"), "is %d bytes long; expected a model or deployment name of at most %d", len(s.model), MaxModelNameBytes))
+	}
 	if s.attemptTimeout <= 0 {
 		errs = append(errs, configErr(name("WithAttemptTimeout"), "is %s; expected a positive duration", s.attemptTimeout))
 	}
