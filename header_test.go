@@ -128,8 +128,8 @@ func TestTransportWithoutTracingKeepsTheAttemptLimit(t *testing.T) {
 	})
 }
 
-// TestSettingsRefuseBadValues: a negative limit or an overlong model is refused, naming the option, and so is a bad value of its
-// variable, naming the variable without echoing the value.
+// TestSettingsRefuseBadValues: a negative limit or an overlong model is refused, naming the option, and so is a
+// bad value of its variable, naming the variable without echoing the value.
 func TestSettingsRefuseBadValues(t *testing.T) {
 	for name, opt := range map[string]failover.Option{
 		"WithHeaderTimeout":     failover.WithHeaderTimeout(-time.Second),
