@@ -69,7 +69,7 @@ func (g *Gateway) bodyError(ctx context.Context, w http.ResponseWriter, r *http.
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.Is(err, errOverBudget):
-		return g.shed(w, shedHeldBytes)
+		return g.shed(w, r, shedHeldBytes)
 	case errors.As(err, &tooLarge):
 		g.refused(r, http.StatusRequestEntityTooLarge, refusedTooLarge)
 		return writeAnswer(w, failover.AnswerError(ctx, err))

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"runtime/debug"
@@ -19,17 +20,19 @@ const (
 	// goroutines and buffers (tens of KiB) besides its body and answer; 1024 calls of 1 to 60 s each serve
 	// thousands of requests a minute, more than most deployments' quotas allow.
 	DefaultMaxInFlight = 1024
-	// DefaultMaxHeldBytes bounds the bytes held for request bodies and buffered answers: half of a 512 MiB
-	// container, the rest being for the runtime, the connections, the garbage collector's headroom and the
-	// copies the client makes of a body.
-	DefaultMaxHeldBytes = 256 << 20
+	// DefaultMaxHeldBytes bounds the bytes held for request bodies and buffered answers, for a container of
+	// 512 MiB: half of a Go memory limit (GOMEMLIMIT) of 384 MiB, which leaves room below the container's limit
+	// for what the budget does not count (connections, answers being read from a region, the runtime). Under
+	// abuse at this budget and that memory limit, the gateway's peak RSS measured 318 MiB (BENCHMARKS.md).
+	DefaultMaxHeldBytes = 192 << 20
 	// DefaultMaxConnections bounds the connections Gateway.Listener keeps open: an idle one costs about 10 KiB
 	// (a goroutine and its buffers; more with TLS).
 	DefaultMaxConnections = 4096
 )
 
 // memoryLimitShare is the share of GOMEMLIMIT that the held bytes may take by default when GOMEMLIMIT is set
-// (and smaller than twice DefaultMaxHeldBytes): half, as DefaultMaxHeldBytes is of a 512 MiB container.
+// (and smaller than twice DefaultMaxHeldBytes): half. The garbage collector needs the other half: it lets the
+// heap grow past what is live before it collects, up to twice with GOGC=100, or up to the memory limit.
 const memoryLimitShare = 2
 
 // shedRetryAfter is the Retry-After of an answer shed at a limit: the gateway is full now, and requests in flight
@@ -121,11 +124,15 @@ var shedReasonNames = [shedReasons]string{"in_flight", "held_bytes"}
 func (s shedReason) String() string { return shedReasonNames[s] }
 
 // shed answers a request the gateway has no room for: 503 with Retry-After, in the error shape of the other
-// answers, with code gateway_overloaded and x-should-retry: true (unlike the failover answers: nothing was sent
+// answers, with code gateway_overloaded and x-should-retry: true (unlike the failover answers: nothing went
 // upstream, and the SDKs' own retry after Retry-After is what a caller should do). 429 is left to throttled
-// regions.
-func (g *Gateway) shed(w http.ResponseWriter, why shedReason) int {
+// regions. It is counted in aoai_gateway_shed_total and logged at Debug.
+func (g *Gateway) shed(w http.ResponseWriter, r *http.Request, why shedReason) int {
 	g.metrics.shed[why].Add(1)
+	if g.cfg.Logger != nil { // at Debug, as refusals: a flood of them must not flood the logs
+		g.cfg.Logger.LogAttrs(r.Context(), slog.LevelDebug, "aoai-gateway shed", slog.String("method", clip(r.Method)),
+			slog.String("path", clip(r.URL.Path)), slog.String("reason", why.String()))
+	}
 	message := "the gateway is at its limit of " + strconv.FormatInt(g.budget.maxInFlight, 10) + " requests in flight; retry after a second"
 	if why == shedHeldBytes {
 		message = "the gateway holds its limit of " + strconv.FormatInt(g.budget.maxHeld, 10) +

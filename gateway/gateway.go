@@ -54,8 +54,9 @@ type Config struct {
 	// of known length reserves its length before it is read; a chunked one reserves its buffer as it grows.
 	// A request whose body does not fit is answered 503 at once, as over MaxInFlight; an answer is counted
 	// when the client hands it over (it is in memory already, and is sent), so that the requests after it are
-	// shed until it is written. Zero means DefaultMaxHeldBytes (256 MiB), or half the Go runtime's memory
-	// limit (GOMEMLIMIT) when that is smaller; never less than MaxBodyBytes and MaxUploadBytes.
+	// shed until it is written. Zero means DefaultMaxHeldBytes (192 MiB), or half the Go runtime's memory
+	// limit (GOMEMLIMIT, debug.SetMemoryLimit) when that is smaller; never less than MaxBodyBytes and
+	// MaxUploadBytes. Without a memory limit the heap may grow to twice what is live before it is collected.
 	MaxHeldBytes int64
 	// MaxConnections bounds the connections open at once on a listener that Gateway.Listener wrapped: Accept
 	// waits for one to close. It does not apply to a listener Listener did not wrap. Zero means
@@ -194,7 +195,7 @@ type exchange struct {
 func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt route) {
 	start := time.Now()
 	if !g.budget.enter() {
-		g.shed(w, shedInFlight)
+		g.shed(w, r, shedInFlight)
 		return
 	}
 	defer g.budget.leave()

@@ -138,7 +138,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	flags.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS; needs -tls-key")
 	flags.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of -tls-cert")
 	flags.IntVar(&o.maxInFlight, "max-in-flight", gateway.DefaultMaxInFlight, "requests proxied at once; more get 503 gateway_overloaded with Retry-After")
-	flags.Int64Var(&o.maxHeldBytes, "max-held-bytes", 0, "bytes held at once for request bodies and buffered answers; a body that does not fit gets 503 gateway_overloaded. 0: 268435456 (256 MiB), or half of GOMEMLIMIT when that is smaller")
+	flags.Int64Var(&o.maxHeldBytes, "max-held-bytes", 0, "bytes held at once for request bodies and buffered answers; a body that does not fit gets 503 gateway_overloaded. 0: 201326592 (192 MiB), or half of GOMEMLIMIT when that is smaller. Without GOMEMLIMIT, the Go memory limit is set to twice this")
 	flags.IntVar(&o.maxConns, "max-conns", gateway.DefaultMaxConnections, "connections open at once; past it new connections wait to be accepted")
 	flags.StringVar(&o.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this loopback address, such as 127.0.0.1:6060 (no key: reach it through a tunnel); off by default")
 	if err := flags.Parse(args); err != nil {
@@ -186,6 +186,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		return err
 	}
 	defer client.Close()
+	memoryLimit, restoreMemoryLimit := softMemoryLimit(o)
+	defer restoreMemoryLimit()
 	gw, err := gateway.New(client, gateway.Config{Keys: keys, AllowNoAuth: o.insecureNoAuth, MaxBodyBytes: o.maxBody, MaxUploadBytes: o.maxUpload,
 		RequestTimeout: o.requestTimeout, BodyReadTimeout: o.bodyTimeout, MaxInFlight: o.maxInFlight, MaxHeldBytes: o.maxHeldBytes,
 		MaxConnections: o.maxConns, Logger: logger})
@@ -208,7 +210,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		logger.Warn("aoai-gateway serves plain HTTP on a non-loopback address: gateway keys and prompts cross the network unencrypted; use -tls-cert and -tls-key, or terminate TLS in front")
 	}
 	logger.Info("aoai-gateway listening", "addr", ln.Addr().String(), "regions", strings.Join(client.Regions(), ","),
-		"auth", !o.insecureNoAuth, "tls", o.tlsCert != "", "shared", shared(client))
+		"auth", !o.insecureNoAuth, "tls", o.tlsCert != "", "shared", shared(client), "memory_limit", memoryLimit)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

@@ -4,6 +4,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -58,6 +61,9 @@ func TestLimitFlags(t *testing.T) {
 	setEnv(t, regionEnv(newRegion(t)))
 	const gatewayKey = "gw-secret-5a9e21c7d3"
 	t.Setenv(EnvGatewayKeys, gatewayKey)
+	t.Setenv("GOMEMLIMIT", "") // restored after the test
+	require.NoError(t, os.Unsetenv("GOMEMLIMIT"))
+	before := debug.SetMemoryLimit(-1)
 	g := startGateway(t, "-addr", "127.0.0.1:0", "-max-in-flight", "7", "-max-held-bytes", "300000000", "-max-conns", "3")
 
 	idle, err := net.Dial("tcp", g.addr) // an open connection, without a request
@@ -67,7 +73,25 @@ func TestLimitFlags(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	assert.Contains(t, metrics, "\naoai_gateway_in_flight_limit 7\n")
 	assert.Contains(t, metrics, "\naoai_gateway_held_bytes_limit 300000000\n")
+	assert.Contains(t, metrics, "\ngo_gc_gomemlimit_bytes 600000000\n", "without GOMEMLIMIT, twice the held bytes")
 	assert.Contains(t, metrics, "\naoai_gateway_open_connections 2\n", "the idle connection and the scrape's")
 	idle.Close()
 	require.NoError(t, g.stop(t))
+	assert.Equal(t, before, debug.SetMemoryLimit(-1), "the limit is restored when run returns")
+}
+
+// With GOMEMLIMIT set, the command leaves the Go memory limit alone: the runtime read it, and the gateway's byte
+// budget derives from it.
+func TestGOMEMLIMITRules(t *testing.T) {
+	isolate(t)
+	setEnv(t, regionEnv(newRegion(t)))
+	const gatewayKey = "gw-secret-2b8d41f0e6"
+	t.Setenv(EnvGatewayKeys, gatewayKey)
+	t.Setenv("GOMEMLIMIT", "1GiB") // read by the runtime only at start: this process's limit stays
+	limit := debug.SetMemoryLimit(-1)
+	g := startGateway(t, "-addr", "127.0.0.1:0")
+	_, metrics := get(t, newClient(t), "http://"+g.addr+"/metrics", gatewayKey)
+	assert.Contains(t, metrics, "\ngo_gc_gomemlimit_bytes "+strconv.FormatInt(limit, 10)+"\n")
+	require.NoError(t, g.stop(t))
+	assert.Contains(t, g.log.String(), "memory_limit=0")
 }
