@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/gateway"
@@ -185,7 +186,8 @@ func postChunked(t *testing.T, url, body string) (*http.Response, string) {
 // after it shed, until it is read.
 func TestBufferedAnswerIsHeldUntilWritten(t *testing.T) {
 	const limit = 64 << 10
-	answer := `{"id":"x","object":"embedding","data":"` + strings.Repeat("x", 16<<20) // more than loopback sockets buffer + `"}`
+	// 16 MiB: more than loopback sockets buffer, so that the gateway is still writing it.
+	answer := `{"id":"x","object":"embedding","data":"` + strings.Repeat("x", 16<<20) + `"}`
 	url := gatewayBefore(t, gateway.Config{MaxBodyBytes: limit, MaxUploadBytes: limit, MaxHeldBytes: 1 << 20},
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -209,7 +211,12 @@ func TestBufferedAnswerIsHeldUntilWritten(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, len(answer), n)
 	big.Body.Close()
-	// The handler returns after its last write reached the socket; a request whose answer is written is done.
+	// The handler gives the bytes back when it returns, just after its last write: the caller may see the end of
+	// the answer first. A bounded wait, by scrapes.
+	deadline := time.Now().Add(10 * time.Second)
+	for metricValue(t, url, "aoai_gateway_held_bytes") != 0 {
+		require.True(t, time.Now().Before(deadline), "the answer's bytes were never given back")
+	}
 	resp, body = post(t, url, "/v1/embeddings", `{"model":"gpt-4o","input":"c"}`, map[string]string{"api-key": gatewayKey})
 	require.Equal(t, http.StatusOK, resp.StatusCode, body[:min(len(body), 200)])
 }
