@@ -23,7 +23,7 @@ const (
 	// DefaultMaxHeldBytes bounds the bytes held for request bodies and buffered answers, for a container of
 	// 512 MiB: half of a Go memory limit (GOMEMLIMIT) of 384 MiB, which leaves room below the container's limit
 	// for what the budget does not count (connections, answers being read from a region, the runtime). Under
-	// abuse at this budget and that memory limit, the gateway's peak RSS measured 318 MiB (BENCHMARKS.md).
+	// abuse at this budget and that memory limit, the gateway's peak RSS measured 316–318 MiB (BENCHMARKS.md).
 	DefaultMaxHeldBytes = 192 << 20
 	// DefaultMaxConnections bounds the connections Gateway.Listener keeps open: an idle one costs about 10 KiB
 	// (a goroutine and its buffers; more with TLS).

@@ -260,12 +260,11 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return writeAnswer(w, failover.AnswerError(ctx, err))
 	}
 	defer resp.Body.Close()
-	// The client is done with the body; a buffered answer is held instead until it is written.
-	g.budget.free(held)
-	held = 0
+	// A buffered answer is held until it is written, besides the body: the answer's Request keeps the body
+	// reachable until then.
 	if resp.ContentLength > 0 && !isEventStream(resp.Header) {
-		held = resp.ContentLength
-		g.budget.hold(held)
+		g.budget.hold(resp.ContentLength)
+		held += resp.ContentLength
 	}
 
 	h := w.Header()
