@@ -32,6 +32,13 @@
 // proxy. Requests the gateway refuses itself (404, 405, 413 and 401) are logged at Debug, without their query or
 // any header, and counted in aoai_gateway_refused_total by reason.
 //
+// A Gateway bounds what it holds, against floods: requests in flight (Config.MaxInFlight) and bytes held for
+// request bodies and buffered answers (Config.MaxHeldBytes, derived from GOMEMLIMIT by default). Past either, a
+// request is answered at once with 503, Retry-After and the code gateway_overloaded, and counted in
+// aoai_gateway_shed_total. Gateway.Listener bounds the connections of a listener (Config.MaxConnections). A body
+// that does not arrive within Config.BodyReadTimeout is answered 408, and its connection closed. /metrics also
+// serves the Go runtime's metrics and the process's resident memory.
+//
 // A stream cut upstream after its first content ends with an error event of the gateway's, with code
 // stream_cut: chat's error data for chat and completions, and for the Responses API (or any stream of typed
 // "event:" lines) its typed error event, "event: error", whose sequence_number continues the stream's.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +46,22 @@ type Config struct {
 	// BodyReadTimeout bounds reading a request's body, against callers that send it slowly on purpose. Zero means
 	// DefaultBodyReadTimeout (30 s).
 	BodyReadTimeout time.Duration
+	// MaxInFlight bounds the requests being proxied at once (not /healthz, /status and /metrics, nor requests
+	// refused before a region is asked): one more is answered 503 at once, with Retry-After and the code
+	// gateway_overloaded. Zero means DefaultMaxInFlight (1024).
+	MaxInFlight int
+	// MaxHeldBytes bounds the bytes held at once for request bodies and buffered (non-streaming) answers. A body
+	// of known length reserves its length before it is read; a chunked one reserves its buffer as it grows.
+	// A request whose body does not fit is answered 503 at once, as over MaxInFlight; an answer is counted
+	// when the client hands it over (it is in memory already, and is sent), so that the requests after it are
+	// shed until it is written. Zero means DefaultMaxHeldBytes (192 MiB), or half the Go runtime's memory
+	// limit (GOMEMLIMIT, debug.SetMemoryLimit) when that is smaller; never less than MaxBodyBytes and
+	// MaxUploadBytes. Without a memory limit the heap may grow to twice what is live before it is collected.
+	MaxHeldBytes int64
+	// MaxConnections bounds the connections open at once on a listener that Gateway.Listener wrapped: Accept
+	// waits for one to close. It does not apply to a listener Listener did not wrap. Zero means
+	// DefaultMaxConnections (4096).
+	MaxConnections int
 	// Logger gets one line per request (route, status, region, attempts, duration; never a key or a body).
 	// Nil logs nothing.
 	Logger *slog.Logger
@@ -66,6 +81,7 @@ type Gateway struct {
 	open    bool
 	cfg     Config
 	metrics *metrics
+	budget  *budget
 }
 
 // New returns a gateway in front of client. It refuses a config without keys unless AllowNoAuth is set.
@@ -81,8 +97,9 @@ func New(client *failover.Client, cfg Config) (*Gateway, error) {
 	if len(cfg.Keys) == 0 && !cfg.AllowNoAuth {
 		return nil, errors.New("gateway: Keys: none given; callers must authenticate (set AllowNoAuth only for a gateway no other machine can reach)")
 	}
-	if cfg.MaxBodyBytes < 0 || cfg.MaxUploadBytes < 0 || cfg.RequestTimeout < 0 || cfg.BodyReadTimeout < 0 {
-		return nil, errors.New("gateway: MaxBodyBytes, MaxUploadBytes, RequestTimeout and BodyReadTimeout must not be negative (0 means the default)")
+	if cfg.MaxBodyBytes < 0 || cfg.MaxUploadBytes < 0 || cfg.RequestTimeout < 0 || cfg.BodyReadTimeout < 0 ||
+		cfg.MaxInFlight < 0 || cfg.MaxHeldBytes < 0 || cfg.MaxConnections < 0 {
+		return nil, errors.New("gateway: MaxBodyBytes, MaxUploadBytes, RequestTimeout, BodyReadTimeout, MaxInFlight, MaxHeldBytes and MaxConnections must not be negative (0 means the default)")
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -96,7 +113,11 @@ func New(client *failover.Client, cfg Config) (*Gateway, error) {
 	if cfg.BodyReadTimeout == 0 {
 		cfg.BodyReadTimeout = DefaultBodyReadTimeout
 	}
-	g := &Gateway{client: client, keys: newKeyring(cfg.Keys), open: len(cfg.Keys) == 0, cfg: cfg, metrics: newMetrics()}
+	if err := limitDefaults(&cfg); err != nil {
+		return nil, err
+	}
+	g := &Gateway{client: client, keys: newKeyring(cfg.Keys), open: len(cfg.Keys) == 0, cfg: cfg, metrics: newMetrics(),
+		budget: &budget{maxInFlight: int64(cfg.MaxInFlight), maxHeld: cfg.MaxHeldBytes}}
 	g.cfg.Keys = nil // only the digests are kept
 	return g, nil
 }
@@ -135,7 +156,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/metrics":
 		if g.allowMethod(w, r, http.MethodGet) && g.authorize(w, r) {
 			var text bytes.Buffer
-			g.metrics.write(&text, g.client) // under the metrics lock: never written to the caller from there
+			g.metrics.write(&text, g.client, g.budget) // under the metrics lock: never written to the caller from there
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 			w.Header().Set("Content-Length", strconv.Itoa(text.Len()))
 			_, _ = w.Write(text.Bytes())
@@ -173,8 +194,11 @@ type exchange struct {
 // proxy sends the request through the client and passes the answer back.
 func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt route) {
 	start := time.Now()
-	g.metrics.inFlight.Add(1)
-	defer g.metrics.inFlight.Add(-1)
+	if !g.budget.enter() {
+		g.shed(w, r, shedInFlight)
+		return
+	}
+	defer g.budget.leave()
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 	defer cancel()
 	rc := http.NewResponseController(w)
@@ -212,27 +236,18 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	// Read the body whole, under the deadline ServeHTTP set, before anything goes upstream: the deadline must be
 	// lifted before the (long) wait for the answer (net/http lifts it too once the body is read to its end), and
 	// the client needs the body for every attempt anyway. A request without one (a GET, a DELETE, a cancel) reads
-	// as empty: net/http gives it http.NoBody, a handler called directly may give it nil.
-	in := r.Body
-	if in == nil {
-		in = http.NoBody
+	// as empty: net/http gives it http.NoBody, a handler called directly may give it nil. A body that failed
+	// keeps the deadline: whatever net/http still reads of it is bounded too.
+	var in io.Reader = r.Body
+	if r.Body != nil && r.Body != http.NoBody {
+		in = http.MaxBytesReader(w, r.Body, limit)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, in, limit))
-	_ = rc.SetReadDeadline(time.Time{})
+	body, held, err := g.readBody(in, r.ContentLength, limit)
+	defer func() { g.budget.free(held) }()
 	if err != nil {
-		a := failover.AnswerError(ctx, err)
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
-			g.refused(r, http.StatusRequestEntityTooLarge, refusedTooLarge)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			a = failover.ErrorAnswer{Status: http.StatusRequestTimeout, Code: "408",
-				Message: "the request body did not arrive within " + g.cfg.BodyReadTimeout.String()}
-		case a.Status == http.StatusBadRequest:
-			a.Message = "reading the request body: " + err.Error()
-		}
-		return writeAnswer(w, a)
+		return g.bodyError(ctx, w, r, err)
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 
 	req, err := upstreamRequest(failover.WithTrace(ctx, &failover.Trace{AttemptDone: ex.add}), r, rt, body)
 	if err != nil {
@@ -245,13 +260,19 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return writeAnswer(w, failover.AnswerError(ctx, err))
 	}
 	defer resp.Body.Close()
+	// A buffered answer is held until it is written, besides the body: the answer's Request keeps the body
+	// reachable until then.
+	if resp.ContentLength > 0 && !isEventStream(resp.Header) {
+		g.budget.hold(resp.ContentLength)
+		held += resp.ContentLength
+	}
 
 	h := w.Header()
 	copyResponseHeader(h, resp.Header)
 	if n := len(ex.attempts); n > 0 && answeredBy(ex.attempts[n-1]) {
 		h.Set("X-Failover-Region", ex.attempts[n-1].Region)
 	}
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+	if !isEventStream(resp.Header) {
 		if resp.ContentLength >= 0 {
 			h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 		}
@@ -267,6 +288,10 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		g.metrics.streamCuts.Add(1)
 	}
 	return resp.StatusCode
+}
+
+func isEventStream(h http.Header) bool {
+	return strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
 }
 
 func (ex *exchange) add(a failover.Attempt) { ex.attempts = append(ex.attempts, a) }

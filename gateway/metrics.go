@@ -19,9 +19,13 @@ import (
 // come from the configuration, statuses and operations from small sets; models, which callers choose, are never
 // labels.
 type metrics struct {
-	inFlight   atomic.Int64
 	streamCuts atomic.Uint64
-	refused    [refusals]atomic.Uint64 // by refusal
+	refused    [refusals]atomic.Uint64    // by refusal
+	shed       [shedReasons]atomic.Uint64 // by the limit met
+	// connections are those open on Gateway.Listener's listeners; connectionWaits counts the accepts that waited
+	// for one of them to close.
+	connections     atomic.Int64
+	connectionWaits atomic.Uint64
 
 	mu         sync.Mutex
 	requests   map[[3]string]uint64 // api, operation, status
@@ -91,8 +95,9 @@ func (m *metrics) request(api, operation string, status int, d time.Duration, at
 	}
 }
 
-// write writes every metric in Prometheus's text exposition format, with the state of client's regions and store, to b.
-func (m *metrics) write(b *bytes.Buffer, client *failover.Client) {
+// write writes every metric in Prometheus's text exposition format, with the state of client's regions and store,
+// what lim holds, and the Go runtime's, to b.
+func (m *metrics) write(b *bytes.Buffer, client *failover.Client, lim *budget) {
 	health := client.Health()
 	m.mu.Lock()
 	family(b, "aoai_gateway_requests_total", "counter", "Requests answered, by API shape, operation and status.")
@@ -115,8 +120,7 @@ func (m *metrics) write(b *bytes.Buffer, client *failover.Client) {
 	for why := range refusals {
 		fmt.Fprintf(b, "aoai_gateway_refused_total{reason=%s} %d\n", label(why.String()), m.refused[why].Load())
 	}
-	family(b, "aoai_gateway_in_flight_requests", "gauge", "Requests being served now.")
-	fmt.Fprintf(b, "aoai_gateway_in_flight_requests %d\n", m.inFlight.Load())
+	m.writeLimits(b, lim)
 	family(b, "aoai_gateway_region_resting", "gauge", "1 while the whole region rests (401/403, no answer, no token), else 0.")
 	for _, r := range health {
 		fmt.Fprintf(b, "aoai_gateway_region_resting{region=%s} %d\n", label(r.Region), boolInt(r.State == failover.StateResting))
@@ -129,6 +133,7 @@ func (m *metrics) write(b *bytes.Buffer, client *failover.Client) {
 		family(b, "aoai_gateway_store_reachable", "gauge", "1 while the store the gateway shares rests through (FAILOVER_REDIS_URL) answers, else 0.")
 		fmt.Fprintf(b, "aoai_gateway_store_reachable %d\n", boolInt(reachable))
 	}
+	writeRuntime(b)
 }
 
 func family(b *bytes.Buffer, name, kind, help string) {

@@ -62,6 +62,10 @@ type options struct {
 	jsonLogs       bool
 	tlsCert        string
 	tlsKey         string
+	maxInFlight    int
+	maxHeldBytes   int64
+	maxConns       int
+	pprofAddr      string
 }
 
 // envUsage lists the environment variables the command reads, for -h: its own, then the failover library's
@@ -133,6 +137,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	flags.BoolVar(&o.jsonLogs, "json-logs", false, "log in JSON instead of text")
 	flags.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS; needs -tls-key")
 	flags.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of -tls-cert")
+	flags.IntVar(&o.maxInFlight, "max-in-flight", gateway.DefaultMaxInFlight, "requests proxied at once; more get 503 gateway_overloaded with Retry-After")
+	flags.Int64Var(&o.maxHeldBytes, "max-held-bytes", 0, "bytes held at once for request bodies and buffered answers; a body that does not fit gets 503 gateway_overloaded. 0: 201326592 (192 MiB), or half of GOMEMLIMIT when that is smaller. Without GOMEMLIMIT, the Go memory limit is set to twice this")
+	flags.IntVar(&o.maxConns, "max-conns", gateway.DefaultMaxConnections, "connections open at once; past it new connections wait to be accepted")
+	flags.StringVar(&o.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this loopback address, such as 127.0.0.1:6060 (no key: reach it through a tunnel); off by default")
 	if err := flags.Parse(args); err != nil {
 		return o, err
 	}
@@ -141,6 +149,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.maxBody <= 0 || o.maxUpload <= 0 || o.requestTimeout <= 0 || o.bodyTimeout <= 0 || o.drainTimeout < 0 {
 		return o, errors.New("-max-body, -max-upload, -request-timeout and -body-timeout must be positive, -drain-timeout not negative")
+	}
+	if o.maxInFlight <= 0 || o.maxHeldBytes < 0 || o.maxConns <= 0 {
+		return o, errors.New("-max-in-flight and -max-conns must be positive, -max-held-bytes not negative (0: its default)")
+	}
+	if o.maxHeldBytes != 0 && o.maxHeldBytes <= max(o.maxBody, o.maxUpload) {
+		return o, fmt.Errorf("-max-held-bytes is %d, expected more than -max-body and -max-upload (%d): a body they accept must fit",
+			o.maxHeldBytes, max(o.maxBody, o.maxUpload))
+	}
+	if o.pprofAddr != "" && !loopback(o.pprofAddr) {
+		return o, fmt.Errorf("-pprof-addr must be a loopback address such as 127.0.0.1:6060, and is %q: profiles need no key, so they are served to this machine only (reach them through an SSH tunnel or kubectl port-forward)", o.pprofAddr)
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return o, errors.New("-tls-cert and -tls-key go together: give both files, or neither")
@@ -168,8 +186,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		return err
 	}
 	defer client.Close()
+	memoryLimit, restoreMemoryLimit := softMemoryLimit(o)
+	defer restoreMemoryLimit()
 	gw, err := gateway.New(client, gateway.Config{Keys: keys, AllowNoAuth: o.insecureNoAuth, MaxBodyBytes: o.maxBody, MaxUploadBytes: o.maxUpload,
-		RequestTimeout: o.requestTimeout, BodyReadTimeout: o.bodyTimeout, Logger: logger})
+		RequestTimeout: o.requestTimeout, BodyReadTimeout: o.bodyTimeout, MaxInFlight: o.maxInFlight, MaxHeldBytes: o.maxHeldBytes,
+		MaxConnections: o.maxConns, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -177,11 +198,19 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	if err != nil {
 		return err
 	}
+	if o.pprofAddr != "" {
+		stopPprof, err := servePprof(o.pprofAddr, logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopPprof()
+	}
 	if o.tlsCert == "" && !loopback(o.addr) {
 		logger.Warn("aoai-gateway serves plain HTTP on a non-loopback address: gateway keys and prompts cross the network unencrypted; use -tls-cert and -tls-key, or terminate TLS in front")
 	}
 	logger.Info("aoai-gateway listening", "addr", ln.Addr().String(), "regions", strings.Join(client.Regions(), ","),
-		"auth", !o.insecureNoAuth, "tls", o.tlsCert != "", "shared", shared(client))
+		"auth", !o.insecureNoAuth, "tls", o.tlsCert != "", "shared", shared(client), "memory_limit", memoryLimit)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
@@ -207,9 +236,9 @@ func callerKeys(o options) ([]string, error) {
 	return keys, nil
 }
 
-// listen makes the server of gw and listens on -addr. The certificate is loaded before listening, so that a bad
-// file stops the start rather than every handshake.
-func listen(o options, gw http.Handler, handler slog.Handler) (*http.Server, net.Listener, error) {
+// listen makes the server of gw and listens on -addr, with at most -max-conns connections open. The certificate is
+// loaded before listening, so that a bad file stops the start rather than every handshake.
+func listen(o options, gw *gateway.Gateway, handler slog.Handler) (*http.Server, net.Listener, error) {
 	srv := &http.Server{
 		Handler:           gw,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -234,7 +263,7 @@ func listen(o options, gw http.Handler, handler slog.Handler) (*http.Server, net
 		ln.Close() // localhost resolved to something else
 		return nil, nil, fmt.Errorf("-insecure-no-auth is allowed only on a loopback address, and -addr %q listens on %s", o.addr, ln.Addr())
 	}
-	return srv, ln, nil
+	return srv, gw.Listener(ln), nil
 }
 
 // serve serves on ln until ctx ends, then drains: requests in flight have -drain-timeout to finish before they
