@@ -263,7 +263,7 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	h.Set("X-Accel-Buffering", "no") // tell nginx and the like in front not to hold events back
 	w.WriteHeader(resp.StatusCode)
 	_ = rc.Flush()
-	if streamEvents(w, rc, resp.Body, rt.typed) {
+	if passStream(ctx, w, rc, resp.Body, rt.typed) {
 		g.metrics.streamCuts.Add(1)
 	}
 	return resp.StatusCode
