@@ -65,7 +65,7 @@ func (r *EventReader) readLine() ([]byte, error) {
 // lineBuffer is the one buffer a stream is read through, a line at a time. Upstream bodies come through the
 // Transport, which buffers the connection already: a bufio.Reader over them would hold a second 4 KiB per
 // stream for its whole life, and a gateway holds thousands of streams. lineBuffer starts at lineBufferSize, grows
-// only for a longer line (up to maxEventLine), and gives a grown buffer back once it is read out.
+// only for a longer line (up to maxEventLine), and gives a grown buffer back once that line is read.
 type lineBuffer struct {
 	buf        []byte
 	start, end int   // buf[start:end] is read but not yet returned
@@ -79,8 +79,8 @@ const lineBufferSize = 512
 // readLine reads src's next line, with its newline, up to maxEventLine bytes; at src's end or failure, what is left
 // (perhaps nothing, perhaps half a line) with the error. The line is valid until the next call.
 func (b *lineBuffer) readLine(src io.Reader) ([]byte, error) {
-	if b.start == b.end && len(b.buf) > lineBufferSize {
-		b.buf, b.start, b.end = nil, 0, 0 // a long line's buffer is not kept for the rest of the stream
+	if len(b.buf) > lineBufferSize && b.end-b.start <= lineBufferSize/2 {
+		b.shrink() // a long line's buffer is not kept for the rest of the stream
 	}
 	scanned := b.start // buf[start:scanned] holds no newline
 	for {
@@ -117,6 +117,16 @@ func (b *lineBuffer) readLine(src io.Reader) ([]byte, error) {
 		default:
 			b.empty++
 		}
+	}
+}
+
+// shrink moves the unread bytes to a buffer of lineBufferSize, allocated when they are read.
+func (b *lineBuffer) shrink() {
+	unread := b.buf[b.start:b.end]
+	b.buf, b.start, b.end = nil, 0, len(unread)
+	if len(unread) > 0 {
+		b.buf = make([]byte, lineBufferSize)
+		copy(b.buf, unread)
 	}
 }
 

@@ -3,7 +3,7 @@
 // gateway are processes of their own (this program, started again with -role), so that each proxy's resident
 // memory and CPU time are its own: read from /proc/PID/status (VmRSS, VmHWM) and /proc/PID/stat.
 //
-//	go run ./gateway/internal/leanbench -streams 1000,2000
+//	go run ./gateway/internal/leanbench -streams 1000,2000 -rounds 2
 //
 // For each stream count, a fresh process of each proxy gets a warm-up, then its idle RSS is read; then that many
 // streams are opened through it over one second, each a chat completion streamed by the region as one chunk every
@@ -16,30 +16,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
-	"os/signal"
-	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/aoai-failover/failover"
-	"github.com/aoai-failover/failover/gateway"
 )
 
 // options are the command's flags.
@@ -53,6 +43,7 @@ type options struct {
 	callers  int
 	heap     string // a proxy writes its heap profile here, named after it and the stream count, at full load
 	proxies  string
+	rounds   int
 }
 
 const benchKey = "leanbench-key"
@@ -68,6 +59,7 @@ func main() {
 	flag.IntVar(&o.callers, "callers", 16, "concurrent callers of the non-streaming requests")
 	flag.StringVar(&o.heap, "heapprofile", "", "directory where each proxy writes a heap profile at full load")
 	flag.StringVar(&o.proxies, "proxies", "bare,gateway", "proxies to measure, comma-separated: bare, gateway")
+	flag.IntVar(&o.rounds, "rounds", 1, "measurements of each proxy at each stream count, taking turns")
 	flag.Parse()
 	var err error
 	switch o.role {
@@ -88,115 +80,6 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-}
-
-// serve answers with h on a loopback port, which it prints first, until the process is ended.
-func serve(h http.Handler) error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	fmt.Println("http://" + ln.Addr().String())
-	return (&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
-}
-
-// serveProxy serves h, and writes a heap profile to the file named in LEANBENCH_HEAP on SIGUSR1.
-func serveProxy(h http.Handler) error {
-	if os.Getenv("LEANBENCH_HEAP") == "" {
-		return serve(h)
-	}
-	runtime.MemProfileRate = 1024 // a profile of what each stream holds, not a sample of the largest
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGUSR1)
-	go func() {
-		for range signals {
-			var m runtime.MemStats
-			runtime.ReadMemStats(&m)
-			log.Printf("at full load: %d goroutines; heap in use %d KiB, stacks %d KiB, heap idle %d KiB (released %d KiB), sys %d KiB",
-				runtime.NumGoroutine(), m.HeapInuse>>10, m.StackInuse>>10, m.HeapIdle>>10, m.HeapReleased>>10, m.Sys>>10)
-			runtime.GC() // the profile is of the last collection's heap: that of now
-			if f, err := os.Create(os.Getenv("LEANBENCH_HEAP")); err == nil {
-				_ = pprof.Lookup("heap").WriteTo(f, 0)
-				f.Close()
-			}
-		}
-	}()
-	return serve(h)
-}
-
-// bareProxy is the floor for a proxy built on net/http: ReverseProxy, with the failover client's connection pool
-// settings and nothing else. It flushes event streams as they come, on its own. The request body is read first,
-// as the gateway reads it: streamed through, net/http closes it when the answer's headers go out, and the
-// Transport's last read of it then fails and drops the connection to the region, cutting the stream
-// (golang/go#40747).
-func bareProxy(upstream string) http.Handler {
-	target, _ := url.Parse(upstream)
-	pool := http.DefaultTransport.(*http.Transport).Clone()
-	pool.MaxIdleConns, pool.MaxIdleConnsPerHost = 256, 64
-	proxy := &httputil.ReverseProxy{Transport: pool, Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-		proxy.ServeHTTP(w, r)
-	})
-}
-
-func gatewayProxy(upstream string) (http.Handler, error) {
-	client, err := failover.New([]failover.Region{{Name: "local", Endpoint: upstream, APIKey: "region-key",
-		APIVersion: "2024-10-21"}}, failover.WithMaxWait(0))
-	if err != nil {
-		return nil, err
-	}
-	return gateway.New(client, gateway.Config{Keys: []string{benchKey}})
-}
-
-// answer is a chat completion like Azure's.
-var answer = []byte(`{"id":"chatcmpl-1","object":"chat.completion","created":1795000000,"model":"gpt-4o","system_fingerprint":"fp_1",` +
-	`"choices":[{"index":0,"finish_reason":"stop","logprobs":null,"message":{"role":"assistant","content":"Hello from the region."}}],` +
-	`"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}`)
-
-// chunk is one chunk of a streamed chat completion, about 200 bytes.
-const chunk = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1795000000,"model":"gpt-4o",` +
-	`"choices":[{"index":0,"delta":{"content":"word "},"finish_reason":null}]}` + "\n\n"
-
-// regionHandler answers chat completions: a fixed answer at once, or, for "stream": true, max_tokens chunks one
-// -every apart (the request's "every_ms") and "data: [DONE]".
-func regionHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Stream    bool `json:"stream"`
-			MaxTokens int  `json:"max_tokens"`
-			EveryMS   int  `json:"every_ms"`
-		}
-		data, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(data, &req)
-		if !req.Stream {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Content-Length", strconv.Itoa(len(answer)))
-			_, _ = w.Write(answer)
-			return
-		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		rc := http.NewResponseController(w)
-		tick := time.NewTicker(time.Duration(max(1, req.EveryMS)) * time.Millisecond)
-		defer tick.Stop()
-		for i := range req.MaxTokens {
-			if i > 0 {
-				select {
-				case <-tick.C:
-				case <-r.Context().Done():
-					return
-				}
-			}
-			_, _ = io.WriteString(w, chunk)
-			_ = rc.Flush()
-		}
-		_, _ = io.WriteString(w, "data: [DONE]\n\n")
-	})
 }
 
 // process is a started role.
@@ -265,21 +148,34 @@ func drive(o options) error {
 		}
 		counts = append(counts, n)
 	}
-	fmt.Printf("streams of %s, a chunk every %s; %d non-streaming requests from %d callers\n", o.length, o.every, o.requests, o.callers)
+	fmt.Printf("streams of %s, a chunk every %s; %d non-streaming requests from %d callers; load average %s\n",
+		o.length, o.every, o.requests, o.callers, loadAverage())
 	fmt.Printf("%-8s %7s %9s %9s %11s %9s %9s %7s %11s\n", "proxy", "streams", "idle KiB", "peak KiB",
 		"KiB/stream", "gap p50", "gap p99", "errors", "cpu/request")
+	proxies := strings.Split(o.proxies, ",")
 	for i, n := range counts {
-		for _, role := range strings.Split(o.proxies, ",") {
-			r, err := measure(o, role, region.url, n, i == 0)
-			if err != nil {
-				return err
+		for round := range o.rounds {
+			for j := range proxies {
+				role := proxies[(round+j)%len(proxies)] // each proxy goes first in every other round
+				r, err := measure(o, role, region.url, n, i == 0)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%-8s %7d %9d %9d %11.1f %9s %9s %7d %11s\n", role, n, r.idle, r.peak,
+					float64(r.peak-r.idle)/float64(n), r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
+					r.errors, r.cpu.Round(time.Microsecond))
 			}
-			fmt.Printf("%-8s %7d %9d %9d %11.1f %9s %9s %7d %11s\n", role, n, r.idle, r.peak,
-				float64(r.peak-r.idle)/float64(n), r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
-				r.errors, r.cpu.Round(time.Microsecond))
 		}
 	}
+	fmt.Printf("load average %s\n", loadAverage())
 	return nil
+}
+
+// loadAverage is the machine's load average over 1, 5 and 15 minutes, which the gaps depend on.
+func loadAverage() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	fields := strings.Fields(string(data))
+	return strings.Join(fields[:min(3, len(fields))], " ")
 }
 
 type result struct {
@@ -321,9 +217,8 @@ func measure(o options, role, region string, streams int, requests bool) (result
 	var gaps []time.Duration
 	var wg sync.WaitGroup
 	ramp := time.Second / time.Duration(streams)
-	for i := range streams {
+	for range streams {
 		time.Sleep(ramp)
-		_ = i
 		wg.Go(func() {
 			g, err := send(ctx, caller, p.url, true, chunks, o.every)
 			mu.Lock()
