@@ -238,7 +238,7 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return writeAnswer(w, failover.ErrorAnswer{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()})
 	}
-	resp, err := doShallow(g.client, req) // on a stack the stream does not keep: see onFreshStack
+	resp, err := doShallow(g.client, req, body) // on a stack the stream does not keep: see onFreshStack
 	// How many regions were asked; 0 when every one rested.
 	w.Header().Set("X-Failover-Attempts", strconv.Itoa(len(ex.attempts)))
 	if err != nil { // the request's context ended

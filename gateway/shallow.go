@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"bytes"
 	"net/http"
+	"strings"
 
 	"github.com/aoai-failover/failover"
 )
@@ -29,8 +31,13 @@ func onFreshStack(f func()) {
 	}
 }
 
-// doShallow is client.Do(req) on a fresh stack (see onFreshStack).
-func doShallow(client *failover.Client, req *http.Request) (resp *http.Response, err error) {
+// doShallow is client.Do(req) on a fresh stack (see onFreshStack) when the answer may be a stream: body (the
+// request's) or the query names "stream". Other requests, whose handler is done as soon as the answer is written,
+// are sent from the handler's goroutine: a new goroutine, and growing its stack, cost about 5 µs of CPU.
+func doShallow(client *failover.Client, req *http.Request, body []byte) (resp *http.Response, err error) {
+	if !bytes.Contains(body, []byte(`"stream"`)) && !strings.Contains(req.URL.RawQuery, "stream") {
+		return client.Do(req)
+	}
 	onFreshStack(func() { resp, err = client.Do(req) })
 	return resp, err
 }
