@@ -253,7 +253,7 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return writeAnswer(w, failover.ErrorAnswer{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()})
 	}
-	resp, err := g.client.Do(req)
+	resp, err := doShallow(g.client, req, body) // on a stack the stream does not keep: see onFreshStack
 	// How many regions were asked; 0 when every one rested.
 	w.Header().Set("X-Failover-Attempts", strconv.Itoa(len(ex.attempts)))
 	if err != nil { // the request's context ended
@@ -282,9 +282,9 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // tell nginx and the like in front not to hold events back
-	w.WriteHeader(resp.StatusCode)
-	_ = rc.Flush()
-	if streamEvents(w, rc, resp.Body, rt.typed) {
+	// WriteHeader and Flush, on a stack the stream does not keep: see onFreshStack.
+	beginStream(w, rc, resp.StatusCode)
+	if passStream(ctx, w, rc, resp.Body, rt.typed) {
 		g.metrics.streamCuts.Add(1)
 	}
 	return resp.StatusCode

@@ -114,7 +114,7 @@ func (m *metrics) write(b *bytes.Buffer, client *failover.Client, lim *budget) {
 	histograms(b, "aoai_gateway_attempt_duration_seconds", "region", m.attemptDur)
 	m.mu.Unlock()
 
-	family(b, "aoai_gateway_stream_cuts_total", "counter", "Streams cut upstream after their first content, which ended with a stream_cut error event.")
+	family(b, "aoai_gateway_stream_cuts_total", "counter", "Streams the region cut after their first content, which ended with a stream_cut error event (not streams their caller left, nor those that ran out of request time).")
 	fmt.Fprintf(b, "aoai_gateway_stream_cuts_total %d\n", m.streamCuts.Load())
 	family(b, "aoai_gateway_refused_total", "counter", "Requests the gateway refused itself, before any region was asked, by reason: an unknown path, a method the path does not allow, a body over its limit, no valid gateway key.")
 	for why := range refusals {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,7 +17,7 @@ import (
 // with an error event of its own, which OpenAI clients raise as an error, rather than with a silent end that some
 // would take for a complete answer: for a stream of typed events (typed: a Responses API route; or any stream
 // with "event:" lines) the Responses API's error event, else chat's error data. It reports whether the stream was
-// cut upstream.
+// cut, by the region or otherwise: the caller's leaving ends the upstream stream too (see passStream).
 func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Reader, typed bool) (cut bool) {
 	events := failover.NewEventReader(body)
 	var sent eventTail
@@ -54,6 +55,13 @@ func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Re
 			return true
 		}
 	}
+}
+
+// passStream is streamEvents for a request whose context is ctx, reporting whether the region cut the stream (for
+// aoai_gateway_stream_cuts_total): a stream whose caller hung up, or whose request ran out of time, also ends
+// with an error from upstream (the request's context ends the upstream stream), but the region did not cut it.
+func passStream(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.Reader, typed bool) (upstreamCut bool) {
+	return streamEvents(w, rc, body, typed) && ctx.Err() == nil
 }
 
 func write(w io.Writer, data []byte) bool {
@@ -97,31 +105,53 @@ func (t *eventTail) atEventEnd() bool { return !t.started || t.blank }
 // typedSequence follows a stream of typed events (the Responses API's), whose every event carries a
 // sequence_number: the gateway's own error event, at a cut, continues the sequence, as the service's would.
 type typedSequence struct {
-	typed bool  // the stream is typed: its route's are, or it carried an "event:" line
-	next  int64 // one past the last sequence_number seen, or 0
+	typed  bool   // the stream is typed: its route's are, or it carried an "event:" line
+	next   int64  // one past the last sequence_number seen, or 0
+	joined []byte // the data of an event of several data lines, joined; reused from event to event
 }
 
-// add notes what event, one event or a piece of one, says: whether it is typed, and its sequence_number.
+// add notes what event, one event or a piece of one, says: whether it is typed, and its sequence_number. An
+// event of one data line (every event the service sends) is read where it is, without a copy: add runs for every
+// event of every stream.
 func (s *typedSequence) add(event []byte) {
 	var data []byte
+	lines := 0
 	for line := range bytes.Lines(event) {
 		line = bytes.TrimRight(line, "\r\n")
 		if bytes.HasPrefix(line, []byte("event:")) {
 			s.typed = true
 		}
 		if d, ok := bytes.CutPrefix(line, []byte("data:")); ok {
-			if data != nil {
-				data = append(data, '\n')
-			}
-			data = append(data, bytes.TrimPrefix(d, []byte(" "))...)
+			lines++
+			data = bytes.TrimPrefix(d, []byte(" "))
 		}
 	}
-	if !s.typed || len(data) == 0 {
+	if !s.typed || lines == 0 {
 		return // chat's events are not parsed: they have no sequence to continue
+	}
+	if lines > 1 {
+		data = s.join(event)
 	}
 	if n, ok := sequenceNumber(data); ok {
 		s.next = n + 1
 	}
+}
+
+// join is the data of event's data lines, joined by newlines, as an SSE reader sees it.
+func (s *typedSequence) join(event []byte) []byte {
+	data := s.joined[:0]
+	first := true
+	for line := range bytes.Lines(event) {
+		line = bytes.TrimRight(line, "\r\n")
+		if d, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+			if !first {
+				data = append(data, '\n')
+			}
+			data, first = append(data, bytes.TrimPrefix(d, []byte(" "))...), false
+		}
+	}
+	s.joined = data
+	return data
 }
 
 // sequenceNumber reads an event's sequence_number without decoding the event, which would cost every delta of
