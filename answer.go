@@ -2,9 +2,12 @@ package failover
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -109,17 +112,21 @@ var answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
 const maxPooledAnswer = 64 << 10
 
 // bufferBody reads resp's body (at most limit bytes) into memory and replaces it with a bodyReader, on a pooled
-// buffer if pooled is set.
-func bufferBody(resp *http.Response, limit int64, pooled bool) (*bodyReader, error) {
+// buffer if pooled is set. room, when not nil, is asked for the bytes of the buffer before they are taken (see
+// WithAnswerBudget).
+func bufferBody(resp *http.Response, limit int64, pooled bool, room func(int64) bool) (*bodyReader, error) {
 	var buf *[]byte
 	if pooled {
 		buf = answerBuffers.Get().(*[]byte)
 	} else {
 		buf = new([]byte)
 	}
-	data, err := readAll(*buf, resp.Body, resp.ContentLength, limit)
+	data, err := readAll(*buf, resp.Body, resp.ContentLength, limit, room)
 	resp.Body.Close()
 	if err != nil {
+		if pooled {
+			answerBuffers.Put(buf)
+		}
 		return nil, fmt.Errorf("reading response body: %w", err)
 	}
 	body := newBodyReader(data)
@@ -131,14 +138,24 @@ func bufferBody(resp *http.Response, limit int64, pooled bool) (*bodyReader, err
 }
 
 // readAll reads r to its end into buf (grown as needed), sized by hint when the length is known, failing past
-// limit bytes.
-func readAll(buf []byte, r io.Reader, hint, limit int64) ([]byte, error) {
+// limit bytes, or with ErrAnswerBudget when room (if not nil) refuses the bytes of a buffer before it is taken.
+func readAll(buf []byte, r io.Reader, hint, limit int64, room func(int64) bool) ([]byte, error) {
 	if hint < 0 || hint > limit {
 		hint = 512
 	}
-	data := buf[:0]
-	if int64(cap(data)) < hint+1 { // +1: the read that sees EOF needs room
-		data = make([]byte, 0, hint+1)
+	var held int64 // the bytes room has granted
+	grow := func(data []byte, to int64) ([]byte, error) {
+		if room != nil && to > held {
+			if !room(to - held) {
+				return nil, ErrAnswerBudget
+			}
+			held = to
+		}
+		return slices.Grow(data, int(to)-len(data)), nil
+	}
+	data, err := grow(buf[:0], max(hint+1, int64(cap(buf)))) // +1: the read that sees EOF needs room
+	if err != nil {
+		return nil, err
 	}
 	for {
 		n, err := r.Read(data[len(data):cap(data)])
@@ -153,7 +170,33 @@ func readAll(buf []byte, r io.Reader, hint, limit int64) ([]byte, error) {
 			return nil, err
 		}
 		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)]
+			if data, err = grow(data, min(2*int64(cap(data)), limit+1)); err != nil {
+				return nil, err
+			}
 		}
 	}
+}
+
+// ErrAnswerBudget is the cause of a request whose answer the client had no room to hold under the budget
+// WithAnswerBudget gave it. No region is at fault, and none rests for it.
+var ErrAnswerBudget = errors.New("no room to hold the answer in memory")
+
+// answerBudgetKey carries a request's budget for answers in its context.
+type answerBudgetKey struct{}
+
+// WithAnswerBudget returns a context under which the client asks room for the bytes of each answer it holds in
+// memory (a non-streaming answer of a call that fails over is read whole before it is handed over, up to
+// 256 MiB; calls pinned to one region, such as a file's, are not counted) before it takes them:
+// the answer's length, when the region sent one, else each growth of its buffer as it is read. When room refuses,
+// the request ends at once with an error matching ErrAnswerBudget. The client never gives the bytes back: they
+// are the caller's to return once the request is over, as only the caller knows when it is done with the answer.
+// The gateway keeps its memory budget with it.
+func WithAnswerBudget(ctx context.Context, room func(n int64) bool) context.Context {
+	return context.WithValue(ctx, answerBudgetKey{}, room)
+}
+
+// answerBudget is the budget WithAnswerBudget put in ctx, or nil.
+func answerBudget(ctx context.Context) func(int64) bool {
+	room, _ := ctx.Value(answerBudgetKey{}).(func(int64) bool)
+	return room
 }

@@ -158,13 +158,13 @@ func TestModelOf(t *testing.T) {
 func TestReadAll(t *testing.T) {
 	long := strings.Repeat("x", 5000)
 	for _, hint := range []int64{-1, 0, 10, 5000, 1 << 40} {
-		data, err := readAll(nil, strings.NewReader(long), hint, 1<<20)
+		data, err := readAll(nil, strings.NewReader(long), hint, 1<<20, nil)
 		require.NoError(t, err)
 		assert.Equal(t, long, string(data))
 	}
-	_, err := readAll(nil, strings.NewReader(long), -1, 4999)
+	_, err := readAll(nil, strings.NewReader(long), -1, 4999, nil)
 	assert.ErrorIs(t, err, errBodyTooLarge)
-	data, err := readAll(make([]byte, 0, 10), strings.NewReader(long), 5000, 5000)
+	data, err := readAll(make([]byte, 0, 10), strings.NewReader(long), 5000, 5000, nil)
 	require.NoError(t, err, "exactly the limit is allowed")
 	assert.Len(t, data, 5000)
 }

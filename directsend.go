@@ -22,7 +22,7 @@ func directBody(req *http.Request) (body requestBody, unsent func(), err error) 
 		return bytesBody(nil), func() {}, nil
 	}
 	if req.ContentLength >= 0 && req.ContentLength <= maxScanned {
-		data, err := readAll(nil, req.Body, req.ContentLength, maxScanned)
+		data, err := readAll(nil, req.Body, req.ContentLength, maxScanned, nil)
 		req.Body.Close()
 		if err != nil {
 			return requestBody{}, nil, fmt.Errorf("failover: reading request body: %w", err)
@@ -85,7 +85,7 @@ func (e *engine) sendOnce(ctx context.Context, orig *http.Request, b *backend, r
 	resp, data, err := e.sendTo(actx, orig, b, u, body)
 	buffered := resp != nil && resp.StatusCode >= 400 // sendTo read it
 	if err == nil && resp.StatusCode < 300 && !isEventStream(resp) && !strings.HasSuffix(r.op, "/content") {
-		if _, err = bufferBody(resp, maxBody, false); err != nil {
+		if _, err = bufferBody(resp, maxBody, false, nil); err != nil {
 			resp = nil
 		}
 		buffered = true
@@ -170,7 +170,7 @@ func (e *engine) sendTo(ctx context.Context, orig *http.Request, b *backend, u *
 	if resp.StatusCode < 400 {
 		return resp, nil, nil
 	}
-	answer, err := bufferBody(resp, maxErrorBody, false)
+	answer, err := bufferBody(resp, maxErrorBody, false, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -102,7 +102,11 @@ func (c *request) exchange(ctx context.Context, clock *attemptClock, b *backend,
 		}
 		// Reading the whole answer here keeps it under the attempt timeout and turns a cut or garbled answer
 		// into a failover instead of a decoding error for the caller.
-		answer, err := bufferBody(resp, maxBody, true)
+		answer, err := bufferBody(resp, maxBody, true, answerBudget(ctx))
+		if errors.Is(err, ErrAnswerBudget) { // the caller's limit, not the region's failure
+			e.scrubHeader(resp.Header)
+			return nil, OutcomeReturned, verdict{cause: err, final: true}
+		}
 		if err != nil {
 			return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
 		}
@@ -112,7 +116,7 @@ func (c *request) exchange(ctx context.Context, clock *attemptClock, b *backend,
 		}
 		return resp, OutcomeServed, verdict{}
 	}
-	answer, err := bufferBody(resp, maxErrorBody, false)
+	answer, err := bufferBody(resp, maxErrorBody, false, nil)
 	if err != nil {
 		return resp, OutcomeFailedOver, verdict{cause: err, kind: restFailing}
 	}

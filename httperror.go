@@ -48,6 +48,10 @@ func AnswerError(ctx context.Context, err error) ErrorAnswer {
 		return ErrorAnswer{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Message: err.Error()}
 	case errors.As(err, &exhausted):
 		return exhausted.answer()
+	case errors.Is(err, ErrAnswerBudget):
+		// The caller's own memory limit (WithAnswerBudget): it is full now, and its requests end every second or so.
+		return ErrorAnswer{Status: http.StatusServiceUnavailable, Code: "answer_budget_exceeded", Message: err.Error(),
+			RetryAt: time.Now().Add(time.Second)}
 	case errors.Is(err, errUnsupportedOperation):
 		return ErrorAnswer{Status: http.StatusNotFound, Code: "404", Message: err.Error()}
 	case ctx.Err() == context.DeadlineExceeded:

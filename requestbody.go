@@ -59,7 +59,7 @@ func replayable(req *http.Request) (requestBody, string, error) {
 		}
 		return b, modelOf(all), nil
 	}
-	data, err := readAll(nil, req.Body, req.ContentLength, maxBody)
+	data, err := readAll(nil, req.Body, req.ContentLength, maxBody, nil)
 	req.Body.Close()
 	if err != nil {
 		return requestBody{}, "", fmt.Errorf("failover: reading request body: %w", err)

@@ -22,7 +22,7 @@ const (
 	DefaultMaxInFlight = 1024
 	// DefaultMaxHeldBytes bounds the bytes held for request bodies and buffered answers, for a container of
 	// 512 MiB: half of a Go memory limit (GOMEMLIMIT) of 384 MiB, which leaves room below the container's limit
-	// for what the budget does not count (connections, answers being read from a region, the runtime). Under
+	// for what the budget does not count (connections, streams, the runtime). Under
 	// abuse at this budget and that memory limit, the gateway's peak RSS measured 316–318 MiB (BENCHMARKS.md).
 	DefaultMaxHeldBytes = 192 << 20
 	// DefaultMaxConnections bounds the connections Gateway.Listener keeps open: an idle one costs about 10 KiB
@@ -150,3 +150,26 @@ func (g *Gateway) shed(w http.ResponseWriter, r *http.Request, why shedReason) i
 	_, _ = w.Write(data)
 	return a.Status
 }
+
+// answerHold is what one request's answers hold of the budget while the client reads them (see
+// failover.WithAnswerBudget): attempts may run at once (hedging), so it is counted atomically, and it is all given
+// back when the request ends.
+type answerHold struct {
+	held    atomic.Int64
+	refused atomic.Bool // the budget had no room for an answer
+}
+
+// room is the client's budget for the request's answers: each is granted, or refused when the gateway is full.
+func (h *answerHold) room(b *budget) func(int64) bool {
+	return func(n int64) bool {
+		if !b.reserve(n) {
+			h.refused.Store(true)
+			return false
+		}
+		h.held.Add(n)
+		return true
+	}
+}
+
+// free gives back what the request's answers held.
+func (h *answerHold) free(b *budget) { b.free(h.held.Load()) }

@@ -52,9 +52,9 @@ type Config struct {
 	MaxInFlight int
 	// MaxHeldBytes bounds the bytes held at once for request bodies and buffered (non-streaming) answers. A body
 	// of known length reserves its length before it is read; a chunked one reserves its buffer as it grows.
-	// A request whose body does not fit is answered 503 at once, as over MaxInFlight; an answer is counted
-	// when the client hands it over (it is in memory already, and is sent), so that the requests after it are
-	// shed until it is written. Zero means DefaultMaxHeldBytes (192 MiB), or half the Go runtime's memory
+	// A request whose body does not fit is answered 503 at once, as over MaxInFlight, and so is one whose
+	// answer does not: the client asks for an answer's bytes before it reads it (failover.WithAnswerBudget), and
+	// they stay counted until it is written. Zero means DefaultMaxHeldBytes (192 MiB), or half the Go runtime's memory
 	// limit (GOMEMLIMIT, debug.SetMemoryLimit) when that is smaller; never less than MaxBodyBytes and
 	// MaxUploadBytes. Without a memory limit the heap may grow to twice what is live before it is collected.
 	MaxHeldBytes int64
@@ -249,6 +249,10 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	_ = rc.SetReadDeadline(time.Time{})
 
+	// A buffered answer is held from the moment the client starts to read it: the client asks the budget first.
+	var answers answerHold
+	defer answers.free(g.budget)
+	ctx = failover.WithAnswerBudget(ctx, answers.room(g.budget))
 	req, err := upstreamRequest(failover.WithTrace(ctx, &failover.Trace{AttemptDone: ex.add}), r, rt, body)
 	if err != nil {
 		return writeAnswer(w, failover.ErrorAnswer{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()})
@@ -260,9 +264,12 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return writeAnswer(w, failover.AnswerError(ctx, err))
 	}
 	defer resp.Body.Close()
+	if answers.refused.Load() && resp.StatusCode == http.StatusServiceUnavailable {
+		return g.shed(w, r, shedHeldBytes) // no room for the answer: the client's 503 for it, as the gateway's
+	}
 	// A buffered answer is held until it is written, besides the body: the answer's Request keeps the body
-	// reachable until then.
-	if resp.ContentLength > 0 && !isEventStream(resp.Header) {
+	// reachable until then. One the client counted as it read it (see answerHold) is held already.
+	if resp.ContentLength > 0 && !isEventStream(resp.Header) && answers.held.Load() == 0 {
 		g.budget.hold(resp.ContentLength)
 		held += resp.ContentLength
 	}

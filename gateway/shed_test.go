@@ -182,13 +182,14 @@ func postChunked(t *testing.T, url, body string) (*http.Response, string) {
 	return do(t, req)
 }
 
-// A buffered answer is held while it is written: a caller that does not read a large answer makes the requests
-// after it shed, until it is read.
+// TestBufferedAnswerIsHeldUntilWritten: an answer is counted from when the client starts to read it until the
+// gateway has written it: while one 16 MiB answer waits for a slow caller, a second does not fit in a 24 MiB
+// budget and is shed; once the first is written, its bytes are given back.
 func TestBufferedAnswerIsHeldUntilWritten(t *testing.T) {
 	const limit = 64 << 10
 	// 16 MiB: more than loopback sockets buffer, so that the gateway is still writing it.
 	answer := `{"id":"x","object":"embedding","data":"` + strings.Repeat("x", 16<<20) + `"}`
-	url := gatewayBefore(t, gateway.Config{MaxBodyBytes: limit, MaxUploadBytes: limit, MaxHeldBytes: 1 << 20},
+	url := gatewayBefore(t, gateway.Config{MaxBodyBytes: limit, MaxUploadBytes: limit, MaxHeldBytes: 24 << 20},
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			w.Header().Set("Content-Type", "application/json")
@@ -219,6 +220,40 @@ func TestBufferedAnswerIsHeldUntilWritten(t *testing.T) {
 	}
 	resp, body = post(t, url, "/v1/embeddings", `{"model":"gpt-4o","input":"c"}`, map[string]string{"api-key": gatewayKey})
 	require.Equal(t, http.StatusOK, resp.StatusCode, body[:min(len(body), 200)])
+}
+
+// TestAnswerOverTheBudgetIsShedBeforeItIsRead: an answer larger than the whole budget is refused as the client
+// starts to read it (the region declared its length), not held first: 503 gateway_overloaded, nothing held
+// afterwards, and the region, which did nothing wrong, serves the next request. An answer without a length is
+// counted as its buffer grows, and shed at the growth that does not fit.
+func TestAnswerOverTheBudgetIsShedBeforeItIsRead(t *testing.T) {
+	const limit = 64 << 10
+	huge := `{"id":"x","object":"embedding","data":"` + strings.Repeat("x", 4<<20) + `"}`
+	url := gatewayBefore(t, gateway.Config{MaxBodyBytes: limit, MaxUploadBytes: limit, MaxHeldBytes: 1 << 20},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			in, _ := io.ReadAll(r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			switch {
+			case strings.Contains(string(in), "small"):
+				_, _ = io.WriteString(w, `{"id":"x","object":"embedding","data":[]}`)
+			case strings.Contains(string(in), "chunked"):
+				for i := 0; i < len(huge); i += 64 << 10 { // no Content-Length: sent in pieces
+					_, _ = io.WriteString(w, huge[i:min(i+64<<10, len(huge))])
+					w.(http.Flusher).Flush()
+				}
+			default:
+				w.Header().Set("Content-Length", strconv.Itoa(len(huge)))
+				_, _ = io.WriteString(w, huge)
+			}
+		}))
+	for _, input := range []string{"declared", "chunked"} {
+		resp, body := post(t, url, "/v1/embeddings", `{"model":"gpt-4o","input":"`+input+`"}`, map[string]string{"api-key": gatewayKey})
+		assertShed(t, resp, body)
+		assert.Zero(t, metricValue(t, url, "aoai_gateway_held_bytes"), "nothing held after the shed answer")
+	}
+	assert.Equal(t, float64(2), metricValue(t, url, `aoai_gateway_shed_total{reason="held_bytes"}`))
+	resp, body := post(t, url, "/v1/embeddings", `{"model":"gpt-4o","input":"small"}`, map[string]string{"api-key": gatewayKey})
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 }
 
 // MaxHeldBytes's default is half of GOMEMLIMIT when that is smaller than twice DefaultMaxHeldBytes; one that
