@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 )
@@ -151,7 +150,12 @@ func readAll(buf []byte, r io.Reader, hint, limit int64, room func(int64) bool) 
 			}
 			held = to
 		}
-		return slices.Grow(data, int(to)-len(data)), nil
+		if int64(cap(data)) >= to {
+			return data, nil
+		}
+		grown := make([]byte, len(data), to) // exactly what room granted: append would round it up
+		copy(grown, data)
+		return grown, nil
 	}
 	data, err := grow(buf[:0], max(hint+1, int64(cap(buf)))) // +1: the read that sees EOF needs room
 	if err != nil {
@@ -185,8 +189,8 @@ var ErrAnswerBudget = errors.New("no room to hold the answer in memory")
 type answerBudgetKey struct{}
 
 // WithAnswerBudget returns a context under which the client asks room for the bytes of each answer it holds in
-// memory (a non-streaming answer of a call that fails over is read whole before it is handed over, up to
-// 256 MiB; calls pinned to one region, such as a file's, are not counted) before it takes them:
+// memory (a non-streaming answer is read whole before it is handed over, up to 256 MiB; a stream or a file's
+// content is passed on as it comes, and not counted) before it takes them:
 // the answer's length, when the region sent one, else each growth of its buffer as it is read. When room refuses,
 // the request ends at once with an error matching ErrAnswerBudget. The client never gives the bytes back: they
 // are the caller's to return once the request is over, as only the caller knows when it is done with the answer.

@@ -81,4 +81,16 @@ func TestAnswerBudget(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, status(small, true))
 
 	require.NoError(t, embed(t.Context()), "the region does not rest for the caller's budget")
+
+	// A call pinned to one region (a file listing) is counted the same way.
+	files := func(ctx context.Context) int {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://example.invalid/v1/files", nil)
+		require.NoError(t, err)
+		resp, err := client.RoundTrip(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusServiceUnavailable, files(tight))
+	assert.Equal(t, http.StatusOK, files(t.Context()), "and the region does not rest for it")
 }

@@ -65,6 +65,11 @@ func (e *engine) direct(req *http.Request, r route) (*http.Response, error) {
 		}
 		d.sent++
 		resp, data, a := e.sendOnce(ctx, req, b, r, body)
+		if errors.Is(a.Err, ErrAnswerBudget) { // the caller's limit, not the region's failure
+			a.Outcome = OutcomeReturned
+			d.report(a)
+			return nil, fmt.Errorf("failover: %w", a.Err)
+		}
 		if a.Outcome = directOutcome(ctx, resp, held); a.Outcome == OutcomeFailedOver {
 			d.failed(b, resp, data, &a, now)
 		}

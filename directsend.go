@@ -85,7 +85,7 @@ func (e *engine) sendOnce(ctx context.Context, orig *http.Request, b *backend, r
 	resp, data, err := e.sendTo(actx, orig, b, u, body)
 	buffered := resp != nil && resp.StatusCode >= 400 // sendTo read it
 	if err == nil && resp.StatusCode < 300 && !isEventStream(resp) && !strings.HasSuffix(r.op, "/content") {
-		if _, err = bufferBody(resp, maxBody, false, nil); err != nil {
+		if _, err = bufferBody(resp, maxBody, false, answerBudget(ctx)); err != nil {
 			resp = nil
 		}
 		buffered = true

@@ -8,7 +8,7 @@ import "bytes"
 func shape(c *call) {
 	if !readBodyBytes(c.body, func(data []byte) {
 		c.cost = estimateOf(data, c.body.length)
-		c.stream = jsonTrue(data, `"stream"`) // for hedging's delays and the attempt's limits (limits.go)
+		c.stream = topLevelTrue(data, "stream") // for hedging's delays and the attempt's limits (limits.go)
 	}) {
 		c.cost = float64(c.body.length+3) / 4
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -81,6 +82,10 @@ func TestUnreachableRegionIsLeftAtTheHeaderTimeout(t *testing.T) {
 		east := strings.TrimPrefix(servers[0].URL, "http://")
 		transport.DialContext = func(ctx context.Context, netw, addr string) (net.Conn, error) {
 			if addr == east {
+				// As net.Dialer does for a real dial, which this one stands for: tell the trace it began.
+				if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.ConnectStart != nil {
+					trace.ConnectStart("tcp", addr)
+				}
 				<-ctx.Done() // a SYN that nobody answers
 				return nil, ctx.Err()
 			}

@@ -35,11 +35,16 @@ type latencies struct {
 	last    time.Time // when the latest sample was taken
 }
 
-// add takes in a latency.
+// add takes in a latency. Samples older than learnedHistory are dropped first: they no longer describe the
+// region, and a percentile cached from them must not outlive them.
 func (l *latencies) add(d time.Duration) {
+	now := time.Now()
+	if l.n > 0 && now.Sub(l.last) > learnedHistory {
+		*l = latencies{}
+	}
 	l.samples[l.n%latencySamples] = d
 	l.n++
-	l.last = time.Now()
+	l.last = now
 }
 
 // learnedHistory is how long a region's latencies of a kind still teach its attempt limit after its latest

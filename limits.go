@@ -1,7 +1,8 @@
 package failover
 
 // The limits one attempt runs under, each with one meaning (docs/configuration.md, "Limits"):
-//   - silence before the region responds (WithHeaderTimeout): connecting and, for a stream, its headers;
+//   - silence before the region responds (WithHeaderTimeout): connecting and, for a stream, its headers once the
+//     request is sent;
 //   - the attempt limit (WithAttemptTimeout, learned per region, model and kind of call): a non-streaming call's
 //     whole answer, a stream's first content;
 //   - the idle gap between a stream's events once content flows (WithStreamIdleTimeout, in stream.go).
@@ -23,12 +24,15 @@ type attemptClock struct {
 	cancel     context.CancelCauseFunc
 	limit      time.Duration
 	timer      *time.Timer // the attempt limit
-	mu         sync.Mutex
-	silence    *time.Timer   // the silence limit; nil while not running
-	silent     bool          // the silence limit passed
-	heard      bool          // the region responded: the silence limit is over
-	silenceFor time.Duration // 0: no silence limit
+	silenceFor time.Duration
 	stream     bool
+
+	mu        sync.Mutex
+	silence   *time.Timer // the silence limit; nil until first started
+	running   bool        // the silence limit is counting
+	silent    bool        // the silence limit passed
+	connected bool        // the transport has the connection: no later dial is this attempt's
+	heard     bool        // the region responded: the silence limit is over
 }
 
 // startClock starts timing an attempt at b and returns the attempt's context, which the first limit to pass ends.
@@ -42,40 +46,61 @@ func (c *request) startClock(ctx context.Context, b *backend) (context.Context, 
 	return actx, k
 }
 
-// sending starts the silence limit as the request leaves (not before: fetching an Entra ID token is not the
-// region's silence), and returns the context to send it under. A stream's headers come as soon as the region has
-// taken the request, so silence until then is no model thinking: it is timed from now, whatever the transport. A
-// non-streaming call's headers come only with its finished answer, so only its connection is timed, as the
-// transport reports it through its trace; a transport that reports nothing is left to the attempt limit.
+// sending returns the context to send the attempt's request under, which times the region's silence as the
+// transport reports it through net/http/httptrace: from the start of a dial (DNS or connect: not a wait for a
+// connection of the transport's own pool) to the connection, and, for a stream, from the request's last byte to
+// the response headers, which Azure sends as soon as it has the request, before the model has produced anything.
+// A non-streaming call's headers come only with its finished answer, and an upload takes what it takes: neither
+// is silence. A transport that reports nothing (a custom RoundTripper) is left to the attempt limit.
 func (k *attemptClock) sending(ctx context.Context) context.Context {
-	switch d := k.silenceFor; {
-	case d <= 0:
+	d := k.silenceFor
+	if d <= 0 {
 		return ctx
-	case k.stream:
-		k.arm(d, "no response headers")
-		return ctx
-	default:
-		return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			GetConn: func(string) { k.arm(d, "no connection") },
-			GotConn: func(httptrace.GotConnInfo) { k.responded() },
-		})
+	}
+	trace := &httptrace.ClientTrace{
+		DNSStart:     func(httptrace.DNSStartInfo) { k.dialing(d) },
+		ConnectStart: func(string, string) { k.dialing(d) },
+		GotConn:      func(httptrace.GotConnInfo) { k.gotConn() },
+	}
+	if k.stream {
+		trace.WroteRequest = func(httptrace.WroteRequestInfo) { k.arm(d, "no response headers") }
+	}
+	return httptrace.WithClientTrace(ctx, trace)
+}
+
+// dialing starts the silence limit for a dial, unless one is counting or the connection is already had (the
+// transport may go on dialing for its pool after it gave the request another connection).
+func (k *attemptClock) dialing(d time.Duration) {
+	k.mu.Lock()
+	connected, running := k.connected, k.running
+	k.mu.Unlock()
+	if !connected && !running {
+		k.arm(d, "no connection")
 	}
 }
 
-// arm starts (or restarts, for a transport that tries a second connection) the silence limit.
+// gotConn ends the dial's silence limit.
+func (k *attemptClock) gotConn() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.connected = true
+	k.stopSilenceLocked()
+}
+
+// arm starts the silence limit, d from now, unless the region has responded.
 func (k *attemptClock) arm(d time.Duration, what string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.heard {
 		return
 	}
+	k.running = true
 	if k.silence != nil {
-		k.silence.Reset(d)
-		return
+		k.silence.Stop()
 	}
 	k.silence = time.AfterFunc(d, func() {
 		k.mu.Lock()
-		passed := !k.heard
+		passed := k.running && !k.heard
 		k.silent = k.silent || passed
 		k.mu.Unlock()
 		if passed {
@@ -84,14 +109,19 @@ func (k *attemptClock) arm(d time.Duration, what string) {
 	})
 }
 
-// responded ends the silence limit: the region has connected or, for a stream, sent its headers.
+func (k *attemptClock) stopSilenceLocked() {
+	k.running = false
+	if k.silence != nil {
+		k.silence.Stop()
+	}
+}
+
+// responded ends the silence limit: the region has answered (or the transport has given up).
 func (k *attemptClock) responded() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.heard = true
-	if k.silence != nil {
-		k.silence.Stop()
-	}
+	k.stopSilenceLocked()
 }
 
 // stop stops both limits and reports whether neither had passed.

@@ -25,52 +25,71 @@ func modelOf(body []byte) string {
 // "model" member's string value. It validates only what it must to find members: a body that is not JSON is the
 // region's to refuse. ok is false when data is not an object it can walk.
 func scanModel(data []byte) (model string, ok bool) {
+	value, ok := scanMember(data, "model")
+	return stringValue(value), ok
+}
+
+// topLevelTrue reports whether the JSON object data has a top-level member name whose value is true (the last
+// such member, as encoding/json reads it): a "stream": true inside a tool's schema is not the request's. Of data
+// that is not an object it can walk (the end of a long body, see readBodyBytes), any such member counts.
+func topLevelTrue(data []byte, name string) bool {
+	value, ok := scanMember(data, name)
+	if !ok {
+		return jsonTrue(data, `"`+name+`"`)
+	}
+	return string(value) == "true"
+}
+
+// scanMember walks the top-level members of the JSON object data, skipping their values, and returns the raw
+// value of the last member named name (nil when there is none). ok is false when data is not an object it can
+// walk.
+func scanMember(data []byte, name string) (value []byte, ok bool) {
 	i := skipSpaceAt(data, 0)
 	if i >= len(data) || data[i] != '{' {
-		return "", false
+		return nil, false
 	}
 	i = skipSpaceAt(data, i+1)
 	if i < len(data) && data[i] == '}' {
-		return "", true
+		return nil, true
 	}
 	for i < len(data) && data[i] == '"' {
 		keyEnd, keyEscaped := skipString(data, i)
 		if keyEnd < 0 {
-			return "", false
+			return nil, false
 		}
-		isModel := isModelKey(data[i:keyEnd], keyEscaped)
+		named := isKey(data[i:keyEnd], keyEscaped, name)
 		i = skipSpaceAt(data, keyEnd)
 		if i >= len(data) || data[i] != ':' {
-			return "", false
+			return nil, false
 		}
 		start := skipSpaceAt(data, i+1)
 		end := skipValue(data, start)
 		if end < 0 {
-			return "", false
+			return nil, false
 		}
-		if isModel {
-			model = stringValue(data[start:end])
+		if named {
+			value = data[start:end]
 		}
 		i = skipSpaceAt(data, end)
 		switch {
 		case i < len(data) && data[i] == ',':
 			i = skipSpaceAt(data, i+1)
 		case i < len(data) && data[i] == '}':
-			return model, true
+			return value, true
 		default:
-			return "", false
+			return nil, false
 		}
 	}
-	return "", false
+	return nil, false
 }
 
-// isModelKey reports whether the JSON string key (quotes included) is "model" once decoded.
-func isModelKey(key []byte, escaped bool) bool {
+// isKey reports whether the JSON string key (quotes included) is name once decoded.
+func isKey(key []byte, escaped bool, name string) bool {
 	if !escaped {
-		return string(key[1:len(key)-1]) == "model" // compared without a copy
+		return string(key[1:len(key)-1]) == name // compared without a copy
 	}
-	var name string
-	return json.Unmarshal(key, &name) == nil && name == "model" // "mod\u0065l" is rare, and still the model
+	var decoded string
+	return json.Unmarshal(key, &decoded) == nil && decoded == name // "mod\u0065l" is rare, and still the model
 }
 
 // stringValue is the JSON value v as a Go string, "" when it is not a string.

@@ -211,8 +211,8 @@ func (s *streamBody) step() {
 	case isData && partialData(data):
 		// Data that is JSON but not a chunk's object (a string, a number): perhaps a line of an event whose data
 		// spans several lines, which no check above reads as an error. It is scrubbed as it stands.
-		if scrubbed, changed := s.scrub(line); changed {
-			s.pending = scrubbed
+		if scrubbed, changed := s.scrub(data); changed { // the JSON value, so that escaped secrets are found too
+			s.pending = slices.Concat([]byte("data: "), scrubbed, lineEnd(line))
 		}
 	case !passedOn(line):
 		s.pending = nil // a comment, another field or stray text: see passedOn

@@ -83,3 +83,12 @@ func (g *Gateway) bodyError(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	return writeAnswer(w, a)
 }
+
+// closeIfUnread closes an HTTP/1 connection after the answer to a request whose body is not read, and may never be
+// (refused or shed before reading it): net/http would otherwise read what is left of it, up to 256 KiB, before it
+// sent the answer, and a caller sending slowly would wait for its refusal until the body timeout.
+func closeIfUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		w.Header().Set("Connection", "close")
+	}
+}

@@ -104,9 +104,6 @@ func (b *budget) reserve(n int64) bool {
 	}
 }
 
-// hold counts n bytes that are already held (an answer the client buffered), even past the budget: the requests
-// that come after are shed until they are freed.
-func (b *budget) hold(n int64) { b.held.Add(n) }
 
 func (b *budget) free(n int64) { b.held.Add(-n) }
 
@@ -133,6 +130,9 @@ func (g *Gateway) shed(w http.ResponseWriter, r *http.Request, why shedReason) i
 		g.cfg.Logger.LogAttrs(r.Context(), slog.LevelDebug, "aoai-gateway shed", slog.String("method", clip(r.Method)),
 			slog.String("path", clip(r.URL.Path)), slog.String("reason", why.String()))
 	}
+	if why == shedInFlight {
+		closeIfUnread(w, r) // its body is not read: see closeIfUnread
+	}
 	message := "the gateway is at its limit of " + strconv.FormatInt(g.budget.maxInFlight, 10) + " requests in flight; retry after a second"
 	if why == shedHeldBytes {
 		message = "the gateway holds its limit of " + strconv.FormatInt(g.budget.maxHeld, 10) +
@@ -155,20 +155,35 @@ func (g *Gateway) shed(w http.ResponseWriter, r *http.Request, why shedReason) i
 // failover.WithAnswerBudget): attempts may run at once (hedging), so it is counted atomically, and it is all given
 // back when the request ends.
 type answerHold struct {
-	held    atomic.Int64
-	refused atomic.Bool // the budget had no room for an answer
+	held     atomic.Int64
+	refused  atomic.Bool // the budget had no room for an answer
+	tooLarge atomic.Bool // nor would it ever: the answer is larger than the whole budget
 }
 
 // room is the client's budget for the request's answers: each is granted, or refused when the gateway is full.
 func (h *answerHold) room(b *budget) func(int64) bool {
 	return func(n int64) bool {
 		if !b.reserve(n) {
+			h.tooLarge.Store(h.held.Load()+n > b.maxHeld)
 			h.refused.Store(true)
 			return false
 		}
 		h.held.Add(n)
 		return true
 	}
+}
+
+// shedAnswer answers a request whose answer the gateway had no room to hold. The region made (and billed) the
+// answer: retrying later is worth it only when the answer could ever fit, else the request fails for good with
+// 502 answer_too_large and x-should-retry: false, as a retry would be billed again and fail again.
+func (g *Gateway) shedAnswer(w http.ResponseWriter, r *http.Request, tooLarge bool) int {
+	if !tooLarge {
+		return g.shed(w, r, shedHeldBytes)
+	}
+	g.metrics.shed[shedHeldBytes].Add(1)
+	return writeAnswer(w, failover.ErrorAnswer{Status: http.StatusBadGateway, Code: "answer_too_large",
+		Message: "the region's answer is larger than the " + strconv.FormatInt(g.budget.maxHeld, 10) +
+			" bytes the gateway may hold (-max-held-bytes)"})
 }
 
 // free gives back what the request's answers held.

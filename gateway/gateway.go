@@ -194,6 +194,14 @@ type exchange struct {
 // proxy sends the request through the client and passes the answer back.
 func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt route) {
 	start := time.Now()
+	if limit := g.bodyLimit(rt); r.ContentLength > limit {
+		// Refused before it counts in flight: a body too large is never served, and must not be told to retry.
+		g.refused(r, http.StatusRequestEntityTooLarge, refusedTooLarge)
+		closeIfUnread(w, r)
+		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large",
+			"request body is larger than "+strconv.FormatInt(limit, 10)+" bytes")
+		return
+	}
 	if !g.budget.enter() {
 		g.shed(w, r, shedInFlight)
 		return
@@ -221,18 +229,17 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 }
 
+// bodyLimit is the most a request body of route rt may be.
+func (g *Gateway) bodyLimit(rt route) int64 {
+	if rt.upload {
+		return g.cfg.MaxUploadBytes
+	}
+	return g.cfg.MaxBodyBytes
+}
+
 // forward makes the request and writes the answer, returning its status.
 func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, rc *http.ResponseController, rt route, ex *exchange) int {
-	limit := g.cfg.MaxBodyBytes
-	if rt.upload {
-		limit = g.cfg.MaxUploadBytes
-	}
-	if r.ContentLength > limit {
-		g.refused(r, http.StatusRequestEntityTooLarge, refusedTooLarge)
-		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large",
-			"request body is larger than "+strconv.FormatInt(limit, 10)+" bytes")
-		return http.StatusRequestEntityTooLarge
-	}
+	limit := g.bodyLimit(rt)
 	// Read the body whole, under the deadline ServeHTTP set, before anything goes upstream: the deadline must be
 	// lifted before the (long) wait for the answer (net/http lifts it too once the body is read to its end), and
 	// the client needs the body for every attempt anyway. A request without one (a GET, a DELETE, a cancel) reads
@@ -265,14 +272,10 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	defer resp.Body.Close()
 	if answers.refused.Load() && resp.StatusCode == http.StatusServiceUnavailable {
-		return g.shed(w, r, shedHeldBytes) // no room for the answer: the client's 503 for it, as the gateway's
+		return g.shedAnswer(w, r, answers.tooLarge.Load()) // the client's 503 for an answer with no room, as the gateway's
 	}
-	// A buffered answer is held until it is written, besides the body: the answer's Request keeps the body
-	// reachable until then. One the client counted as it read it (see answerHold) is held already.
-	if resp.ContentLength > 0 && !isEventStream(resp.Header) && answers.held.Load() == 0 {
-		g.budget.hold(resp.ContentLength)
-		held += resp.ContentLength
-	}
+	// A buffered answer stays counted (answers.held) until it is written; the body too, which the answer's
+	// Request keeps reachable until then. A stream or a download is passed on as it comes, and holds nothing.
 
 	h := w.Header()
 	copyResponseHeader(h, resp.Header)

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strings"
 
 	"github.com/aoai-failover/failover"
@@ -17,13 +19,19 @@ import (
 // request's) as soon as they are done: 8 KiB less per concurrent stream (gateway/internal/leanbench measures it).
 
 // onFreshStack runs f on a goroutine of its own and waits for it. A panic in f is raised again on the caller's
-// goroutine, where net/http recovers a handler's panic as it would have.
+// goroutine, where net/http recovers a handler's panic as it would have, with the stack where it happened in its
+// value (net/http logs the value with the stack of the raise, which would otherwise say only "onFreshStack").
+// http.ErrAbortHandler is raised as it is, for net/http to recognise.
 func onFreshStack(f func()) {
 	panicked := make(chan any, 1)
 	go func() {
 		var p any
 		defer func() { panicked <- p }()
-		defer func() { p = recover() }()
+		defer func() {
+			if p = recover(); p != nil && p != http.ErrAbortHandler {
+				p = fmt.Sprintf("%v\n\n[the panic happened on a fresh stack, here:]\n%s", p, debug.Stack())
+			}
+		}()
 		f()
 	}()
 	if p := <-panicked; p != nil {

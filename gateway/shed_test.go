@@ -223,9 +223,10 @@ func TestBufferedAnswerIsHeldUntilWritten(t *testing.T) {
 }
 
 // TestAnswerOverTheBudgetIsShedBeforeItIsRead: an answer larger than the whole budget is refused as the client
-// starts to read it (the region declared its length), not held first: 503 gateway_overloaded, nothing held
-// afterwards, and the region, which did nothing wrong, serves the next request. An answer without a length is
-// counted as its buffer grows, and shed at the growth that does not fit.
+// starts to read it (the region declared its length), not held first: 502 answer_too_large with x-should-retry:
+// false (it would never fit, and a retry would be billed again), nothing held afterwards, and the region, which
+// did nothing wrong, serves the next request. An answer without a length is counted as its buffer grows, and
+// refused at the growth that does not fit.
 func TestAnswerOverTheBudgetIsShedBeforeItIsRead(t *testing.T) {
 	const limit = 64 << 10
 	huge := `{"id":"x","object":"embedding","data":"` + strings.Repeat("x", 4<<20) + `"}`
@@ -248,7 +249,9 @@ func TestAnswerOverTheBudgetIsShedBeforeItIsRead(t *testing.T) {
 		}))
 	for _, input := range []string{"declared", "chunked"} {
 		resp, body := post(t, url, "/v1/embeddings", `{"model":"gpt-4o","input":"`+input+`"}`, map[string]string{"api-key": gatewayKey})
-		assertShed(t, resp, body)
+		assert.Equal(t, http.StatusBadGateway, resp.StatusCode, input)
+		assert.Contains(t, body, "answer_too_large", input)
+		assert.Equal(t, "false", resp.Header.Get("X-Should-Retry"), input)
 		assert.Zero(t, metricValue(t, url, "aoai_gateway_held_bytes"), "nothing held after the shed answer")
 	}
 	assert.Equal(t, float64(2), metricValue(t, url, `aoai_gateway_shed_total{reason="held_bytes"}`))

@@ -14,7 +14,7 @@ import (
 // MiB with one of 512 MiB (BENCHMARKS.md). It returns the limit it set (0: GOMEMLIMIT's) and what restores the
 // previous one, for the tests, which run the command in their own process.
 func softMemoryLimit(o options) (limit int64, restore func()) {
-	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+	if os.Getenv("GOMEMLIMIT") != "" { // empty is no limit, as the runtime reads it
 		return 0, func() {}
 	}
 	held := o.maxHeldBytes
