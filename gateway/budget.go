@@ -104,7 +104,6 @@ func (b *budget) reserve(n int64) bool {
 	}
 }
 
-
 func (b *budget) free(n int64) { b.held.Add(-n) }
 
 // shedReason is the limit a shed request met: a label of aoai_gateway_shed_total.
