@@ -194,6 +194,7 @@ type answerBudgetKey struct{}
 // the answer's length, when the region sent one, else each growth of its buffer as it is read. When room refuses,
 // the request ends at once with an error matching ErrAnswerBudget. The client never gives the bytes back: they
 // are the caller's to return once the request is over, as only the caller knows when it is done with the answer.
+// With hedging, attempts run at once, so room may be called from several goroutines at once.
 // The gateway keeps its memory budget with it.
 func WithAnswerBudget(ctx context.Context, room func(n int64) bool) context.Context {
 	return context.WithValue(ctx, answerBudgetKey{}, room)

@@ -6,9 +6,10 @@ import "bytes"
 // and whether it asks for a stream. A body that cannot be read is counted by its length; the attempts will fail
 // on it anyway.
 func shape(c *call) {
-	if !readBodyBytes(c.body, func(data []byte) {
+	if !readBodyBytes(c.body, func(head, data []byte) {
 		c.cost = estimateOf(data, c.body.length)
-		c.stream = topLevelTrue(data, "stream") // for hedging's delays and the attempt's limits (limits.go)
+		// For hedging's delays and the attempt's limits (limits.go).
+		c.stream = topLevelTrue(data, "stream") || head != nil && jsonTrue(head, `"stream"`)
 	}) {
 		c.cost = float64(c.body.length+3) / 4
 	}

@@ -70,11 +70,17 @@ func mapKeyBytes[M ~map[K]V, K comparable, V any](m M) int {
 	return n
 }
 
+// full reports whether a map of per-model state has no room for key: maxTrackedModels entries, or names that
+// would pass maxTrackedModelBytes with it.
+func full[M ~map[K]V, K comparable, V any](m M, key K) bool {
+	return len(m) >= maxTrackedModels || mapKeyBytes(m)+keyBytes(key) > maxTrackedModelBytes
+}
+
 // track adds a new entry for key to a map of one backend's per-model state, and returns it; nil when the map
 // already holds maxTrackedModels entries, or its keys' names would pass maxTrackedModelBytes: keys come from
 // requests' model names, and must not grow it without end.
 func track[M ~map[K]*V, K comparable, V any](m *M, key K) *V {
-	if len(*m) >= maxTrackedModels || mapKeyBytes(*m)+keyBytes(key) > maxTrackedModelBytes {
+	if full(*m, key) {
 		return nil
 	}
 	if *m == nil {

@@ -33,7 +33,7 @@ func (b *quotaBook) at(model string, now time.Time, create bool) *quota {
 	if !create {
 		return nil
 	}
-	if len(*b) >= maxTrackedModels {
+	if full(*b, model) {
 		// Make room by dropping the quotas that know nothing any more.
 		for m, old := range *b {
 			if old.requests.age(now); !old.requests.known {

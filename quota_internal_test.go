@@ -738,7 +738,7 @@ func TestQuotaLargeBodyReadsItsEnd(t *testing.T) {
 	for name, body := range map[string]requestBody{"one piece": whole, "pieces": pieces} {
 		t.Run(name, func(t *testing.T) {
 			var seen []byte
-			require.True(t, readBodyBytes(body, func(d []byte) { seen = bytes.Clone(d) }))
+			require.True(t, readBodyBytes(body, func(_, d []byte) { seen = bytes.Clone(d) }))
 			assert.Equal(t, data[len(data)-maxScanned:], seen, "the body's last maxScanned bytes")
 			c := call{request: request{e: &engine{}, body: body}}
 			shape(&c)

@@ -205,10 +205,12 @@ var scanBuffers = sync.Pool{New: func() any { return new(tail) }}
 // readBodyBytes calls f with the bytes of a request body: in place when they are in memory, else read through
 // its GetBody into a pooled buffer, which f must not keep. Of a body that is only known by its GetBody and is
 // larger than maxScanned, f gets the last maxScanned bytes, where go-openai writes max_tokens (after the messages),
-// and the body is not held whole a second time. It reports false when the body could not be read.
-func readBodyBytes(body requestBody, f func(data []byte)) bool {
+// and the first maxHead as head (where SDKs that write "stream" before the messages write it); the body is not
+// held whole a second time. head is nil when data is the whole body. It reports false when the body could not be
+// read.
+func readBodyBytes(body requestBody, f func(head, data []byte)) bool {
 	if body.data != nil {
-		f(body.data)
+		f(nil, body.data)
 		return true
 	}
 	rc, err := body.get()
@@ -218,21 +220,36 @@ func readBodyBytes(body requestBody, f func(data []byte)) bool {
 	defer rc.Close()
 	t := scanBuffers.Get().(*tail)
 	defer scanBuffers.Put(t)
-	t.data = t.data[:0]
+	t.data, t.head, t.total = t.data[:0], t.head[:0], 0
 	if _, err := io.Copy(t, rc); err != nil { // a bytes.Reader (go-openai's) writes itself in one piece
 		return false
 	}
-	f(t.data)
+	if t.total > maxScanned {
+		f(t.head, t.data)
+	} else {
+		f(nil, t.data)
+	}
 	return true
 }
 
 // maxScanned is the most of a request body that is read to estimate its tokens (see readBodyBytes).
 const maxScanned = 64 << 10
 
-// tail keeps the last maxScanned bytes written to it.
-type tail struct{ data []byte }
+// maxHead is how much of the start of a long body readBodyBytes keeps besides its end.
+const maxHead = 4 << 10
+
+// tail keeps the last maxScanned bytes written to it, and the first maxHead.
+type tail struct {
+	data  []byte
+	head  []byte
+	total int64
+}
 
 func (t *tail) Write(p []byte) (int, error) {
+	t.total += int64(len(p))
+	if len(t.head) < maxHead {
+		t.head = append(t.head, p[:min(maxHead-len(t.head), len(p))]...)
+	}
 	if len(p) >= maxScanned {
 		t.data = append(t.data[:0], p[len(p)-maxScanned:]...)
 		return len(p), nil

@@ -205,7 +205,7 @@ func (s *streamBody) step() {
 			event = scrubbed
 		}
 		s.pending = slices.Concat([]byte("data: "), event, lineEnd(line))
-	case isData && malformed(data):
+	case isData && malformed(data) && !s.done: // after [DONE] the answer is whole, whatever follows
 		err = errMalformedEvent
 		s.pending = nil // no client could read it: the stream ends here, cut, and nothing of it is passed on
 	case isData && partialData(data):
