@@ -159,14 +159,16 @@ func WithAttemptFloor(d time.Duration) Option {
 	return func(s *settings) { s.attemptFloor = d }
 }
 
-// WithHeaderTimeout bounds the silence before a backend responds at all: connecting to it (TCP and TLS, as the
-// transport reports them through net/http/httptrace) and, for a stream, until its response headers, which Azure
-// and OpenAI send as soon as they take the request, before the model has produced anything. A backend silent that
-// long is down or unreachable, not slow, whatever the model: the attempt fails (its cause matches
-// ErrAttemptTimeout), the backend rests as failing and the next one is tried. A non-streaming call's headers come
-// only with its finished answer, so once connected it is bounded by the attempt limit instead (WithAttemptTimeout).
-// A limit at or above the attempt limit changes nothing; 0 sets none. Default: DefaultHeaderTimeout. The
-// environment's FAILOVER_HEADER_TIMEOUT sets it too.
+// WithHeaderTimeout bounds the silence before a backend responds at all: a dial to it (DNS, TCP and TLS, from
+// its start to the connection, as the transport reports them through net/http/httptrace; not a wait for a
+// connection of the transport's own pool) and, for a stream, the wait from the request's last byte to the
+// response headers, which Azure and OpenAI send as soon as they have the request, before the model has produced
+// anything. A backend silent that long is down or unreachable, not slow, whatever the model: the attempt fails
+// (its cause matches ErrAttemptTimeout), the backend rests as failing and the next one is tried. A non-streaming
+// call's headers come only with its finished answer, and an upload takes what it takes: the attempt limit bounds
+// those (WithAttemptTimeout), as it does everything through a transport that reports nothing. A limit at or
+// above the attempt limit changes nothing; 0 sets none. Default: DefaultHeaderTimeout. The environment's
+// FAILOVER_HEADER_TIMEOUT sets it too.
 func WithHeaderTimeout(d time.Duration) Option {
 	return func(s *settings) { s.headerTimeout = d }
 }
