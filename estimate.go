@@ -2,13 +2,14 @@ package failover
 
 import "bytes"
 
-// shape reads what steering, hedging and the attempt limits need of the request's body: its estimated tokens,
-// and whether it asks for a stream. A body that cannot be read is counted by its length; the attempts will fail
-// on it anyway.
-func shape(c *call) {
+// shape reads what the request's body says for the attempt limits, hedging's delays and steering: whether it
+// asks for a stream, and, when costed (steering or hedging), its estimated tokens. A body that cannot be read is
+// counted by its length; the attempts will fail on it anyway.
+func shape(c *call, costed bool) {
 	if !readBodyBytes(c.body, func(head, data []byte) {
-		c.cost = estimateOf(data, c.body.length)
-		// For hedging's delays and the attempt's limits (limits.go).
+		if costed {
+			c.cost = estimateOf(data, c.body.length)
+		}
 		c.stream = topLevelTrue(data, "stream") || head != nil && jsonTrue(head, `"stream"`)
 	}) {
 		c.cost = float64(c.body.length+3) / 4

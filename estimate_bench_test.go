@@ -23,7 +23,7 @@ func BenchmarkEstimateTokens(b *testing.B) {
 	c := call{request: request{e: &engine{}, body: body}}
 	b.ReportAllocs()
 	for b.Loop() {
-		shape(&c)
+		shape(&c, true)
 	}
 	if c.cost != float64((len(data)+3)/4+300) {
 		b.Fatalf("cost %v", c.cost)

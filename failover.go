@@ -144,7 +144,7 @@ func (e *engine) newCall(req *http.Request, op string) (call, error) {
 			return call{}, err
 		}
 	}
-	shape(&c)
+	shape(&c, e.steering || e.hedger != nil)
 	if e.hedger != nil {
 		e.hedger.fund()
 	}

@@ -741,7 +741,7 @@ func TestQuotaLargeBodyReadsItsEnd(t *testing.T) {
 			require.True(t, readBodyBytes(body, func(_, d []byte) { seen = bytes.Clone(d) }))
 			assert.Equal(t, data[len(data)-maxScanned:], seen, "the body's last maxScanned bytes")
 			c := call{request: request{e: &engine{}, body: body}}
-			shape(&c)
+			shape(&c, true)
 			assert.Equal(t, want, c.cost)
 		})
 	}
