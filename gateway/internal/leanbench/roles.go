@@ -85,7 +85,9 @@ func gatewayProxy(upstream string) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return gateway.New(client, gateway.Config{Keys: []string{benchKey}})
+	// In flight, a stream counts for its whole life: the default limit (1024) would shed most of 5 000 streams,
+	// and this measures what each costs, not the limit.
+	return gateway.New(client, gateway.Config{Keys: []string{benchKey}, MaxInFlight: 1 << 20})
 }
 
 // answer is a chat completion like Azure's.
