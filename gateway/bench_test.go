@@ -75,18 +75,7 @@ func BenchmarkGatewayLoad(b *testing.B) {
 			b.Run(fmt.Sprintf("region=%s/callers=%d", latency, callers), func(b *testing.B) {
 				region := leanRegion(latency)
 				defer region.Close()
-				client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: region.URL, APIKey: "region-key"}},
-					failover.WithMaxWait(0))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer client.CloseIdleConnections()
-				gw, err := gateway.New(client, gateway.Config{Keys: []string{"region-or-gateway-key"}})
-				if err != nil {
-					b.Fatal(err)
-				}
-				front := httptest.NewServer(gw)
-				defer front.Close()
+				front := benchGateway(b, region.URL, "region-or-gateway-key")
 
 				// The floor for any proxy written with net/http: the standard library's reverse proxy, with no
 				// failover, no checks and no metrics.
@@ -200,4 +189,22 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchGateway serves a gateway with key in front of one region at regionURL, for the length of the benchmark.
+func benchGateway(b *testing.B, regionURL, key string) *httptest.Server {
+	b.Helper()
+	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: regionURL, APIKey: "region-key"}},
+		failover.WithMaxWait(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(client.CloseIdleConnections)
+	gw, err := gateway.New(client, gateway.Config{Keys: []string{key}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	front := httptest.NewServer(gw)
+	b.Cleanup(front.Close)
+	return front
 }

@@ -10,9 +10,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-
-	"github.com/aoai-failover/failover"
-	"github.com/aoai-failover/failover/gateway"
 )
 
 // streamChunk is one chat completion chunk as Azure sends it, about 200 bytes.
@@ -45,18 +42,7 @@ func BenchmarkStreamThrough(b *testing.B) {
 func benchmarkStreamThrough(b *testing.B, chunks int) {
 	region := burstRegion(chunks)
 	defer region.Close()
-	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: region.URL, APIKey: "region-key"}},
-		failover.WithMaxWait(0))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer client.CloseIdleConnections()
-	gw, err := gateway.New(client, gateway.Config{Keys: []string{"gateway-key"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	front := httptest.NewServer(gw)
-	defer front.Close()
+	front := benchGateway(b, region.URL, "gateway-key")
 	target, _ := url.Parse(region.URL)
 	plain := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }})
 	defer plain.Close()
