@@ -196,24 +196,12 @@ func (s *streamBody) step() {
 	case isData && string(data) == "[DONE]":
 		s.done = true
 	case isData && isError:
-		// The stream is over: stop here rather than wait for a server that may hold the connection. The
-		// event goes on to the caller with its error alone, first, where go-openai reads it as one, and
-		// without the secrets a misbehaving server might echo.
-		err = fmt.Errorf("%w: the server sent an error event", ErrStreamCut)
-		event := slices.Concat([]byte(`{"error":`), errValue, []byte("}"))
-		if scrubbed, changed := s.scrub(event); changed {
-			event = scrubbed
-		}
-		s.pending = slices.Concat([]byte("data: "), event, lineEnd(line))
+		err = s.errorEvent(line, errValue)
 	case isData && malformed(data) && !s.done: // after [DONE] the answer is whole, whatever follows
 		err = errMalformedEvent
 		s.pending = nil // no client could read it: the stream ends here, cut, and nothing of it is passed on
 	case isData && partialData(data):
-		// Data that is JSON but not a chunk's object (a string, a number): perhaps a line of an event whose data
-		// spans several lines, which no check above reads as an error. It is scrubbed as it stands.
-		if scrubbed, changed := s.scrub(data); changed { // the JSON value, so that escaped secrets are found too
-			s.pending = slices.Concat([]byte("data: "), scrubbed, lineEnd(line))
-		}
+		s.scrubPartial(line, data)
 	case !passedOn(line):
 		s.pending = nil // a comment, another field or stray text: see passedOn
 	}
@@ -221,6 +209,28 @@ func (s *streamBody) step() {
 		s.done = true // every choice finished, and the body ended on an event's end: whole without [DONE]
 	}
 	s.finish(err, "data: [DONE]")
+}
+
+// errorEvent ends the stream at an error event: stop here rather than wait for a server that may hold the
+// connection. The event goes on to the caller with its error alone, first, where go-openai reads it as one, and
+// without the secrets a misbehaving server might echo. (step's rare cases are methods of their own, so that the
+// frame of step, on the stack at every line of every stream, stays small.)
+func (s *streamBody) errorEvent(line, errValue []byte) error {
+	event := slices.Concat([]byte(`{"error":`), errValue, []byte("}"))
+	if scrubbed, changed := s.scrub(event); changed {
+		event = scrubbed
+	}
+	s.pending = slices.Concat([]byte("data: "), event, lineEnd(line))
+	return fmt.Errorf("%w: the server sent an error event", ErrStreamCut)
+}
+
+// scrubPartial scrubs data that is JSON but not a chunk's object (a string, a number): perhaps a line of an
+// event whose data spans several lines, which no check in step reads as an error. It is scrubbed as it stands:
+// the JSON value, so that escaped secrets are found too.
+func (s *streamBody) scrubPartial(line, data []byte) {
+	if scrubbed, changed := s.scrub(data); changed {
+		s.pending = slices.Concat([]byte("data: "), scrubbed, lineEnd(line))
+	}
 }
 
 // finish sets the stream's error from the upstream's err, if any: a stream that ends before its end marker (what

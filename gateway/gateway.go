@@ -82,6 +82,8 @@ type Gateway struct {
 	cfg     Config
 	metrics *metrics
 	budget  *budget
+	conns   *connTable   // the connections its Listeners accepted
+	taken   takenStreams // the streams on connections it took over
 }
 
 // New returns a gateway in front of client. It refuses a config without keys unless AllowNoAuth is set.
@@ -117,7 +119,7 @@ func New(client *failover.Client, cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{client: client, keys: newKeyring(cfg.Keys), open: len(cfg.Keys) == 0, cfg: cfg, metrics: newMetrics(),
-		budget: &budget{maxInFlight: int64(cfg.MaxInFlight), maxHeld: cfg.MaxHeldBytes}}
+		budget: &budget{maxInFlight: int64(cfg.MaxInFlight), maxHeld: cfg.MaxHeldBytes}, conns: &connTable{}}
 	g.cfg.Keys = nil // only the digests are kept
 	return g, nil
 }
@@ -185,12 +187,6 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_, _ = w.Write(append(data, '\n'))
 }
 
-// exchange is what one proxied request learned, for its log line and metrics. The client reports attempts on the
-// request's own goroutine, before Do returns, so it needs no lock.
-type exchange struct {
-	attempts []failover.Attempt
-}
-
 // proxy sends the request through the client and passes the answer back.
 func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt route) {
 	start := time.Now()
@@ -206,26 +202,22 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt route) {
 		g.shed(w, r, shedInFlight)
 		return
 	}
-	defer g.budget.leave()
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
-	defer cancel()
+	ex := &exchange{start: start, rt: rt, method: r.Method, path: r.URL.Path}
+	ctx := ex.begin(r.Context(), g.cfg.RequestTimeout)
+	defer func() {
+		if !ex.takenOver {
+			ex.release(g.budget) // also after a panic
+		}
+	}()
 	rc := http.NewResponseController(w)
 	// A slow reader of the answer must not hold the gateway past the request's time either; the grace leaves
 	// room to write the 504 of a request whose time ran out. (Not every ResponseWriter supports deadlines: then
 	// the context alone bounds the request.)
 	_ = rc.SetWriteDeadline(start.Add(g.cfg.RequestTimeout + timeoutAnswerGrace))
 
-	var ex exchange
-	status := g.forward(ctx, w, r, rc, rt, &ex)
-	d := time.Since(start)
-	g.metrics.request(rt.api, rt.operation, status, d, ex.attempts)
-	if g.cfg.Logger != nil {
-		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", status),
-			slog.Int("attempts", len(ex.attempts)), slog.Duration("duration", d)}
-		if n := len(ex.attempts); n > 0 {
-			attrs = append(attrs, slog.String("region", ex.attempts[n-1].Region))
-		}
-		g.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "aoai-gateway request", attrs...)
+	status := g.forward(ctx, w, r, rc, ex)
+	if !ex.takenOver { // else the stream ends the request when it ends
+		g.account(ctx, ex, status)
 	}
 }
 
@@ -238,7 +230,8 @@ func (g *Gateway) bodyLimit(rt route) int64 {
 }
 
 // forward makes the request and writes the answer, returning its status.
-func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, rc *http.ResponseController, rt route, ex *exchange) int {
+func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, rc *http.ResponseController, ex *exchange) int {
+	rt := ex.rt
 	limit := g.bodyLimit(rt)
 	// Read the body whole, under the deadline ServeHTTP set, before anything goes upstream: the deadline must be
 	// lifted before the (long) wait for the answer (net/http lifts it too once the body is read to its end), and
@@ -250,16 +243,14 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		in = http.MaxBytesReader(w, r.Body, limit)
 	}
 	body, held, err := g.readBody(in, r.ContentLength, limit)
-	defer func() { g.budget.free(held) }()
+	ex.held = held
 	if err != nil {
 		return g.bodyError(ctx, w, r, err)
 	}
 	_ = rc.SetReadDeadline(time.Time{})
 
 	// A buffered answer is held from the moment the client starts to read it: the client asks the budget first.
-	var answers answerHold
-	defer answers.free(g.budget)
-	ctx = failover.WithAnswerBudget(ctx, answers.room(g.budget))
+	ctx = failover.WithAnswerBudget(ctx, ex.answers.room(g.budget))
 	req, err := upstreamRequest(failover.WithTrace(ctx, &failover.Trace{AttemptDone: ex.add}), r, rt, body)
 	if err != nil {
 		return writeAnswer(w, failover.ErrorAnswer{Status: http.StatusBadRequest, Code: "invalid_request", Message: err.Error()})
@@ -270,9 +261,13 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil { // the request's context ended
 		return writeAnswer(w, failover.AnswerError(ctx, err))
 	}
-	defer resp.Body.Close()
-	if answers.refused.Load() && resp.StatusCode == http.StatusServiceUnavailable {
-		return g.shedAnswer(w, r, answers.tooLarge.Load()) // the client's 503 for an answer with no room, as the gateway's
+	defer func() {
+		if !ex.takenOver {
+			resp.Body.Close()
+		}
+	}()
+	if ex.answers.refused.Load() && resp.StatusCode == http.StatusServiceUnavailable {
+		return g.shedAnswer(w, r, ex.answers.tooLarge.Load()) // the client's 503 for an answer with no room, as the gateway's
 	}
 	// A buffered answer stays counted (answers.held) until it is written; the body too, which the answer's
 	// Request keeps reachable until then. A stream or a download is passed on as it comes, and holds nothing.
@@ -292,9 +287,12 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // tell nginx and the like in front not to hold events back
+	if g.takeOver(ctx, w, r, resp, ex) {
+		return resp.StatusCode
+	}
 	// WriteHeader and Flush, on a stack the stream does not keep: see onFreshStack.
 	beginStream(w, rc, resp.StatusCode)
-	if passStream(ctx, w, rc, resp.Body, rt.typed) {
+	if passStream(ctx, answerWriter{w, rc}, resp.Body, rt.typed) {
 		g.metrics.streamCuts.Add(1)
 	}
 	return resp.StatusCode
@@ -303,8 +301,6 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 func isEventStream(h http.Header) bool {
 	return strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
 }
-
-func (ex *exchange) add(a failover.Attempt) { ex.attempts = append(ex.attempts, a) }
 
 // upstreamRequest is the request the client is handed for r, whose body was read: r's method, path and query
 // (but for an api-key parameter, see forwardedQuery) at the logical host, with the headers a region may see. The

@@ -48,10 +48,22 @@ func startFleet(t *testing.T, names []string, cfg gateway.Config, opts ...failov
 	f.client = client
 	f.gateway, err = gateway.New(client, cfg)
 	require.NoError(t, err)
-	srv := httptest.NewServer(f.gateway)
-	t.Cleanup(srv.Close)
-	f.url = srv.URL
+	f.url = serveThroughListener(t, f.gateway)
 	return f
+}
+
+// serveThroughListener serves gw on a loopback port through its Listener, as cmd/aoai-gateway does (streams on
+// its plain HTTP/1.1 connections are taken over: see gateway.Listener), and returns its URL.
+func serveThroughListener(t *testing.T, gw *gateway.Gateway) string {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(gw)
+	srv.Listener = gw.Listener(srv.Listener)
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		require.NoError(t, gw.Shutdown(context.Background()))
+	})
+	return srv.URL
 }
 
 // modes are the two ways callers reach the gateway: go-openai configured for Azure (api-key header,

@@ -44,7 +44,7 @@ func (l *pipeListener) dial() net.Conn {
 // wait.
 func TestListenerWaitsPastMaxConnections(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := &Gateway{cfg: Config{MaxConnections: 2}, metrics: newMetrics()}
+		g := &Gateway{cfg: Config{MaxConnections: 2}, metrics: newMetrics(), conns: &connTable{}}
 		inner := newPipeListener()
 		ln := g.Listener(inner)
 		var open []net.Conn

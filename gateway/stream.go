@@ -18,7 +18,10 @@ import (
 // would take for a complete answer: for a stream of typed events (typed: a Responses API route; or any stream
 // with "event:" lines) the Responses API's error event, else chat's error data. It reports whether the stream was
 // cut, by the region or otherwise: the caller's leaving ends the upstream stream too (see passStream).
-func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Reader, typed bool) (cut bool) {
+//
+// It runs for a stream's whole life on a goroutine whose stack the stream keeps: the rare work (the cut event) is
+// in functions of their own, so that its frame stays small (see takeOver).
+func streamEvents(out eventWriter, body io.Reader, typed bool) (cut bool) {
 	events := failover.NewEventReader(body)
 	var sent eventTail
 	seq := typedSequence{typed: typed}
@@ -27,41 +30,67 @@ func streamEvents(w http.ResponseWriter, rc *http.ResponseController, body io.Re
 		if err != nil && err != io.EOF {
 			event = event[:bytes.LastIndexByte(event, '\n')+1] // half a line is dropped
 		}
-		if !write(w, event) {
+		if !write(out, event) {
 			return false // the caller is gone; closing the body ends the upstream stream
 		}
 		sent.add(event)
 		seq.add(event)
 		switch {
 		case err == nil:
-			if sent.atEventEnd() && !flush(rc) {
+			if sent.atEventEnd() && !flush(out) {
 				return false
 			}
 		case err == io.EOF:
-			flush(rc) // a last line without its newline went on as the region sent it
+			flush(out) // a last line without its newline went on as the region sent it
 			return false
 		default:
-			// An event the region left open is closed, so that the cut event parses on its own.
-			if !sent.atEventEnd() {
-				write(w, []byte("\n"))
-			}
-			if seq.typed {
-				write(w, seq.cutEvent(err))
-			} else {
-				event := failover.ErrorAnswer{Status: http.StatusBadGateway, Code: "stream_cut", Message: err.Error()}.Body()
-				write(w, []byte("data: "+string(event)+"\n\n"))
-			}
-			flush(rc)
+			writeCut(out, &sent, &seq, err)
 			return true
 		}
 	}
 }
 
+// writeCut ends a stream cut by err with the cut event, typed or chat's.
+func writeCut(out eventWriter, sent *eventTail, seq *typedSequence, err error) {
+	// An event the region left open is closed, so that the cut event parses on its own.
+	if !sent.atEventEnd() {
+		write(out, []byte("\n"))
+	}
+	if seq.typed {
+		write(out, seq.cutEvent(err))
+	} else {
+		event := failover.ErrorAnswer{Status: http.StatusBadGateway, Code: "stream_cut", Message: err.Error()}.Body()
+		write(out, []byte("data: "+string(event)+"\n\n"))
+	}
+	flush(out)
+}
+
 // passStream is streamEvents for a request whose context is ctx, reporting whether the region cut the stream (for
 // aoai_gateway_stream_cuts_total): a stream whose caller hung up, or whose request ran out of time, also ends
 // with an error from upstream (the request's context ends the upstream stream), but the region did not cut it.
-func passStream(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.Reader, typed bool) (upstreamCut bool) {
-	return streamEvents(w, rc, body, typed) && ctx.Err() == nil
+func passStream(ctx context.Context, out eventWriter, body io.Reader, typed bool) (upstreamCut bool) {
+	return streamEvents(out, body, typed) && ctx.Err() == nil
+}
+
+// eventWriter is where a stream's events go: the ResponseWriter (answerWriter) or, for a stream the gateway took
+// over from net/http, the connection (chunkWriter).
+type eventWriter interface {
+	io.Writer
+	Flush() error
+}
+
+// answerWriter writes to a ResponseWriter. One that cannot flush (a middleware's, say) sends events later, which
+// delays them but loses none.
+type answerWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (a answerWriter) Flush() error {
+	if err := a.rc.Flush(); !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
 func write(w io.Writer, data []byte) bool {
@@ -72,12 +101,8 @@ func write(w io.Writer, data []byte) bool {
 	return err == nil
 }
 
-// flush sends what was written; a ResponseWriter that cannot flush (a middleware's, say) sends it later, which
-// delays events but loses none.
-func flush(rc *http.ResponseController) bool {
-	err := rc.Flush()
-	return err == nil || errors.Is(err, http.ErrNotSupported)
-}
+// flush sends what was written.
+func flush(out eventWriter) bool { return out.Flush() == nil }
 
 // eventTail remembers the end of what was sent of an event stream: whether it ends an event (a blank line).
 type eventTail struct {

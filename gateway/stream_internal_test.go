@@ -28,7 +28,7 @@ func streamOf(t *testing.T, stream string, typed bool) string {
 	t.Helper()
 	w := httptest.NewRecorder()
 	body := io.MultiReader(strings.NewReader(stream), iotest.ErrReader(errors.New("failover: stream cut: reset")))
-	assert.True(t, streamEvents(w, http.NewResponseController(w), body, typed), "the stream was cut")
+	assert.True(t, streamEvents(answerWriter{w, http.NewResponseController(w)}, body, typed), "the stream was cut")
 	return w.Body.String()
 }
 

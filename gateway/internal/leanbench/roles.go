@@ -24,13 +24,17 @@ import (
 
 // The processes the driver starts: the fake region, the bare ReverseProxy and the gateway.
 
-// serve answers with h on a loopback port, which it prints first, until the process is ended.
+// serve answers with h on a loopback port, which it prints first, until the process is ended. The gateway is
+// served through its Listener, as cmd/aoai-gateway serves it.
 func serve(h http.Handler) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	fmt.Println("http://" + ln.Addr().String())
+	if g, ok := h.(*gateway.Gateway); ok {
+		ln = g.Listener(ln)
+	}
 	return (&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 }
 
@@ -85,9 +89,10 @@ func gatewayProxy(upstream string) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	// In flight, a stream counts for its whole life: the default limit (1024) would shed most of 5 000 streams,
-	// and this measures what each costs, not the limit.
-	return gateway.New(client, gateway.Config{Keys: []string{benchKey}, MaxInFlight: 1 << 20})
+	// In flight, a stream counts for its whole life, and holds its connection: the default limits (1024 requests,
+	// 4096 connections) would shed or queue most of 5 000 streams, and this measures what each costs, not the
+	// limits.
+	return gateway.New(client, gateway.Config{Keys: []string{benchKey}, MaxInFlight: 1 << 20, MaxConnections: 1 << 20})
 }
 
 // answer is a chat completion like Azure's.
