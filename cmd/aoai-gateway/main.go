@@ -214,7 +214,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
-	return serve(ctx, srv, ln, o, logger)
+	return serve(ctx, srv, gw, ln, o, logger)
 }
 
 // callerKeys returns the keys callers authenticate with, and checks that there are some or that -insecure-no-auth
@@ -267,8 +267,8 @@ func listen(o options, gw *gateway.Gateway, handler slog.Handler) (*http.Server,
 }
 
 // serve serves on ln until ctx ends, then drains: requests in flight have -drain-timeout to finish before they
-// are cut.
-func serve(ctx context.Context, srv *http.Server, ln net.Listener, o options, logger *slog.Logger) error {
+// are cut, the streams the gateway took over from the server (gateway.Listener) included.
+func serve(ctx context.Context, srv *http.Server, gw *gateway.Gateway, ln net.Listener, o options, logger *slog.Logger) error {
 	served := make(chan error, 1)
 	go func() {
 		if o.tlsCert != "" {
@@ -285,7 +285,7 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, o options, lo
 	logger.Info("aoai-gateway draining", "timeout", o.drainTimeout)
 	drain, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
 	defer cancel()
-	if err := srv.Shutdown(drain); err != nil {
+	if err := errors.Join(srv.Shutdown(drain), gw.Shutdown(drain)); err != nil {
 		logger.Warn("aoai-gateway: drain timed out; cutting the requests still in flight")
 		srv.Close()
 	}
