@@ -32,9 +32,10 @@ type limitListener struct {
 	closed    chan struct{} // closed by Close, which ends a wait for a slot
 	accepted  chan accepted
 	start     sync.Once
-	mu        sync.Mutex // over returned and isClosed
+	mu        sync.Mutex // over returned, parked and isClosed
 	returned  []*limitConn
-	ready     chan struct{} // has a value when returned may not be empty
+	ready     chan struct{}           // has a value when returned may not be empty
+	parked    map[*limitConn]struct{} // waiting, after a stream, for their next request: closed by Close
 	isClosed  bool
 	closeOnce sync.Once
 	metrics   *metrics
@@ -139,16 +140,41 @@ func (l *limitListener) requeue(c *limitConn) {
 	}
 }
 
-// Close closes the listener, ends a wait in Accept, and closes the connections given back but not handed out.
+// park counts c among the connections that wait for their next request after a stream, which Close closes (as
+// a server's Shutdown closes its idle connections); false when the listener is closed already.
+func (l *limitListener) park(c *limitConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.isClosed {
+		return false
+	}
+	if l.parked == nil {
+		l.parked = make(map[*limitConn]struct{})
+	}
+	l.parked[c] = struct{}{}
+	return true
+}
+
+func (l *limitListener) unpark(c *limitConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.parked, c)
+}
+
+// Close closes the listener, ends a wait in Accept, and closes the connections given back but not handed out and
+// those waiting for their next request after a stream.
 func (l *limitListener) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.isClosed = true
 		close(l.closed)
-		returned := l.returned
-		l.returned = nil
+		idle := l.returned
+		for c := range l.parked {
+			idle = append(idle, c)
+		}
+		l.returned, l.parked = nil, nil
 		l.mu.Unlock()
-		for _, c := range returned {
+		for _, c := range idle {
 			_ = c.Close()
 		}
 	})

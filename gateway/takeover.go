@@ -3,11 +3,9 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -23,15 +21,21 @@ import (
 // the server again as it would a new one: keep-alive is kept. A stream over TLS or HTTP/2, or on a connection
 // the gateway's Listener did not accept, stays with net/http. gateway/internal/leanbench measures the difference.
 
-// takenStream is a stream on a connection the gateway took over.
+// takenStream is a stream on a connection the gateway took over. Its watch goes on past the stream's end, while
+// the connection waits for the caller's next request (as net/http's idle connections do, but without their
+// buffers): the first byte of it gives the connection back to the Listener.
 type takenStream struct {
-	conn    net.Conn
-	out     chunkWriter
-	keep    bool          // the connection goes back to the Listener at the end
-	pending []byte        // what the caller sent past its request: the next one's beginning
-	watched chan struct{} // closed when watch returns
-	gone    bool          // the caller hung up (set by watch)
-	cancel  context.CancelFunc
+	conn   net.Conn
+	out    chunkWriter
+	keep   bool          // the connection is kept at the end, for the caller's next request
+	idle   time.Duration // how long it waits for that request: the server's IdleTimeout; 0 for ever
+	cancel context.CancelFunc
+
+	mu       sync.Mutex // over the fields below, shared by the stream's goroutine and its watch
+	pending  []byte     // what the caller sent past its request: the next one's beginning
+	watching bool       // watch is reading
+	gone     bool       // the caller hung up, or the connection failed
+	ended    bool       // the answer is whole, or the stream failed: endTaken ran
 }
 
 // takeOver passes the stream resp on over r's connection itself, past the handler's return, if r came as plain
@@ -41,7 +45,7 @@ func (g *Gateway) takeOver(ctx context.Context, w http.ResponseWriter, r *http.R
 	if r.TLS != nil || r.ProtoMajor != 1 || r.ProtoMinor < 1 || !g.conns.served(r) {
 		return false
 	}
-	s := &takenStream{watched: make(chan struct{}), cancel: ex.cancel}
+	s := &takenStream{cancel: ex.cancel, watching: true, idle: idleTimeout(r)}
 	if !g.taken.add(s) { // shutting down: the stream stays with the server, whose Shutdown waits for it
 		return false
 	}
@@ -84,20 +88,44 @@ func head(h http.Header, status int, keep bool) []byte {
 	return b.Bytes()
 }
 
+// idleTimeout is how long r's server keeps an idle connection open: its IdleTimeout, else its ReadTimeout, as
+// net/http reads them; 0 for ever.
+func idleTimeout(r *http.Request) time.Duration {
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	switch {
+	case srv == nil:
+		return 0
+	case srv.IdleTimeout != 0:
+		return srv.IdleTimeout
+	default:
+		return srv.ReadTimeout
+	}
+}
+
 // watch reads the connection while the stream passes, as net/http does for a request it serves: the caller's
 // hanging up ends the request, and with it the upstream stream, at once rather than at the next event. A byte
-// that arrives is the beginning of the caller's next request, kept for it; the stream's end stops the watch
-// with a read deadline in the past.
+// that arrives is the beginning of the caller's next request, kept for it. After the stream's end it waits for
+// that byte (see endTaken), up to the server's idle timeout.
 func (s *takenStream) watch() {
-	defer close(s.watched)
 	var b [1]byte
-	n, err := s.conn.Read(b[:])
-	switch {
-	case n == 1:
+	n, _ := s.conn.Read(b[:])
+	s.mu.Lock()
+	s.watching = false
+	if n == 1 {
 		s.pending = append(s.pending, b[0])
-	case errors.Is(err, os.ErrDeadlineExceeded):
-	default:
-		s.gone = true
+	}
+	next := len(s.pending) > 0 // the caller's next request has begun
+	s.gone = s.gone || !next
+	ended := s.ended
+	s.mu.Unlock()
+	switch {
+	case next && ended:
+		s.giveBack()
+	case next: // sent while the stream passed (pipelined): the stream's end gives the connection back
+	case ended: // the idle wait ran out, or the caller or the listener closed the connection
+		_ = s.conn.Close()
+		s.unpark()
+	default: // the caller hung up, or the connection failed
 		s.cancel()
 	}
 }
@@ -109,8 +137,10 @@ func (g *Gateway) pass(ctx context.Context, s *takenStream, body io.ReadCloser, 
 	g.endTaken(ctx, s, body, ex, status, cut)
 }
 
-// endTaken ends a stream on a connection the gateway took over: the body's last chunk, then the connection goes
-// back to its Listener (or is closed when it cannot carry another request), then the request ends.
+// endTaken ends a stream on a connection the gateway took over: the body's last chunk, then the request ends, and
+// the connection either waits for the caller's next request (watch goes on, under the idle timeout; the
+// Listener closes it if it closes first), goes back to the Listener at once (the next request has begun), or is
+// closed (it cannot carry another).
 func (g *Gateway) endTaken(ctx context.Context, s *takenStream, body io.ReadCloser, ex *exchange, status int, cut bool) {
 	_ = body.Close()
 	if cut {
@@ -119,17 +149,52 @@ func (g *Gateway) endTaken(ctx context.Context, s *takenStream, body io.ReadClos
 	if s.out.err == nil {
 		_, s.out.err = s.conn.Write([]byte("0\r\n\r\n"))
 	}
-	_ = s.conn.SetReadDeadline(time.Unix(1, 0))
-	<-s.watched
-	if own, ok := s.conn.(*limitConn); ok && s.keep && !s.gone && s.out.err == nil {
-		_ = s.conn.SetDeadline(time.Time{})
-		own.pending = s.pending
-		own.listener.requeue(own)
-	} else {
-		_ = s.conn.Close()
+	_ = s.conn.SetWriteDeadline(time.Time{})
+	s.mu.Lock()
+	s.ended = true
+	keep := s.keep && !s.gone && s.out.err == nil
+	watching := s.watching
+	if keep && watching {
+		var deadline time.Time // for ever
+		switch {
+		case len(s.pending) > 0:
+			deadline = time.Unix(1, 0) // the next request has begun: the watch stops now and gives the connection back
+		case s.idle > 0:
+			deadline = time.Now().Add(s.idle)
+		}
+		_ = s.conn.SetReadDeadline(deadline)
+		keep = s.park() // closed when the Listener closes
+	}
+	s.mu.Unlock()
+	switch {
+	case !keep:
+		_ = s.conn.Close() // a watch still reading ends, and sees ended
+	case !watching:
+		s.giveBack()
 	}
 	g.taken.remove(s)
 	g.end(ctx, ex, status)
+}
+
+// park counts the connection among its Listener's idle ones, which its Close closes; false when it is closed.
+func (s *takenStream) park() bool {
+	own := s.conn.(*limitConn) // s.keep: one of the Listener's
+	return own.listener.park(own)
+}
+
+func (s *takenStream) unpark() {
+	if own, ok := s.conn.(*limitConn); ok && s.keep {
+		own.listener.unpark(own)
+	}
+}
+
+// giveBack hands the connection back to its Listener, for the server to read the caller's next request.
+func (s *takenStream) giveBack() {
+	s.unpark()
+	own := s.conn.(*limitConn)
+	_ = own.SetDeadline(time.Time{})
+	own.pending = s.pending
+	own.listener.requeue(own)
 }
 
 // chunkWriter writes each piece of a stream to the connection as one HTTP/1.1 chunk, in one write, so that an

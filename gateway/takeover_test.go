@@ -74,11 +74,11 @@ type takeOverFront struct {
 	opened   atomic.Int64
 }
 
-func startTakeOverFront(t *testing.T, region http.Handler, cfg gateway.Config, useTLS bool) *takeOverFront {
-	return startFront(t, region, cfg, useTLS, true)
+func startTakeOverFront(t *testing.T, region http.Handler, cfg gateway.Config, useTLS bool, configure ...func(*http.Server)) *takeOverFront {
+	return startFront(t, region, cfg, useTLS, true, configure...)
 }
 
-func startFront(t *testing.T, region http.Handler, cfg gateway.Config, useTLS, throughListener bool) *takeOverFront {
+func startFront(t *testing.T, region http.Handler, cfg gateway.Config, useTLS, throughListener bool, configure ...func(*http.Server)) *takeOverFront {
 	t.Helper()
 	upstream := httptest.NewServer(region)
 	t.Cleanup(upstream.Close)
@@ -101,6 +101,9 @@ func startFront(t *testing.T, region http.Handler, cfg gateway.Config, useTLS, t
 		case http.StateNew:
 			f.opened.Add(1)
 		}
+	}
+	for _, c := range configure {
+		c(f.server.Config)
 	}
 	if useTLS {
 		f.server.StartTLS()
@@ -235,6 +238,33 @@ func TestTakenOverStreamHonoursConnectionClose(t *testing.T) {
 	_, err = in.ReadByte()
 	assert.ErrorIs(t, err, io.EOF, "the gateway closed the connection")
 	assert.EqualValues(t, 1, f.hijacked.Load())
+}
+
+// After a stream, its connection waits for the caller's next request as net/http's idle connections do: up to the
+// server's IdleTimeout, then the gateway closes it.
+func TestTakenOverStreamConnectionClosesAtTheIdleTimeout(t *testing.T) {
+	region := newPacedRegion()
+	close(region.next)
+	f := startTakeOverFront(t, region, gateway.Config{}, false, func(s *http.Server) { s.IdleTimeout = 50 * time.Millisecond })
+	conn, err := net.Dial("tcp", f.server.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	body := `{"model":"gpt-4o","stream":true,"messages":[]}`
+	_, err = fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", gatewayKey, len(body), body)
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	in := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(in, nil)
+	require.NoError(t, err)
+	got, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, pacedChunk+"data: [DONE]\n\n", string(got))
+	assert.False(t, resp.Close)
+	_, err = in.ReadByte()
+	assert.ErrorIs(t, err, io.EOF, "closed at the idle timeout, well before the test's 10 s deadline")
+	require.Eventually(t, func() bool { return metric(t, f.url, "aoai_gateway_open_connections") == "1" },
+		10*time.Second, 5*time.Millisecond, "only the /metrics request's connection is open")
 }
 
 // A request sent before the stream's answer (pipelined) is served after it, on the same connection.
