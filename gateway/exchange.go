@@ -21,14 +21,20 @@ type exchange struct {
 	cancel       context.CancelFunc
 	untie        func() bool // stops the handler's context from ending the request's
 	takenOver    bool
+	ended        bool // end ran (a taken-over stream's request)
 }
 
 func (ex *exchange) add(a failover.Attempt) { ex.attempts = append(ex.attempts, a) }
 
-// begin is the request's context: it ends at timeout, or when the handler's context ends (the caller hung up, or
-// the handler returned), until untie: a stream the gateway took over outlives its handler.
+// begin is the request's context: it ends at timeout or at the handler's context's deadline (a middleware's, say),
+// or when the handler's context ends (the caller hung up, or the handler returned), until untie: a stream the
+// gateway took over outlives its handler, and from then on its watch stands for the caller's hanging up.
 func (ex *exchange) begin(handler context.Context, timeout time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(handler), timeout)
+	deadline := ex.start.Add(timeout)
+	if d, ok := handler.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(handler), deadline)
 	ex.cancel, ex.untie = cancel, context.AfterFunc(handler, cancel)
 	return ctx
 }
@@ -56,8 +62,10 @@ func (g *Gateway) account(ctx context.Context, ex *exchange, status int) {
 	}
 }
 
-// end ends a request whose stream the gateway took over: accounted for, then released.
+// end ends a request whose stream the gateway took over: accounted for, then released (also if accounting
+// panics: a Logger's handler may).
 func (g *Gateway) end(ctx context.Context, ex *exchange, status int) {
+	ex.ended = true
+	defer ex.release(g.budget)
 	g.account(ctx, ex, status)
-	ex.release(g.budget)
 }

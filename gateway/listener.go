@@ -115,10 +115,18 @@ func (l *limitListener) acceptLoop() {
 // track counts conn open until its first Close.
 func (l *limitListener) track(conn net.Conn) *limitConn {
 	l.metrics.connections.Add(1)
-	c := &limitConn{Conn: conn, listener: l, key: connKey{local: conn.LocalAddr().String(), remote: conn.RemoteAddr().String()}}
-	l.conns.add(c.key)
+	c := &limitConn{Conn: conn, listener: l}
+	// Only TCP connections are known by address: each has an address pair of its own (pipes and Unix sockets
+	// need not), so that a request's addresses name its connection and no other.
+	_, tcp := conn.RemoteAddr().(*net.TCPAddr)
+	if tcp {
+		c.key = connKey{local: conn.LocalAddr().String(), remote: conn.RemoteAddr().String()}
+		l.conns.add(c.key)
+	}
 	c.release = func() {
-		l.conns.remove(c.key)
+		if tcp {
+			l.conns.remove(c.key)
+		}
 		l.metrics.connections.Add(-1)
 		<-l.slots
 	}
@@ -138,6 +146,13 @@ func (l *limitListener) requeue(c *limitConn) {
 	case l.ready <- struct{}{}:
 	default:
 	}
+}
+
+// open reports whether the listener is not closed.
+func (l *limitListener) open() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.isClosed
 }
 
 // park counts c among the connections that wait for their next request after a stream, which Close closes (as

@@ -3,9 +3,12 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -56,15 +59,14 @@ func (g *Gateway) takeOver(ctx context.Context, w http.ResponseWriter, r *http.R
 	}
 	ex.takenOver = true
 	ex.untie() // the handler's return must not end the request
-	g.taken.attach(s, conn)
+	// net/http lifted the deadlines; the request's write deadline holds again (see proxy).
+	g.taken.attach(s, conn, ex.start.Add(g.cfg.RequestTimeout+timeoutAnswerGrace))
 	if n := rw.Reader.Buffered(); n > 0 { // the caller's next request, sent before this one's answer (pipelining)
 		next, _ := rw.Reader.Peek(n)
 		s.pending = bytes.Clone(next)
 	}
 	own, ok := conn.(*limitConn)
-	s.keep = ok && own.listener != nil && !r.Close
-	// net/http lifted the deadlines; the request's write deadline holds again (see proxy).
-	_ = conn.SetWriteDeadline(ex.start.Add(g.cfg.RequestTimeout + timeoutAnswerGrace))
+	s.keep = ok && own.listener.open() && !r.Close // a closing Listener: the server is shutting down
 	if _, err := conn.Write(head(w.Header(), resp.StatusCode, s.keep)); err != nil {
 		s.out.err = err
 	}
@@ -133,8 +135,33 @@ func (s *takenStream) watch() {
 // pass passes the stream's events on until it ends, then ends the request. It is the goroutine the stream keeps:
 // what it reaches at every event is all its stack will hold.
 func (g *Gateway) pass(ctx context.Context, s *takenStream, body io.ReadCloser, ex *exchange, status int) {
+	defer g.recoverStream(ctx, s, body, ex, status)
 	cut := passStream(ctx, &s.out, body, ex.rt.typed)
 	g.endTaken(ctx, s, body, ex, status, cut)
+}
+
+// recoverStream stands for net/http's recovery of a handler's panic, which a stream past its handler no longer
+// has: the connection is closed, the request ended, and the panic logged with its stack (as net/http logs it),
+// rather than the process ended.
+func (g *Gateway) recoverStream(ctx context.Context, s *takenStream, body io.ReadCloser, ex *exchange, status int) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	defer func() { _ = recover() }() // a Logger that panicked may panic again: the process goes on all the same
+	defer g.taken.remove(s)
+	s.mu.Lock()
+	s.gone = true // not kept
+	s.mu.Unlock()
+	_ = s.conn.Close()
+	_ = body.Close()
+	if !ex.ended {
+		g.end(ctx, ex, status)
+	}
+	if g.cfg.Logger != nil && p != http.ErrAbortHandler {
+		g.cfg.Logger.LogAttrs(ctx, slog.LevelError, "aoai-gateway: panic passing a stream",
+			slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
+	}
 }
 
 // endTaken ends a stream on a connection the gateway took over: the body's last chunk, then the request ends, and
@@ -142,10 +169,14 @@ func (g *Gateway) pass(ctx context.Context, s *takenStream, body io.ReadCloser, 
 // Listener closes it if it closes first), goes back to the Listener at once (the next request has begun), or is
 // closed (it cannot carry another).
 func (g *Gateway) endTaken(ctx context.Context, s *takenStream, body io.ReadCloser, ex *exchange, status int, cut bool) {
+	defer g.taken.remove(s) // last: Shutdown returns once the request is accounted for and its connection settled
 	_ = body.Close()
 	if cut {
 		g.metrics.streamCuts.Add(1)
 	}
+	// The request ends before its answer's last chunk, as a handler returns before net/http writes it: a caller
+	// that sends its next request as soon as the answer is whole finds this one's in-flight place free.
+	g.end(ctx, ex, status)
 	if s.out.err == nil {
 		_, s.out.err = s.conn.Write([]byte("0\r\n\r\n"))
 	}
@@ -172,8 +203,6 @@ func (g *Gateway) endTaken(ctx context.Context, s *takenStream, body io.ReadClos
 	case !watching:
 		s.giveBack()
 	}
-	g.taken.remove(s)
-	g.end(ctx, ex, status)
 }
 
 // park counts the connection among its Listener's idle ones, which its Close closes; false when it is closed.
@@ -235,6 +264,7 @@ type takenStreams struct {
 	mu      sync.Mutex
 	streams map[*takenStream]struct{}
 	closing bool
+	cutting bool          // Shutdown's context ended: the streams are being cut
 	drained chan struct{} // closed when the last stream ends while Shutdown waits
 }
 
@@ -252,11 +282,16 @@ func (t *takenStreams) add(s *takenStream) bool {
 	return true
 }
 
-// attach gives s its connection, once taken over.
-func (t *takenStreams) attach(s *takenStream, conn net.Conn) {
+// attach gives s its connection, once taken over, with its write deadline: a second from now if Shutdown is
+// cutting the streams already.
+func (t *takenStreams) attach(s *takenStream, conn net.Conn, writeDeadline time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s.conn, s.out.conn = conn, conn
+	if t.cutting {
+		writeDeadline = time.Now().Add(time.Second)
+	}
+	_ = conn.SetWriteDeadline(writeDeadline)
 }
 
 func (t *takenStreams) remove(s *takenStream) {
@@ -293,6 +328,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	t.mu.Lock()
+	t.cutting = true
 	for s := range t.streams {
 		s.cancel()
 		if s.conn != nil {

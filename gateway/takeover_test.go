@@ -6,11 +6,14 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -380,4 +383,50 @@ func TestStreamsOffTheListenerAreNotTakenOver(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, pacedChunk+"data: [DONE]\n\n", string(got))
 	assert.Zero(t, f.hijacked.Load())
+}
+
+// panickyHandler is a slog.Handler that panics on the line of every proxied request.
+type panickyHandler struct{ slog.Handler }
+
+func (h panickyHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "aoai-gateway request" {
+		panic("a logger that fails")
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// A panic while a taken-over stream ends (here, in a Logger's handler) ends that stream's connection and request,
+// as net/http ends a handler's that panics, not the process: the in-flight place is given back, and the gateway
+// serves on.
+func TestPanicPassingATakenOverStreamEndsItsConnectionOnly(t *testing.T) {
+	region := newPacedRegion()
+	close(region.next)
+	var logged strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(panickyHandler{slog.NewTextHandler(lockedWriter{&mu, &logged}, nil)})
+	f := startTakeOverFront(t, region, gateway.Config{Logger: logger, MaxInFlight: 1}, false,
+		func(s *http.Server) { s.ErrorLog = log.New(io.Discard, "", 0) }) // net/http's own recoveries, below
+	for range 2 {
+		resp, err := http.DefaultClient.Do(streamRequest(t, context.Background(), f.url))
+		require.NoError(t, err)
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Error(t, err, "the stream's connection closed before its last chunk")
+	}
+	assert.EqualValues(t, 2, f.hijacked.Load(), "the second stream was served: the first gave its in-flight place back")
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Contains(t, logged.String(), "panic passing a stream")
+	assert.Contains(t, logged.String(), "a logger that fails")
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
