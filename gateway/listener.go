@@ -15,9 +15,10 @@ import (
 // instead of failed while the gateway is full; the server's header and idle timeouts free the slots of idle
 // ones. The counts are on /metrics: aoai_gateway_open_connections and aoai_gateway_connection_waits_total.
 //
-// On a plain (not TLS) connection from Listener, the gateway passes a stream on over the connection itself rather
-// than through net/http, which holds less for as long as the stream lasts (see Shutdown); at the stream's end the
-// connection comes out of Accept again, for the server to read its next request.
+// On a plain (not TLS) TCP connection from Listener, the gateway passes a stream on over the connection itself
+// rather than through net/http, which holds less for as long as the stream lasts (see Shutdown). After the stream
+// the connection waits for the caller's next request (up to the server's IdleTimeout; Close closes it, as a
+// server's Shutdown closes idle connections), and comes out of Accept again when it begins.
 func (g *Gateway) Listener(ln net.Listener) net.Listener {
 	return &limitListener{Listener: ln, slots: make(chan struct{}, g.cfg.MaxConnections), closed: make(chan struct{}),
 		accepted: make(chan accepted), ready: make(chan struct{}, 1), metrics: g.metrics, conns: g.conns}

@@ -20,9 +20,10 @@ import (
 // of the gateway's Listeners accepted, the gateway takes the connection over once the region's answer has begun
 // (http.ResponseController.Hijack), writes the answer's head itself, and passes the events on in HTTP/1.1 chunks
 // from a goroutine of its own, which starts with a small stack and keeps it; net/http's buffers, request and
-// goroutine are then let go. When the stream ends, the connection goes back to the Listener, which hands it to
-// the server again as it would a new one: keep-alive is kept. A stream over TLS or HTTP/2, or on a connection
-// the gateway's Listener did not accept, stays with net/http. gateway/internal/leanbench measures the difference.
+// goroutine are then let go. When the stream ends, the connection waits for the caller's next request, and its
+// first byte sends the connection back through the Listener's Accept to the server, as if it were new:
+// keep-alive is kept. A stream over TLS or HTTP/2, or on a connection the gateway's Listener did not accept,
+// stays with net/http. gateway/internal/leanbench measures the difference.
 
 // takenStream is a stream on a connection the gateway took over. Its watch goes on past the stream's end, while
 // the connection waits for the caller's next request (as net/http's idle connections do, but without their
