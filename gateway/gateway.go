@@ -199,7 +199,8 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	}
 	if !g.budget.enter() {
-		g.shed(w, r, shedInFlight)
+		// Counted with the requests, as one shed for bytes is (logged at Debug only: see shed).
+		g.metrics.request(rt.api, rt.operation, g.shed(w, r, shedInFlight), time.Since(start), nil)
 		return
 	}
 	ex := &exchange{start: start, rt: rt, method: r.Method, path: r.URL.Path}

@@ -123,6 +123,8 @@ func TestInFlightLimitShedsAtOnce(t *testing.T) {
 	assert.Contains(t, body, "2 requests in flight")
 	assert.Equal(t, 1.0, metricValue(t, url, `aoai_gateway_shed_total{reason="in_flight"}`))
 	assert.Equal(t, 2.0, metricValue(t, url, "aoai_gateway_in_flight_requests"), "/metrics is not counted, nor shed")
+	assert.Equal(t, 1.0, metricValue(t, url, `aoai_gateway_requests_total{api="openai",operation="chat/completions",status="503"}`),
+		"a shed request is counted with the requests, as one shed for bytes is")
 
 	region.releaseAll()
 	wg.Wait()
