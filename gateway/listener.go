@@ -18,7 +18,9 @@ import (
 // On a plain (not TLS) TCP connection from Listener, the gateway passes a stream on over the connection itself
 // rather than through net/http, which holds less for as long as the stream lasts (see Shutdown). After the stream
 // the connection waits for the caller's next request (up to the server's IdleTimeout; Close closes it, as a
-// server's Shutdown closes idle connections), and comes out of Accept again when it begins.
+// server's Shutdown closes idle connections), and comes out of Accept again when it begins. The server should serve
+// the listener Listener returns, not one wrapped around it: through a wrapper, a stream's connection is closed
+// at the stream's end.
 func (g *Gateway) Listener(ln net.Listener) net.Listener {
 	return &limitListener{Listener: ln, slots: make(chan struct{}, g.cfg.MaxConnections), closed: make(chan struct{}),
 		accepted: make(chan accepted), ready: make(chan struct{}, 1), metrics: g.metrics, conns: g.conns}

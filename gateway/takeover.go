@@ -31,15 +31,16 @@ import (
 type takenStream struct {
 	conn   net.Conn
 	out    chunkWriter
-	keep   bool          // the connection is kept at the end, for the caller's next request
 	idle   time.Duration // how long it waits for that request: the server's IdleTimeout; 0 for ever
 	cancel context.CancelFunc
 
 	mu       sync.Mutex // over the fields below, shared by the stream's goroutine and its watch
+	keep     bool       // the connection is kept at the end, for the caller's next request
 	pending  []byte     // what the caller sent past its request: the next one's beginning
 	watching bool       // watch is reading
 	gone     bool       // the caller hung up, or the connection failed
 	ended    bool       // the answer is whole, or the stream failed: endTaken ran
+	handBack bool       // endTaken stopped the watch to give the connection back for a pipelined request
 }
 
 // takeOver passes the stream resp on over r's connection itself, past the handler's return, if r came as plain
@@ -117,15 +118,17 @@ func (s *takenStream) watch() {
 	if n == 1 {
 		s.pending = append(s.pending, b[0])
 	}
-	next := len(s.pending) > 0 // the caller's next request has begun
+	// The caller's next request has begun: a byte came, or endTaken stopped the read because it had (pipelined).
+	// An end of the connection is a hang-up, whatever was pipelined before it.
+	next := n == 1 || s.handBack
 	s.gone = s.gone || !next
-	ended := s.ended
+	ended, keep := s.ended, s.keep
 	s.mu.Unlock()
 	switch {
-	case next && ended:
+	case next && ended && keep:
 		s.giveBack()
-	case next: // sent while the stream passed (pipelined): the stream's end gives the connection back
-	case ended: // the idle wait ran out, or the caller or the listener closed the connection
+	case next && !ended: // sent while the stream passed (pipelined): the stream's end gives the connection back
+	case ended: // the idle wait ran out, the caller or the listener closed the connection, or endTaken did
 		_ = s.conn.Close()
 		s.unpark()
 	default: // the caller hung up, or the connection failed
@@ -184,18 +187,20 @@ func (g *Gateway) endTaken(ctx context.Context, s *takenStream, body io.ReadClos
 	_ = s.conn.SetWriteDeadline(time.Time{})
 	s.mu.Lock()
 	s.ended = true
-	keep := s.keep && !s.gone && s.out.err == nil
-	watching := s.watching
+	s.keep = s.keep && !s.gone && s.out.err == nil
+	keep, watching := s.keep, s.watching
 	if keep && watching {
 		var deadline time.Time // for ever
 		switch {
 		case len(s.pending) > 0:
-			deadline = time.Unix(1, 0) // the next request has begun: the watch stops now and gives the connection back
+			// The next request has begun (pipelined): the watch stops now and gives the connection back.
+			deadline, s.handBack = time.Unix(1, 0), true
 		case s.idle > 0:
 			deadline = time.Now().Add(s.idle)
 		}
 		_ = s.conn.SetReadDeadline(deadline)
-		keep = s.park() // closed when the Listener closes
+		s.keep = s.park() // closed when the Listener closes
+		keep = s.keep
 	}
 	s.mu.Unlock()
 	switch {
@@ -218,12 +223,14 @@ func (s *takenStream) unpark() {
 	}
 }
 
-// giveBack hands the connection back to its Listener, for the server to read the caller's next request.
+// giveBack hands the connection back to its Listener, for the server to read the caller's next request: what
+// was read of it first (net/http's buffer, the watch's byte), then what the connection still held of bytes
+// given back before (see limitConn.Read), which the watch read from.
 func (s *takenStream) giveBack() {
 	s.unpark()
-	own := s.conn.(*limitConn)
+	own := s.conn.(*limitConn) // s.keep: one of the Listener's
 	_ = own.SetDeadline(time.Time{})
-	own.pending = s.pending
+	own.pending = append(s.pending, own.pending...)
 	own.listener.requeue(own)
 }
 
@@ -331,9 +338,14 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
 	t.cutting = true
 	for s := range t.streams {
-		s.cancel()
-		if s.conn != nil {
-			_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		s.mu.Lock()
+		ended := s.ended // past its end, the connection may be the server's again
+		s.mu.Unlock()
+		if !ended {
+			s.cancel()
+			if s.conn != nil {
+				_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+			}
 		}
 	}
 	t.mu.Unlock()
