@@ -168,10 +168,10 @@ func (g *Gateway) recoverStream(ctx context.Context, s *takenStream, body io.Rea
 	}
 }
 
-// endTaken ends a stream on a connection the gateway took over: the body's last chunk, then the request ends, and
-// the connection either waits for the caller's next request (watch goes on, under the idle timeout; the
-// Listener closes it if it closes first), goes back to the Listener at once (the next request has begun), or is
-// closed (it cannot carry another).
+// endTaken ends a stream on a connection the gateway took over: the request ends, the body's last chunk goes
+// out, and the connection either waits for the caller's next request (watch goes on, under the idle timeout;
+// the Listener closes it if it closes first), goes back to the Listener at once (the next request has begun), or
+// is closed (it cannot carry another).
 func (g *Gateway) endTaken(ctx context.Context, s *takenStream, body io.ReadCloser, ex *exchange, status int, cut bool) {
 	defer g.taken.remove(s) // last: Shutdown returns once the request is accounted for and its connection settled
 	_ = body.Close()
