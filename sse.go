@@ -134,7 +134,9 @@ func (b *lineBuffer) shrink() {
 func (b *lineBuffer) room() {
 	unread := b.end - b.start
 	if unread < len(b.buf) {
-		copy(b.buf, b.buf[b.start:b.end])
+		if b.start > 0 { // else they are there already: a line read in many small pieces is not copied at each
+			copy(b.buf, b.buf[b.start:b.end])
+		}
 		return
 	}
 	grown := make([]byte, min(max(lineBufferSize, 2*len(b.buf)), maxEventLine+1))

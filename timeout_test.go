@@ -126,7 +126,10 @@ func TestStreamStartingAsTheTimeoutFires(t *testing.T) {
 // on which side wins, so it cannot flake; it only gives the losing orders a chance to happen.
 func TestStreamTimeoutRaceInRealTime(t *testing.T) {
 	servers := startRegions(t, []string{"eastus", "westus"})
-	client := newClient(t, regionsOf(servers...), failover.WithAttemptTimeout(2*time.Millisecond))
+	// Under -race a healthy region's attempt can take 2 ms too; its rests are kept to a millisecond, so that such a
+	// moment costs the loop a millisecond rather than a backoff of seconds (the test took 2 s to 90 s).
+	client := newClient(t, regionsOf(servers...), failover.WithAttemptTimeout(2*time.Millisecond),
+		failover.WithBackoff(func(int) time.Duration { return time.Millisecond }))
 	for range 200 {
 		servers[0].Script(failovertest.Reply{BodyDelay: 2 * time.Millisecond})
 		var rec recorder
