@@ -53,6 +53,15 @@ func (h *heldRegion) releaseAll() { h.once.Do(func() { close(h.release) }) }
 // gatewayKey), and returns the gateway's URL.
 func gatewayBefore(t *testing.T, cfg gateway.Config, handler http.Handler) string {
 	t.Helper()
+	srv := httptest.NewServer(gatewayFor(t, cfg, handler))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// gatewayFor is a gateway configured by cfg (which admits gatewayKey) in front of a client whose one region,
+// eastus, handler serves on loopback.
+func gatewayFor(t *testing.T, cfg gateway.Config, handler http.Handler) *gateway.Gateway {
+	t.Helper()
 	region := httptest.NewServer(handler)
 	t.Cleanup(region.Close)
 	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: region.URL, APIKey: "region-key-1"}},
@@ -62,9 +71,7 @@ func gatewayBefore(t *testing.T, cfg gateway.Config, handler http.Handler) strin
 	cfg.Keys = []string{gatewayKey}
 	gw, err := gateway.New(client, cfg)
 	require.NoError(t, err)
-	srv := httptest.NewServer(gw)
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return gw
 }
 
 // chatBody is a chat request whose body is about size bytes, with word in it.

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aoai-failover/failover"
 	"github.com/aoai-failover/failover/gateway"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -83,16 +82,7 @@ func startTakeOverFront(t *testing.T, region http.Handler, cfg gateway.Config, u
 
 func startFront(t *testing.T, region http.Handler, cfg gateway.Config, useTLS, throughListener bool, configure ...func(*http.Server)) *takeOverFront {
 	t.Helper()
-	upstream := httptest.NewServer(region)
-	t.Cleanup(upstream.Close)
-	client, err := failover.New([]failover.Region{{Name: "eastus", Endpoint: upstream.URL, APIKey: "region-key"}},
-		failover.WithMaxWait(0))
-	require.NoError(t, err)
-	t.Cleanup(client.CloseIdleConnections)
-	cfg.Keys = []string{gatewayKey}
-	f := &takeOverFront{}
-	f.gateway, err = gateway.New(client, cfg)
-	require.NoError(t, err)
+	f := &takeOverFront{gateway: gatewayFor(t, cfg, region)}
 	f.server = httptest.NewUnstartedServer(f.gateway)
 	if throughListener {
 		f.server.Listener = f.gateway.Listener(f.server.Listener)
@@ -218,17 +208,17 @@ func TestCallerLeavingATakenOverStreamEndsItUpstream(t *testing.T) {
 	assert.EqualValues(t, 1, f.hijacked.Load())
 }
 
-// A request that says Connection: close gets a stream that says so too, and the connection ends with it.
-func TestTakenOverStreamHonoursConnectionClose(t *testing.T) {
-	region := newPacedRegion()
-	close(region.next)
-	f := startTakeOverFront(t, region, gateway.Config{}, false)
+// rawStream dials f's gateway, sends a stream request with the extra header lines (each ending in \r\n) and then
+// what follows (pipelined requests), and reads the stream's answer whole; it returns the answer and the reader of
+// the connection, for what comes after it.
+func rawStream(t *testing.T, f *takeOverFront, extra, follows string) (*http.Response, string, *bufio.Reader) {
+	t.Helper()
 	conn, err := net.Dial("tcp", f.server.Listener.Addr().String())
 	require.NoError(t, err)
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	body := `{"model":"gpt-4o","stream":true,"messages":[]}`
 	_, err = fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n"+
-		"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", gatewayKey, len(body), body)
+		"Content-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s%s", gatewayKey, len(body), extra, body, follows)
 	require.NoError(t, err)
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
 	in := bufio.NewReader(conn)
@@ -236,9 +226,18 @@ func TestTakenOverStreamHonoursConnectionClose(t *testing.T) {
 	require.NoError(t, err)
 	got, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	assert.Equal(t, pacedChunk+"data: [DONE]\n\n", string(got))
+	return resp, string(got), in
+}
+
+// A request that says Connection: close gets a stream that says so too, and the connection ends with it.
+func TestTakenOverStreamHonoursConnectionClose(t *testing.T) {
+	region := newPacedRegion()
+	close(region.next)
+	f := startTakeOverFront(t, region, gateway.Config{}, false)
+	resp, got, in := rawStream(t, f, "Connection: close\r\n", "")
+	assert.Equal(t, pacedChunk+"data: [DONE]\n\n", got)
 	assert.True(t, resp.Close, "Connection: close")
-	_, err = in.ReadByte()
+	_, err := in.ReadByte()
 	assert.ErrorIs(t, err, io.EOF, "the gateway closed the connection")
 	assert.EqualValues(t, 1, f.hijacked.Load())
 }
@@ -249,22 +248,10 @@ func TestTakenOverStreamConnectionClosesAtTheIdleTimeout(t *testing.T) {
 	region := newPacedRegion()
 	close(region.next)
 	f := startTakeOverFront(t, region, gateway.Config{}, false, func(s *http.Server) { s.IdleTimeout = 50 * time.Millisecond })
-	conn, err := net.Dial("tcp", f.server.Listener.Addr().String())
-	require.NoError(t, err)
-	defer conn.Close()
-	body := `{"model":"gpt-4o","stream":true,"messages":[]}`
-	_, err = fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n"+
-		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", gatewayKey, len(body), body)
-	require.NoError(t, err)
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
-	in := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(in, nil)
-	require.NoError(t, err)
-	got, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	assert.Equal(t, pacedChunk+"data: [DONE]\n\n", string(got))
+	resp, got, in := rawStream(t, f, "", "")
+	assert.Equal(t, pacedChunk+"data: [DONE]\n\n", got)
 	assert.False(t, resp.Close)
-	_, err = in.ReadByte()
+	_, err := in.ReadByte()
 	assert.ErrorIs(t, err, io.EOF, "closed at the idle timeout, well before the test's 10 s deadline")
 	require.Eventually(t, func() bool { return metric(t, f.url, "aoai_gateway_open_connections") == "1" },
 		10*time.Second, 5*time.Millisecond, "only the /metrics request's connection is open")
@@ -275,26 +262,13 @@ func TestPipelinedRequestIsServedAfterATakenOverStream(t *testing.T) {
 	region := newPacedRegion()
 	close(region.next)
 	f := startTakeOverFront(t, region, gateway.Config{}, false)
-	conn, err := net.Dial("tcp", f.server.Listener.Addr().String())
-	require.NoError(t, err)
-	defer conn.Close()
-	body := `{"model":"gpt-4o","stream":true,"messages":[]}`
-	_, err = fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n"+
-		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%sGET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n",
-		gatewayKey, len(body), body)
-	require.NoError(t, err)
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
-	in := bufio.NewReader(conn)
-	first, err := http.ReadResponse(in, nil)
-	require.NoError(t, err)
-	got, err := io.ReadAll(first.Body)
-	require.NoError(t, err)
-	assert.Equal(t, pacedChunk+"data: [DONE]\n\n", string(got))
+	_, got, in := rawStream(t, f, "", "GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+	assert.Equal(t, pacedChunk+"data: [DONE]\n\n", got)
 	second, err := http.ReadResponse(in, nil)
 	require.NoError(t, err)
-	got, err = io.ReadAll(second.Body)
+	next, err := io.ReadAll(second.Body)
 	require.NoError(t, err)
-	assert.Equal(t, "ok\n", string(got))
+	assert.Equal(t, "ok\n", string(next))
 	assert.EqualValues(t, 1, f.hijacked.Load())
 }
 
