@@ -284,11 +284,13 @@ func reviewBlockFor(release <-chan struct{}, d time.Duration) func() {
 // without it (in a run where the region's handler stayed open after [DONE], 136 of 200 requests sent after a
 // stream on its connection were shed, nothing held).
 func TestReviewTakeoverStreamEndsBeforeItsRequestIsDone(t *testing.T) {
-	t.Run("next request on the same connection", func(t *testing.T) {
+	// streamed is a gateway at MaxInFlight 1 whose log line is held, and a connection whose stream, taken over,
+	// has ended for its caller.
+	streamed := func(t *testing.T) (*reviewRig, *reviewConn) {
 		region := newReviewRegion(t, nil)
 		logs := newReviewLog()
 		release := make(chan struct{})
-		defer close(release)
+		t.Cleanup(func() { close(release) })
 		logs.block = reviewBlockFor(release, 3*time.Second)
 		rig := newReviewRig(t, gateway.Config{MaxInFlight: 1, Logger: slog.New(logs)}, region.URL, nil)
 		c := reviewDial(t, rig.addr)
@@ -297,26 +299,17 @@ func TestReviewTakeoverStreamEndsBeforeItsRequestIsDone(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode, body)
 		require.Contains(t, body, "[DONE]")
 		require.Equal(t, int32(1), rig.hijacked.Load(), "the stream was taken over")
+		return rig, c
+	}
+	t.Run("next request on the same connection", func(t *testing.T) {
+		_, c := streamed(t)
 		c.send(t, reviewRawRequest("/v1/chat/completions", reviewPlainBody, ""))
-		resp, body = c.answer(t)
+		resp, body := c.answer(t)
 		assert.Equal(t, http.StatusOK, resp.StatusCode,
 			"the request after a stream, on the same kept-alive connection, was shed: %s", body)
 	})
 	t.Run("next request on another connection", func(t *testing.T) {
-		region := newReviewRegion(t, nil)
-		logs := newReviewLog()
-		release := make(chan struct{})
-		defer close(release)
-		logs.block = reviewBlockFor(release, 3*time.Second)
-		rig := newReviewRig(t, gateway.Config{MaxInFlight: 1, Logger: slog.New(logs)}, region.URL, nil)
-
-		c := reviewDial(t, rig.addr)
-		c.send(t, reviewRawRequest("/v1/chat/completions", reviewStreamBody, ""))
-		resp, body := c.answer(t)
-		require.Equal(t, http.StatusOK, resp.StatusCode, body)
-		require.Contains(t, body, "[DONE]")
-		require.Equal(t, int32(1), rig.hijacked.Load(), "the stream was taken over")
-
+		rig, _ := streamed(t)
 		// The stream has ended for its caller: its next request, on another connection, must be served.
 		req, err := http.NewRequest(http.MethodPost, rig.url+"/v1/chat/completions", strings.NewReader(reviewPlainBody))
 		require.NoError(t, err)
